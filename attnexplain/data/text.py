@@ -1,0 +1,98 @@
+"""The Jain & Wallace text pipeline (papers-spec A1).
+
+Lowercase, tokenise (spaCy-like: words, contractions and punctuation apart), any token that
+contains a digit becomes ``qqq``, vocabulary from the training texts with a minimum document
+frequency, ids PAD 0 / UNK 1 / SOS 2 / EOS 3, every sequence wrapped ``<SOS> ... <EOS>``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from attnexplain.errors import InvalidInputError
+
+PAD, UNK, SOS, EOS = "<PAD>", "<UNK>", "<SOS>", "<EOS>"
+SPECIAL_TOKENS = (PAD, UNK, SOS, EOS)
+PAD_ID, UNK_ID, SOS_ID, EOS_ID = range(4)
+DIGIT_TOKEN = "qqq"
+
+# Order matters: a contraction's stem stops before "n't"; clitics ('s, 're, ...) stand alone;
+# then words; then any single non-space symbol.
+_TOKEN_RE = re.compile(r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+|[^\w\s]")
+_HTML_BREAK_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def clean_text(text: str) -> str:
+    """Undo HTML escapes and turn ``<br />`` line breaks into spaces."""
+    return _HTML_BREAK_RE.sub(" ", html.unescape(text))
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a text into lowercase tokens; tokens with a digit become ``qqq``.
+
+    >>> tokenize("Don't pay $10 for it!")
+    ['do', "n't", 'pay', '$', 'qqq', 'for', 'it', '!']
+    """
+    tokens = _TOKEN_RE.findall(clean_text(text).lower())
+    return [DIGIT_TOKEN if any(ch.isdigit() for ch in tok) else tok for tok in tokens]
+
+
+@dataclass
+class Vocabulary:
+    """Token <-> id mapping; ids 0-3 are the special tokens."""
+
+    itos: list[str] = field(default_factory=lambda: list(SPECIAL_TOKENS))
+
+    def __post_init__(self) -> None:
+        if tuple(self.itos[:4]) != SPECIAL_TOKENS:
+            raise InvalidInputError(f"a vocabulary must start with {SPECIAL_TOKENS}")
+        self.stoi = {tok: i for i, tok in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @classmethod
+    def build(cls, tokenized_texts: Iterable[Sequence[str]], min_df: int = 1) -> Vocabulary:
+        """Keep every token that occurs in at least ``min_df`` documents (sorted for stability)."""
+        if min_df < 1:
+            raise InvalidInputError(f"min_df must be >= 1, got {min_df}")
+        document_frequency: Counter[str] = Counter()
+        for tokens in tokenized_texts:
+            document_frequency.update(set(tokens))
+        kept = sorted(
+            tok
+            for tok, df in document_frequency.items()
+            if df >= min_df and tok not in SPECIAL_TOKENS
+        )
+        return cls(list(SPECIAL_TOKENS) + kept)
+
+    def ids(self, tokens: Sequence[str]) -> list[int]:
+        return [self.stoi.get(tok, UNK_ID) for tok in tokens]
+
+
+@dataclass
+class TextPipeline:
+    """Text -> token ids with SOS/EOS, using a fixed vocabulary."""
+
+    vocab: Vocabulary
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], min_df: int = 1) -> TextPipeline:
+        return cls(Vocabulary.build((tokenize(t) for t in texts), min_df=min_df))
+
+    def tokens(self, text: str) -> list[str]:
+        """``[SOS, tok_1, ..., tok_n, EOS]``; raises for a text with no tokens."""
+        tokens = tokenize(text)
+        if not tokens:
+            raise InvalidInputError(f"text {text[:40]!r} has no tokens: pass a non-empty text")
+        return [SOS, *tokens, EOS]
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.ids(self.tokens(text))
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return [self.vocab.itos[i] for i in ids]

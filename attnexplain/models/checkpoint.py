@@ -1,0 +1,132 @@
+"""Checkpoints: ``model.safetensors`` (weights) + ``config.json`` (architecture, classes,
+vocabulary, provenance). Never pickle: loading a checkpoint runs no code from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from attnexplain.atomic import atomic_write, write_json
+from attnexplain.data.text import TextPipeline, Vocabulary
+from attnexplain.errors import AttnExplainError, CheckpointError
+from attnexplain.models.classic import ClassicConfig, ClassicModel
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode, its text pipeline and metadata."""
+
+    model: ClassicModel
+    pipeline: TextPipeline
+    classes: list[str]
+    metadata: dict = field(default_factory=dict)
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: ClassicModel,
+    pipeline: TextPipeline,
+    classes: list[str],
+    metadata: dict | None = None,
+) -> Path:
+    """Write the checkpoint folder atomically, file by file; returns the folder."""
+    directory = Path(directory)
+    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    write_json(
+        directory / CONFIG_FILE,
+        {
+            "format_version": FORMAT_VERSION,
+            "architecture": "classic",
+            "model": model.config.to_dict(),
+            "classes": list(classes),
+            "vocab": pipeline.vocab.itos,
+            "metadata": metadata or {},
+        },
+    )
+    return directory
+
+
+def _read_config(directory: Path) -> dict:
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{directory} is not a checkpoint: {CONFIG_FILE} is missing "
+            f"(pass the folder that `attnexplain train` printed)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path} is not valid JSON ({exc}): the checkpoint is damaged; train again"
+        ) from exc
+
+
+def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
+    """Load a checkpoint folder written by :func:`save_checkpoint`.
+
+    Raises :class:`CheckpointError` for a missing or truncated file, or weights that do not fit
+    the architecture the config declares.
+    """
+    directory = Path(directory)
+    config = _read_config(directory)
+    if config.get("architecture") != "classic":
+        raise CheckpointError(
+            f"{directory}: unsupported architecture {config.get('architecture')!r}"
+        )
+    try:
+        model = ClassicModel(ClassicConfig(**config["model"]))
+        pipeline = TextPipeline(Vocabulary(config["vocab"]))
+    except (KeyError, TypeError, AttnExplainError) as exc:
+        raise CheckpointError(
+            f"{directory / CONFIG_FILE} does not describe a model ({exc})"
+        ) from exc
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path} is missing")
+    try:
+        weights = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{weights_path} is truncated or not a safetensors file ({exc}); "
+            f"the checkpoint is damaged: train again"
+        ) from exc
+    _check_fits(model, weights, directory)
+    model.load_state_dict(weights)
+    model.eval()
+    return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
+
+
+def _check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in weights.items()}
+    if expected == found:
+        return
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    reshaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
+    parts = [
+        f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+        for label, names in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("different shape", reshaped),
+        )
+        if names
+    ]
+    arch = model.config
+    raise CheckpointError(
+        f"{where / WEIGHTS_FILE} holds weights of another architecture than its config "
+        f"({arch.encoder}+{arch.attention}, hidden {arch.hidden_size}, vocab "
+        f"{arch.vocab_size}): {'; '.join(parts)}. Use the config.json saved with these weights"
+    )
