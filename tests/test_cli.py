@@ -114,7 +114,7 @@ def test_checkpoint_of_another_architecture(checkpoint, tmp_path):
     )
     assert trained.returncode == 0, trained.stderr
     (tmp_path / "mixed").mkdir()
-    (tmp_path / "mixed" / "config.json").write_bytes((out / "config.json").read_bytes())
+    (tmp_path / "mixed" / "attnexplain.json").write_bytes((out / "attnexplain.json").read_bytes())
     (tmp_path / "mixed" / "model.safetensors").write_bytes(
         (other / "model.safetensors").read_bytes()
     )
@@ -125,7 +125,7 @@ def test_checkpoint_of_another_architecture(checkpoint, tmp_path):
 
 def test_truncated_checkpoint(checkpoint, tmp_path):
     out, _ = checkpoint
-    (tmp_path / "config.json").write_bytes((out / "config.json").read_bytes())
+    (tmp_path / "attnexplain.json").write_bytes((out / "attnexplain.json").read_bytes())
     weights = (out / "model.safetensors").read_bytes()
     (tmp_path / "model.safetensors").write_bytes(weights[:100])
     _assert_one_line_error(

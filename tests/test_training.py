@@ -49,14 +49,14 @@ def test_checkpoint_round_trips_bit_exactly(synthetic, trained):
     assert all(torch.equal(state[k], stored[k]) for k in stored)
     assert loaded.classes == synthetic.classes
     assert evaluate(loaded.model, loaded.pipeline, synthetic.test) == trained.test
-    metadata = json.loads((trained.checkpoint / "config.json").read_text())["metadata"]
+    metadata = json.loads((trained.checkpoint / "attnexplain.json").read_text())["metadata"]
     assert metadata["test"] == trained.test and metadata["dataset"] == "synthetic"
 
 
 def test_truncated_weights_are_a_checkpoint_error(trained, tmp_path):
     damaged = tmp_path / "damaged"
     damaged.mkdir()
-    (damaged / "config.json").write_text((trained.checkpoint / "config.json").read_text())
+    (damaged / "attnexplain.json").write_text((trained.checkpoint / "attnexplain.json").read_text())
     weights = (trained.checkpoint / "model.safetensors").read_bytes()
     (damaged / "model.safetensors").write_bytes(weights[: len(weights) // 3])
     with pytest.raises(CheckpointError, match="truncated"):
@@ -73,12 +73,54 @@ def test_weights_of_another_architecture_are_a_checkpoint_error(synthetic, train
     )
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    (mixed / "config.json").write_text((trained.checkpoint / "config.json").read_text())
+    (mixed / "attnexplain.json").write_text((trained.checkpoint / "attnexplain.json").read_text())
     (mixed / "model.safetensors").write_bytes((other.checkpoint / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match=r"another architecture.*lstm"):
         load_checkpoint(mixed)
 
 
 def test_a_folder_without_checkpoint_is_a_checkpoint_error(tmp_path):
-    with pytest.raises(CheckpointError, match=r"config\.json is missing"):
+    with pytest.raises(CheckpointError, match=r"attnexplain\.json is missing"):
         load_checkpoint(tmp_path)
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
+    synthetic, trained, tmp_path, monkeypatch
+):
+    from attnexplain.models import train as train_module
+
+    real_epoch = train_module._train_epoch
+
+    def crash_in_epoch_two(*args, **kwargs):
+        if args[6] == 2:  # the epoch argument
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    out = tmp_path / "interrupted"
+    monkeypatch.setattr(train_module, "_train_epoch", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(synthetic, out, TINY, FAST, progress=False)
+    assert (out / "model.safetensors").is_file() and (out / "resume.json").is_file()
+    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+    resumed = train(synthetic, out, TINY, FAST, progress=False)
+    assert resumed.history == trained.history and resumed.test == trained.test
+    first = load_file(str(trained.checkpoint / "model.safetensors"))
+    second = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not (out / "resume.json").exists()
+
+
+def test_an_unfinished_run_with_other_settings_is_not_overwritten(synthetic, tmp_path, monkeypatch):
+    from attnexplain.models import train as train_module
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_epoch = train_module._train_epoch
+    calls = iter([real_epoch, crash])
+    monkeypatch.setattr(train_module, "_train_epoch", lambda *a, **k: next(calls)(*a, **k))
+    with pytest.raises(KeyboardInterrupt):
+        train(synthetic, tmp_path, TINY, FAST, progress=False)
+    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+    with pytest.raises(CheckpointError, match="other settings"):
+        train(synthetic, tmp_path, {**TINY, "encoder": "average"}, FAST, progress=False)

@@ -1,4 +1,4 @@
-"""Checkpoints: ``model.safetensors`` (weights) + ``config.json`` (architecture, classes,
+"""Checkpoints: ``model.safetensors`` (weights) + ``attnexplain.json`` (architecture, classes,
 vocabulary, provenance). Never pickle: loading a checkpoint runs no code from it."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from attnexplain.errors import AttnExplainError, CheckpointError
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "attnexplain.json"
 FORMAT_VERSION = 1
 
 
@@ -128,5 +128,5 @@ def _check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], where:
     raise CheckpointError(
         f"{where / WEIGHTS_FILE} holds weights of another architecture than its config "
         f"({arch.encoder}+{arch.attention}, hidden {arch.hidden_size}, vocab "
-        f"{arch.vocab_size}): {'; '.join(parts)}. Use the config.json saved with these weights"
+        f"{arch.vocab_size}): {'; '.join(parts)}. Use the attnexplain.json saved with these weights"
     )

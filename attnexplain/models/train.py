@@ -22,10 +22,11 @@ from tqdm.auto import tqdm
 from attnexplain.data.batching import bucketed_batches
 from attnexplain.data.glove import GLOVE_DIM, glove_matrix
 from attnexplain.data.registry import Dataset
-from attnexplain.data.text import TextPipeline
+from attnexplain.data.text import TextPipeline, Vocabulary
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
+from attnexplain.models.train_state import clear_train_state, load_train_state, save_train_state
 
 EMBEDDINGS = ("random", "glove")
 
@@ -172,56 +173,53 @@ def train(
     """Train a classic model on ``dataset`` and save the best epoch's checkpoint to ``out_dir``.
 
     ``model_kwargs`` go to :class:`ClassicConfig` (encoder, attention, hidden_size,
-    attention_mode). The checkpoint is rewritten atomically whenever dev improves, so an
-    interrupted run leaves the best model so far.
+    attention_mode). The checkpoint is rewritten atomically whenever dev improves, and the
+    training state after every epoch: calling ``train`` again with the same arguments after a
+    crash or Ctrl-C resumes from the last finished epoch and gives the same result.
     """
     config = config or TrainConfig()
     started = time.perf_counter()
-    pipeline = TextPipeline.fit(
-        [" ".join(t) for t in dataset.train["tokens"]], min_df=dataset.min_df
-    )
+    pipeline = TextPipeline(Vocabulary.build(dataset.train["tokens"], min_df=dataset.min_df))
     model = build_model(dataset, pipeline, model_kwargs or {}, config, cache)
     train_ids = encode_frame(pipeline, dataset.train)
     train_labels = dataset.train["label"].to_numpy()
     loss_fn = _loss_function(model, train_labels)
     optimizer = _optimizer(model, config)
     select_by = "roc_auc" if dataset.num_classes == 2 else "accuracy"
+    fingerprint = {
+        "dataset": dataset.name,
+        "sizes": dataset.sizes(),
+        "model": model.config.to_dict(),
+        "train_config": asdict(config),
+    }
     metadata = {
         "dataset": dataset.name,
         "train_config": asdict(config),
         "selected_by": f"dev {select_by}",
     }
-    best, best_epoch, history = -np.inf, 0, []
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        batches = list(
-            bucketed_batches(
-                train_ids, train_labels, config.batch_size, shuffle_seed=config.seed * 1000 + epoch
-            )
+    state = load_train_state(out_dir, model, optimizer, fingerprint) or {
+        "fingerprint": fingerprint,
+        "epoch": 0,
+        "best": -np.inf,
+        "best_epoch": 0,
+        "history": [],
+    }
+    if state["epoch"] and progress:
+        tqdm.write(f"resuming after epoch {state['epoch']}", file=sys.stderr)
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        loss = _train_epoch(
+            model, optimizer, loss_fn, train_ids, train_labels, config, epoch, progress
         )
-        total = 0.0
-        for batch in tqdm(
-            batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
-        ):
-            optimizer.zero_grad()
-            logits = model(batch.token_ids, batch.lengths, batch.content_mask)
-            target = (
-                batch.labels.float().unsqueeze(1) if model.config.output_size == 1 else batch.labels
-            )
-            loss = loss_fn(logits, target)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
         dev = evaluate(model, pipeline, dataset.dev)
-        history.append({"epoch": epoch, "train_loss": total / len(train_ids), **dev})
+        state["history"].append({"epoch": epoch, "train_loss": loss, **dev})
         if progress:
             tqdm.write(
-                f"epoch {epoch}: loss {total / len(train_ids):.4f}  dev "
+                f"epoch {epoch}: loss {loss:.4f}  dev "
                 + "  ".join(f"{k} {v:.4f}" for k, v in dev.items()),
                 file=sys.stderr,
             )
-        if dev[select_by] > best:
-            best, best_epoch = dev[select_by], epoch
+        if dev[select_by] > state["best"]:
+            state["best"], state["best_epoch"] = dev[select_by], epoch
             save_checkpoint(
                 out_dir,
                 model,
@@ -229,9 +227,12 @@ def train(
                 dataset.classes,
                 {**metadata, "best_epoch": epoch, "dev": dev},
             )
+        state["epoch"] = epoch
+        save_train_state(out_dir, model, optimizer, state)
     best_model = load_checkpoint(out_dir).model
     test = evaluate(best_model, pipeline, dataset.test)
-    dev = history[best_epoch - 1]
+    history, best_epoch = state["history"], state["best_epoch"]
+    dev = {k: history[best_epoch - 1][k] for k in test}
     wall = time.perf_counter() - started
     save_checkpoint(
         out_dir,
@@ -247,4 +248,38 @@ def train(
             "history": history,
         },
     )
-    return TrainResult(Path(out_dir), test, {k: dev[k] for k in test}, best_epoch, wall, history)
+    clear_train_state(out_dir)
+    return TrainResult(Path(out_dir), test, dev, best_epoch, wall, history)
+
+
+def _train_epoch(
+    model: ClassicModel,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    train_ids: list[list[int]],
+    train_labels: np.ndarray,
+    config: TrainConfig,
+    epoch: int,
+    progress: bool,
+) -> float:
+    """One pass over the training data in seeded length-bucketed batches; mean loss."""
+    model.train()
+    batches = list(
+        bucketed_batches(
+            train_ids, train_labels, config.batch_size, shuffle_seed=config.seed * 1000 + epoch
+        )
+    )
+    total = 0.0
+    for batch in tqdm(
+        batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
+    ):
+        optimizer.zero_grad()
+        logits = model(batch.token_ids, batch.lengths, batch.content_mask)
+        target = (
+            batch.labels.float().unsqueeze(1) if model.config.output_size == 1 else batch.labels
+        )
+        loss = loss_fn(logits, target)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch)
+    return total / len(train_ids)
