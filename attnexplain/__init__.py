@@ -5,9 +5,11 @@ from attnexplain.errors import (
     AttnExplainError,
     CheckpointError,
     DataSourceError,
+    HookError,
     InvalidInputError,
     UnknownNameError,
 )
+from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
 
@@ -20,15 +22,20 @@ __all__ = [
     "ClassicModel",
     "DataSourceError",
     "Dataset",
+    "HookError",
     "InvalidInputError",
     "TextPipeline",
     "TrainConfig",
     "TrainResult",
     "UnknownNameError",
+    "capture",
     "evaluate",
+    "intervene",
     "list_datasets",
+    "list_sites",
     "load_checkpoint",
     "load_dataset",
+    "run_with_cache",
     "save_checkpoint",
     "train",
 ]

@@ -14,9 +14,16 @@ import typer
 
 from attnexplain.data import get_spec, list_datasets, load_dataset, load_local
 from attnexplain.data.sources import fetch_wheel
-from attnexplain.errors import AttnExplainError, InvalidInputError
+from attnexplain.errors import AttnExplainError, InvalidInputError, UnknownNameError
 from attnexplain.models.checkpoint import load_checkpoint
-from attnexplain.models.classic import ATTENTION_MODES, ATTENTIONS, ENCODERS, ClassicConfig
+from attnexplain.models.classic import (
+    ATTENTION_MODES,
+    ATTENTIONS,
+    ENCODERS,
+    ClassicConfig,
+    ClassicModel,
+)
+from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
 
 app = typer.Typer(
@@ -89,13 +96,19 @@ def train_command(
     data_file: Annotated[Path | None, typer.Option(help="Local .csv/.tsv/.jsonl file")] = None,
     text_column: Annotated[str, typer.Option(help="Text column of --data-file")] = "text",
     label_column: Annotated[str, typer.Option(help="Label column of --data-file")] = "label",
+    model: Annotated[
+        str,
+        typer.Option(
+            help=f"classic, or a pretrained transformer to fine-tune: {', '.join(PRETRAINED)}"
+        ),
+    ] = "classic",
     encoder: Annotated[str, typer.Option(help=f"One of {', '.join(ENCODERS)}")] = "lstm",
     attention: Annotated[str, typer.Option(help=f"One of {', '.join(ATTENTIONS)}")] = "additive",
     attention_mode: Annotated[
         str, typer.Option(help=f"One of {', '.join(ATTENTION_MODES[:2])}")
     ] = "learned",
     seed: int = 10,
-    epochs: int = 8,
+    epochs: Annotated[int | None, typer.Option(help="[default: 8 classic, 3 fine-tuning]")] = None,
     hidden_size: int = 128,
     embeddings: Annotated[str, typer.Option(help="glove (GloVe 6B 50d) or random")] = "glove",
     embed_dim: Annotated[int, typer.Option(help="Width of random embeddings")] = 300,
@@ -110,33 +123,45 @@ def train_command(
     ] = False,
     cache_dir: CacheOption = None,
 ) -> None:
-    """Train a classic model with the J&W recipe and report its test metrics."""
-    ClassicConfig(
-        vocab_size=1, encoder=encoder, attention=attention, attention_mode=attention_mode
-    )  # validate names before loading data
-    config = TrainConfig(epochs=epochs, seed=seed, embeddings=embeddings, embed_dim=embed_dim)
-    data = _dataset(dataset, data_file, text_column, label_column, cache_dir)
-    out = out or Path("runs/checkpoints") / f"{data.name}-{encoder}-{attention}-s{seed}"
-    result = train(
-        data,
-        out,
-        {
+    """Train a classic model (J&W recipe) or fine-tune a transformer; report test metrics."""
+    if model != "classic" and model not in PRETRAINED:
+        raise UnknownNameError(
+            f"unknown model {model!r}; choose classic or one of {', '.join(PRETRAINED)}"
+        )
+    pretrained = None if model == "classic" else model
+    overrides = {"seed": seed} | ({"epochs": epochs} if epochs is not None else {})
+    if pretrained:
+        config = TrainConfig.finetuning(**overrides)
+        architecture = {}
+    else:
+        ClassicConfig(
+            vocab_size=1, encoder=encoder, attention=attention, attention_mode=attention_mode
+        )  # validate names before loading data
+        config = TrainConfig(embeddings=embeddings, embed_dim=embed_dim, **overrides)
+        architecture = {
             "encoder": encoder,
             "attention": attention,
             "hidden_size": hidden_size,
             "attention_mode": attention_mode,
-        },
+        }
+    data = _dataset(dataset, data_file, text_column, label_column, cache_dir)
+    name = pretrained or f"{encoder}-{attention}"
+    out = out or Path("runs/checkpoints") / f"{data.name}-{name}-s{seed}"
+    result = train(
+        data,
+        out,
+        architecture,
         config,
         cache=cache_dir,
         progress=not as_json,
+        pretrained=pretrained,
     )
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "dataset": data.name,
-                    "encoder": encoder,
-                    "attention": attention,
+                    "model": name,
                     "seed": seed,
                     **result.to_dict(),
                 }
@@ -189,16 +214,18 @@ def predict_command(
 
     loaded = load_checkpoint(checkpoint)
     sequences = [loaded.pipeline.encode(text) for text in texts]
-    probabilities = predict_proba(loaded.model, sequences)
+    probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.pad_id)
     for text, ids, probs in zip(texts, sequences, probabilities, strict=True):
+        best = int(probs.argmax())
+        typer.echo(f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}")
+        if not isinstance(loaded.model, ClassicModel):
+            continue  # transformers: attention per layer and head, see attnexplain.hooks
         batch = collate([ids])
         with torch.no_grad():
             state = loaded.model.encode(batch.token_ids, batch.lengths, batch.content_mask)
             alpha = loaded.model.attention(state)[0]
         tokens = loaded.pipeline.decode(ids)
         order = alpha.argsort(descending=True)[:top].tolist()
-        best = int(probs.argmax())
-        typer.echo(f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}")
         typer.echo("  attention: " + "  ".join(f"{tokens[i]} {alpha[i]:.3f}" for i in order))
 
 

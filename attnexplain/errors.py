@@ -23,3 +23,8 @@ class InvalidInputError(AttnExplainError, ValueError):
 
 class CheckpointError(AttnExplainError):
     """A checkpoint that is missing, truncated or does not match its declared architecture."""
+
+
+class HookError(AttnExplainError):
+    """Attention that cannot be captured or intervened on: a model whose attention does not
+    pass through a hook point, or a site name the model does not have."""

@@ -38,16 +38,28 @@ class Batch:
     def __len__(self) -> int:
         return self.token_ids.shape[0]
 
+    @property
+    def padding_mask(self) -> torch.Tensor:
+        """[batch, tokens] long: 1 inside each sequence, 0 on padding (transformers'
+        ``attention_mask``)."""
+        positions = torch.arange(self.token_ids.shape[1])
+        return (positions < self.lengths.unsqueeze(1)).long()
+
 
 def collate(
     sequences: Sequence[Sequence[int]],
     labels: Sequence[int] | None = None,
     index: Sequence[int] | None = None,
+    pad_id: int = PAD_ID,
 ) -> Batch:
-    """Pad id sequences (each ``[SOS, ..., EOS]``) into a :class:`Batch`."""
+    """Pad id sequences into a :class:`Batch`.
+
+    Each sequence starts and ends with a marker that is not content: ``<SOS> ... <EOS>`` for
+    the classic pipeline, ``[CLS] ... [SEP]`` (or ``<s> ... </s>``) for wordpiece tokenizers.
+    """
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
     width = int(lengths.max())
-    token_ids = torch.full((len(sequences), width), PAD_ID, dtype=torch.long)
+    token_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     for row, seq in enumerate(sequences):
         token_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     positions = torch.arange(width)
@@ -67,6 +79,7 @@ def bucketed_batches(
     batch_size: int = 32,
     shuffle_seed: int | None = None,
     pool_batches: int = 50,
+    pad_id: int = PAD_ID,
 ) -> Iterator[Batch]:
     """Batches of similar length (less padding, faster recurrent encoders).
 
@@ -94,4 +107,5 @@ def bucketed_batches(
             [sequences[i] for i in chunk],
             None if labels is None else [labels[i] for i in chunk],
             chunk.tolist(),
+            pad_id,
         )

@@ -79,6 +79,7 @@ class TextPipeline:
     """Text -> token ids with SOS/EOS, using a fixed vocabulary."""
 
     vocab: Vocabulary
+    pad_id: int = PAD_ID
 
     @classmethod
     def fit(cls, texts: Iterable[str], min_df: int = 1) -> TextPipeline:
@@ -93,6 +94,10 @@ class TextPipeline:
 
     def encode(self, text: str) -> list[int]:
         return self.vocab.ids(self.tokens(text))
+
+    def encode_split(self, frame) -> list[list[int]]:
+        """Ids of every row of a dataset split, from its pre-tokenised ``tokens`` column."""
+        return [self.vocab.ids([SOS, *tokens, EOS]) for tokens in frame["tokens"]]
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return [self.vocab.itos[i] for i in ids]

@@ -1,5 +1,6 @@
 """Checkpoints: ``model.safetensors`` (weights) + ``attnexplain.json`` (architecture, classes,
-vocabulary, provenance). Never pickle: loading a checkpoint runs no code from it."""
+vocabulary, provenance); transformers models add their own ``config.json`` and tokenizer
+files. Never pickle: loading a checkpoint runs no code from it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from attnexplain.atomic import atomic_write, write_json
 from attnexplain.data.text import TextPipeline, Vocabulary
 from attnexplain.errors import AttnExplainError, CheckpointError
 from attnexplain.models.classic import ClassicConfig, ClassicModel
+from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_hf, save_hf
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "attnexplain.json"
@@ -26,34 +28,38 @@ FORMAT_VERSION = 1
 class Checkpoint:
     """A loaded checkpoint: the model in eval mode, its text pipeline and metadata."""
 
-    model: ClassicModel
-    pipeline: TextPipeline
+    model: ClassicModel | HFClassifier
+    pipeline: TextPipeline | WordpieceTokenizer
     classes: list[str]
     metadata: dict = field(default_factory=dict)
 
 
 def save_checkpoint(
     directory: str | os.PathLike,
-    model: ClassicModel,
-    pipeline: TextPipeline,
+    model: ClassicModel | HFClassifier,
+    pipeline: TextPipeline | WordpieceTokenizer,
     classes: list[str],
     metadata: dict | None = None,
 ) -> Path:
-    """Write the checkpoint folder atomically, file by file; returns the folder."""
+    """Write the checkpoint folder, file by file, ``attnexplain.json`` last; returns it."""
     directory = Path(directory)
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
-    write_json(
-        directory / CONFIG_FILE,
-        {
-            "format_version": FORMAT_VERSION,
+    description = {
+        "format_version": FORMAT_VERSION,
+        "classes": list(classes),
+        "metadata": metadata or {},
+    }
+    if isinstance(model, HFClassifier):
+        save_hf(directory, model, pipeline)
+        description |= {"architecture": "hf", "max_length": pipeline.max_length}
+    else:
+        state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+        description |= {
             "architecture": "classic",
             "model": model.config.to_dict(),
-            "classes": list(classes),
             "vocab": pipeline.vocab.itos,
-            "metadata": metadata or {},
-        },
-    )
+        }
+    write_json(directory / CONFIG_FILE, description)
     return directory
 
 
@@ -80,10 +86,20 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """
     directory = Path(directory)
     config = _read_config(directory)
-    if config.get("architecture") != "classic":
+    if config.get("architecture") not in ("classic", "hf"):
         raise CheckpointError(
             f"{directory}: unsupported architecture {config.get('architecture')!r}"
         )
+    weights = _read_weights(directory)
+    if config["architecture"] == "hf":
+        try:
+            model, pipeline = load_hf(directory, config.get("max_length", 128))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{directory} holds a damaged transformers model ({exc})"
+            ) from exc
+        model.eval()
+        return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
     try:
         model = ClassicModel(ClassicConfig(**config["model"]))
         pipeline = TextPipeline(Vocabulary(config["vocab"]))
@@ -91,20 +107,23 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(
             f"{directory / CONFIG_FILE} does not describe a model ({exc})"
         ) from exc
-    weights_path = directory / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path} is missing")
-    try:
-        weights = load_file(str(weights_path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(
-            f"{weights_path} is truncated or not a safetensors file ({exc}); "
-            f"the checkpoint is damaged: train again"
-        ) from exc
     _check_fits(model, weights, directory)
     model.load_state_dict(weights)
     model.eval()
     return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{path} is truncated or not a safetensors file ({exc}); "
+            f"the checkpoint is damaged: train again"
+        ) from exc
 
 
 def _check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from attnexplain.data.batching import Batch
 from attnexplain.errors import InvalidInputError, UnknownNameError
 
 ENCODERS = ("lstm", "cnn", "average")
@@ -172,6 +173,15 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
 
 
+class AttentionHookPoint(nn.Module):
+    """Identity on the attention weights: the named point where ``attnexplain.hooks`` captures
+    and intervenes. A forward hook sees ``(alpha, content_mask)``, both [batch, tokens], and may
+    return new weights."""
+
+    def forward(self, alpha: torch.Tensor, content_mask: torch.Tensor) -> torch.Tensor:
+        return alpha
+
+
 def uniform_attention(content_mask: torch.Tensor) -> torch.Tensor:
     """1 / n over the n content tokens of each row. [batch, tokens] -> [batch, tokens]."""
     weights = content_mask.float()
@@ -202,6 +212,7 @@ class ClassicModel(nn.Module):
             else None
         )
         self.decoder = nn.Linear(hidden, config.output_size)
+        self.attention_hook = AttentionHookPoint()  # no parameters: checkpoints are unchanged
 
     def attention_parameters(self) -> list[nn.Parameter]:
         """Parameters of the attention scorer (J&W train them without weight decay)."""
@@ -223,15 +234,21 @@ class ClassicModel(nn.Module):
         return EncodedState(self.encoder(embedded, lengths), content_mask)
 
     def attention(self, state: EncodedState) -> torch.Tensor:
-        """The model's own attention over content tokens: [B, T], rows sum to 1."""
+        """The model's own attention over content tokens: [B, T], rows sum to 1.
+
+        It passes through ``attention_hook``, where ``attnexplain.hooks`` captures and
+        intervenes; weights given explicitly to ``forward`` or ``decode`` do not.
+        """
         if self.config.attention_mode == "uniform":
-            return uniform_attention(state.content_mask)
-        if self.config.attention_mode == "fixed":
+            alpha = uniform_attention(state.content_mask)
+        elif self.config.attention_mode == "fixed":
             raise InvalidInputError(
                 "this model's attention is fixed: pass the weights "
                 "explicitly (forward(..., attention=weights))"
             )
-        return masked_softmax(self.scorer(state.hidden), state.content_mask)
+        else:
+            alpha = masked_softmax(self.scorer(state.hidden), state.content_mask)
+        return self.attention_hook(alpha, state.content_mask)
 
     def decode(self, state: EncodedState, attention: torch.Tensor) -> torch.Tensor:
         """Logits for the given attention.
@@ -252,6 +269,18 @@ class ClassicModel(nn.Module):
         """Logits [B, C]; ``attention`` [B, T] replaces the model's own when given."""
         state = self.encode(token_ids, lengths, content_mask)
         return self.decode(state, self.attention(state) if attention is None else attention)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def output_size(self) -> int:
+        return self.config.output_size
+
+    def forward_batch(self, batch: Batch) -> torch.Tensor:
+        """Logits [B, C] for a :class:`~attnexplain.data.Batch`."""
+        return self(batch.token_ids, batch.lengths, batch.content_mask)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., C] -> class distribution [..., num_classes] (binary: [1 - p, p])."""

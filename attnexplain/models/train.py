@@ -1,14 +1,15 @@
-"""Training with the Jain & Wallace recipe (papers-spec A2), and evaluation.
+"""Training and evaluation for both model families.
 
-Adam (amsgrad, lr 1e-3, weight decay 1e-5 except on attention), batch 32, 8 epochs,
-BCE-with-logits with ``pos_weight = N_neg / N_pos`` for binary tasks (cross-entropy otherwise),
+Classic models: the Jain & Wallace recipe (papers-spec A2): Adam (amsgrad, lr 1e-3, weight
+decay 1e-5 except on attention), batch 32, 8 epochs, BCE-with-logits with
+``pos_weight = N_neg / N_pos`` for binary tasks (cross-entropy otherwise). Pretrained
+transformers: AdamW (lr 5e-5, weight decay 0.01), batch 32, 3 epochs, cross-entropy. Both:
 length-bucketed batches, best epoch by dev ROC-AUC (binary) or accuracy (multi-class).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,14 +27,16 @@ from attnexplain.data.text import TextPipeline, Vocabulary
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
-from attnexplain.models.train_state import clear_train_state, load_train_state, save_train_state
+from attnexplain.models.epochs import run_epochs
+from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_pretrained
+from attnexplain.models.train_state import clear_train_state
 
 EMBEDDINGS = ("random", "glove")
 
 
 @dataclass
 class TrainConfig:
-    """Training hyperparameters (defaults: J&W).
+    """Training hyperparameters (defaults: J&W; :meth:`finetuning` for transformers).
 
     ``embeddings``: ``glove`` (default: GloVe 6B 50d, fine-tuned; the papers also start from
     pretrained vectors, fastText 300d, which no package ships) or ``random`` (N(0, 1),
@@ -46,6 +49,12 @@ class TrainConfig:
     seed: int = 10
     embeddings: str = "glove"
     embed_dim: int = 300
+    max_length: int = 128
+
+    @classmethod
+    def finetuning(cls, **overrides) -> TrainConfig:
+        """Defaults for fine-tuning a pretrained transformer (``max_length`` in wordpieces)."""
+        return cls(**{"epochs": 3, "lr": 5e-5, "weight_decay": 0.01, **overrides})
 
     def __post_init__(self) -> None:
         if self.embeddings not in EMBEDDINGS:
@@ -97,36 +106,38 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
 
 @torch.no_grad()
 def predict_proba(
-    model: ClassicModel, sequences: list[list[int]], batch_size: int = 64
+    model: torch.nn.Module, sequences: list[list[int]], pad_id: int = 0, batch_size: int = 64
 ) -> np.ndarray:
-    """Class distributions [N, num_classes] for id sequences, in input order."""
+    """Class distributions [N, num_classes] for id sequences, in input order.
+
+    ``model`` is any classifier of this package: it has ``forward_batch(batch) -> logits``,
+    ``probabilities(logits)`` and ``num_classes``.
+    """
     model.eval()
-    out = np.zeros((len(sequences), model.config.num_classes), dtype=np.float64)
-    for batch in bucketed_batches(sequences, batch_size=batch_size):
-        logits = model(batch.token_ids, batch.lengths, batch.content_mask)
-        out[batch.index.numpy()] = model.probabilities(logits).double().numpy()
+    out = np.zeros((len(sequences), model.num_classes), dtype=np.float64)
+    for batch in bucketed_batches(sequences, batch_size=batch_size, pad_id=pad_id):
+        probabilities = model.probabilities(model.forward_batch(batch))
+        out[batch.index.numpy()] = probabilities.double().numpy()
     return out
 
 
-def evaluate(model: ClassicModel, pipeline: TextPipeline, frame) -> dict[str, float]:
-    """Metrics of ``model`` on a split frame (columns ``tokens``, ``label``)."""
-    sequences = encode_frame(pipeline, frame)
-    return classification_metrics(frame["label"].to_numpy(), predict_proba(model, sequences))
+def evaluate(model: torch.nn.Module, pipeline, frame) -> dict[str, float]:
+    """Metrics of ``model`` on a dataset split; ``pipeline`` turns its rows into ids."""
+    probabilities = predict_proba(model, pipeline.encode_split(frame), pipeline.pad_id)
+    return classification_metrics(frame["label"].to_numpy(), probabilities)
 
 
-def encode_frame(pipeline: TextPipeline, frame) -> list[list[int]]:
-    return [pipeline.vocab.ids(["<SOS>", *tokens, "<EOS>"]) for tokens in frame["tokens"]]
-
-
-def _loss_function(model: ClassicModel, labels: np.ndarray) -> nn.Module:
-    if model.config.output_size == 1:
+def _loss_function(model: ClassicModel | HFClassifier, labels: np.ndarray) -> nn.Module:
+    if model.output_size == 1:
         positives = max(int(labels.sum()), 1)
         pos_weight = torch.tensor([(len(labels) - positives) / positives])
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     return nn.CrossEntropyLoss()
 
 
-def _optimizer(model: ClassicModel, config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: ClassicModel | HFClassifier, config: TrainConfig) -> torch.optim.Optimizer:
+    if isinstance(model, HFClassifier):
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     attention = {id(p) for p in model.attention_parameters()}
     groups = [
         {
@@ -140,13 +151,24 @@ def _optimizer(model: ClassicModel, config: TrainConfig) -> torch.optim.Optimize
 
 def build_model(
     dataset: Dataset,
-    pipeline: TextPipeline,
     model_kwargs: dict,
     config: TrainConfig,
+    pretrained: str | None = None,
     cache: str | os.PathLike | None = None,
-) -> ClassicModel:
-    """A fresh seeded model for ``dataset``; GloVe rows copied in when asked."""
+) -> tuple[ClassicModel | HFClassifier, TextPipeline | WordpieceTokenizer]:
+    """A fresh seeded model for ``dataset`` and the pipeline that feeds it.
+
+    Classic: vocabulary from the training split, GloVe rows copied in when asked.
+    ``pretrained`` (e.g. ``"minilm"``): that encoder with a new classification head.
+    """
     torch.manual_seed(config.seed)
+    if pretrained is not None:
+        if model_kwargs:
+            raise InvalidInputError(
+                f"a pretrained model takes no architecture options, got {sorted(model_kwargs)}"
+            )
+        return load_pretrained(pretrained, dataset.num_classes, config.max_length, cache)
+    pipeline = TextPipeline(Vocabulary.build(dataset.train["tokens"], min_df=dataset.min_df))
     embed_dim = GLOVE_DIM if config.embeddings == "glove" else config.embed_dim
     model = ClassicModel(
         ClassicConfig(
@@ -159,7 +181,7 @@ def build_model(
     if config.embeddings == "glove":
         matrix, _ = glove_matrix(pipeline.vocab, cache, seed=config.seed)
         model.embedding.weight.data.copy_(matrix)
-    return model
+    return model, pipeline
 
 
 def train(
@@ -169,19 +191,21 @@ def train(
     config: TrainConfig | None = None,
     cache: str | os.PathLike | None = None,
     progress: bool = True,
+    pretrained: str | None = None,
 ) -> TrainResult:
-    """Train a classic model on ``dataset`` and save the best epoch's checkpoint to ``out_dir``.
+    """Train a model on ``dataset`` and save the best epoch's checkpoint to ``out_dir``.
 
     ``model_kwargs`` go to :class:`ClassicConfig` (encoder, attention, hidden_size,
-    attention_mode). The checkpoint is rewritten atomically whenever dev improves, and the
-    training state after every epoch: calling ``train`` again with the same arguments after a
-    crash or Ctrl-C resumes from the last finished epoch and gives the same result.
+    attention_mode); ``pretrained`` names a transformer to fine-tune instead (``"minilm"``;
+    pass ``TrainConfig.finetuning()``). The checkpoint is rewritten atomically whenever dev
+    improves, and the training state after every epoch: calling ``train`` again with the same
+    arguments after a crash or Ctrl-C resumes from the last finished epoch, with the same
+    result.
     """
     config = config or TrainConfig()
     started = time.perf_counter()
-    pipeline = TextPipeline(Vocabulary.build(dataset.train["tokens"], min_df=dataset.min_df))
-    model = build_model(dataset, pipeline, model_kwargs or {}, config, cache)
-    train_ids = encode_frame(pipeline, dataset.train)
+    model, pipeline = build_model(dataset, model_kwargs or {}, config, pretrained, cache)
+    train_ids = pipeline.encode_split(dataset.train)
     train_labels = dataset.train["label"].to_numpy()
     loss_fn = _loss_function(model, train_labels)
     optimizer = _optimizer(model, config)
@@ -189,49 +213,41 @@ def train(
     fingerprint = {
         "dataset": dataset.name,
         "sizes": dataset.sizes(),
-        "model": model.config.to_dict(),
+        "model": pretrained or model.config.to_dict(),
         "train_config": asdict(config),
     }
     metadata = {
         "dataset": dataset.name,
+        "pretrained": pretrained,
         "train_config": asdict(config),
         "selected_by": f"dev {select_by}",
     }
-    state = load_train_state(out_dir, model, optimizer, fingerprint) or {
-        "fingerprint": fingerprint,
-        "epoch": 0,
-        "best": -np.inf,
-        "best_epoch": 0,
-        "history": [],
-    }
-    if state["epoch"] and progress:
-        tqdm.write(f"resuming after epoch {state['epoch']}", file=sys.stderr)
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        loss = _train_epoch(
-            model, optimizer, loss_fn, train_ids, train_labels, config, epoch, progress
-        )
-        dev = evaluate(model, pipeline, dataset.dev)
-        state["history"].append({"epoch": epoch, "train_loss": loss, **dev})
-        if progress:
-            tqdm.write(
-                f"epoch {epoch}: loss {loss:.4f}  dev "
-                + "  ".join(f"{k} {v:.4f}" for k, v in dev.items()),
-                file=sys.stderr,
-            )
-        if dev[select_by] > state["best"]:
-            state["best"], state["best_epoch"] = dev[select_by], epoch
-            save_checkpoint(
-                out_dir,
-                model,
-                pipeline,
-                dataset.classes,
-                {**metadata, "best_epoch": epoch, "dev": dev},
-            )
-        state["epoch"] = epoch
-        save_train_state(out_dir, model, optimizer, state)
+    best_epoch, history = run_epochs(
+        out_dir,
+        model,
+        optimizer,
+        fingerprint,
+        config.epochs,
+        train_epoch=lambda epoch: _train_epoch(
+            model,
+            optimizer,
+            loss_fn,
+            train_ids,
+            train_labels,
+            config,
+            epoch,
+            progress,
+            pipeline.pad_id,
+        ),
+        evaluate_dev=lambda: evaluate(model, pipeline, dataset.dev),
+        select_by=select_by,
+        save_best=lambda epoch, dev: save_checkpoint(
+            out_dir, model, pipeline, dataset.classes, {**metadata, "best_epoch": epoch, "dev": dev}
+        ),
+        progress=progress,
+    )
     best_model = load_checkpoint(out_dir).model
     test = evaluate(best_model, pipeline, dataset.test)
-    history, best_epoch = state["history"], state["best_epoch"]
     dev = {k: history[best_epoch - 1][k] for k in test}
     wall = time.perf_counter() - started
     save_checkpoint(
@@ -253,7 +269,7 @@ def train(
 
 
 def _train_epoch(
-    model: ClassicModel,
+    model: ClassicModel | HFClassifier,
     optimizer: torch.optim.Optimizer,
     loss_fn: nn.Module,
     train_ids: list[list[int]],
@@ -261,12 +277,20 @@ def _train_epoch(
     config: TrainConfig,
     epoch: int,
     progress: bool,
+    pad_id: int,
 ) -> float:
-    """One pass over the training data in seeded length-bucketed batches; mean loss."""
+    """One pass over the training data in seeded length-bucketed batches; mean loss.
+
+    Seeding per epoch makes dropout (transformers) the same in a resumed run."""
     model.train()
+    torch.manual_seed(config.seed * 1000 + epoch)
     batches = list(
         bucketed_batches(
-            train_ids, train_labels, config.batch_size, shuffle_seed=config.seed * 1000 + epoch
+            train_ids,
+            train_labels,
+            config.batch_size,
+            shuffle_seed=config.seed * 1000 + epoch,
+            pad_id=pad_id,
         )
     )
     total = 0.0
@@ -274,10 +298,8 @@ def _train_epoch(
         batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
     ):
         optimizer.zero_grad()
-        logits = model(batch.token_ids, batch.lengths, batch.content_mask)
-        target = (
-            batch.labels.float().unsqueeze(1) if model.config.output_size == 1 else batch.labels
-        )
+        logits = model.forward_batch(batch)
+        target = batch.labels.float().unsqueeze(1) if model.output_size == 1 else batch.labels
         loss = loss_fn(logits, target)
         loss.backward()
         optimizer.step()

@@ -1,0 +1,175 @@
+"""The public verbs: ``capture``, ``intervene``, ``run_with_cache`` and ``list_sites``.
+
+They work alike on transformers models (sites ``layers.{i}.attn.pattern``, patterns [batch,
+heads, queries, keys]) and on the classic models (site ``attention``, patterns [batch, tokens]).
+Contexts nest freely on one model: the first one entered switches the model over, the last one
+left switches it back, also when the body raised.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from torch import nn
+
+from attnexplain.errors import HookError, InvalidInputError
+from attnexplain.hooks.cache import AttentionCache
+from attnexplain.hooks.classic_backend import ClassicBackend
+from attnexplain.hooks.interventions import Intervention
+from attnexplain.hooks.session import Backend, HookSession
+from attnexplain.hooks.sites import Site
+from attnexplain.models.classic import ClassicModel
+
+# Model -> its open session. A plain dict: the session refers to its model, so weak keys would
+# not free anything; entries are removed when the last context on the model closes.
+_SESSIONS: dict[nn.Module, HookSession] = {}
+
+
+def _backend(model: nn.Module) -> Backend:
+    if isinstance(model, ClassicModel):
+        return ClassicBackend(model)
+    # Whoever holds a transformers model has imported transformers already; looking it up here
+    # instead of importing it keeps `import attnexplain` fast for classic-only work (~2 s).
+    transformers = sys.modules.get("transformers")
+    if transformers is not None and isinstance(model, transformers.PreTrainedModel):
+        from attnexplain.hooks.transformers_backend import TransformersBackend
+
+        return TransformersBackend(model)
+    raise HookError(
+        "attention hooks work on attnexplain's ClassicModel and on transformers models "
+        f"(PreTrainedModel); got {type(model).__name__}"
+    )
+
+
+@contextmanager
+def _session(model: nn.Module, sites: list[Site]) -> Iterator[HookSession]:
+    session = _SESSIONS.get(model)
+    if session is None:
+        session = HookSession(_backend(model))
+    session.check_sites(sites)
+    if session.users == 0:
+        session.open()
+        _SESSIONS[model] = session
+    session.users += 1
+    try:
+        yield session
+    finally:
+        session.users -= 1
+        if session.users == 0:
+            del _SESSIONS[model]
+            session.close()
+
+
+def list_sites(model: nn.Module) -> list[str]:
+    """The attention sites of ``model`` in forward order, e.g. ``["layers.0.attn.pattern",
+    ...]`` for a transformer or ``["attention"]`` for a classic model.
+
+    Raises ``HookError`` for a model whose attention cannot be hooked.
+    """
+    session = _SESSIONS.get(model)
+    return (session.backend if session is not None else _backend(model)).site_names()
+
+
+@contextmanager
+def capture(
+    model: nn.Module, sites: Iterable[str | Site] | str | Site | None = None, detach: bool = True
+) -> Iterator[AttentionCache]:
+    """Record the attention probabilities of every forward pass run inside the block.
+
+    Parameters
+    ----------
+    model: a transformers ``PreTrainedModel`` whose attention dispatches through
+        ``AttentionInterface``, or a ``ClassicModel``. No ``output_attentions`` or eager switch
+        is needed; the model's own attention implementation is restored on exit.
+    sites: hook names to record (default: all, see ``list_sites``). Select heads or query rows
+        when reading instead: ``cache["layers.0.attn.pattern[queries=0]"]``.
+    detach: store detached tensors (default); ``False`` keeps them in the autograd graph.
+
+    Yields an :class:`AttentionCache`: ``cache["layers.3.attn.pattern"]`` -> [batch, heads,
+    queries, keys] (classic: ``cache["attention"]`` -> [batch, tokens]), the probabilities that
+    multiplied the values, after any intervention active on the model.
+
+    Raises ``HookError`` for an unknown site or a model whose attention cannot be hooked
+    (checked on entry and again after every forward pass).
+
+    Example
+    -------
+    >>> with capture(model) as cache:
+    ...     model(**inputs)
+    >>> cache["layers.0.attn.pattern"].shape          # [batch, heads, queries, keys]
+    """
+    if isinstance(sites, (str, Site)):
+        sites = [sites]
+    parsed = None if sites is None else [Site.parse(name) for name in sites]
+    for site in parsed or []:
+        if site.selects:
+            raise HookError(
+                f"capture records whole patterns; name {site.hook!r} and select when reading, "
+                f"e.g. cache[{str(site)!r}]"
+            )
+    hooks = None if parsed is None else frozenset(site.hook for site in parsed)
+    cache = AttentionCache(hooks, detach=detach)
+    with _session(model, parsed or []) as session:
+        session.caches.append(cache)
+        try:
+            yield cache
+        finally:
+            session.caches.remove(cache)
+
+
+@contextmanager
+def intervene(model: nn.Module, interventions: Mapping[str | Site, Intervention]) -> Iterator[None]:
+    """Change the attention probabilities at some sites for forward passes run inside the block.
+
+    Parameters
+    ----------
+    model: as for :func:`capture`.
+    interventions: site -> ``fn(pattern, call) -> pattern``. ``pattern`` is the site's selected
+        probabilities, [batch, selected heads, selected queries, keys] (classic: [batch,
+        tokens]); ``call`` is a :class:`SiteCall` with the ``allowed`` keys. What ``fn`` returns
+        is what multiplies the values; gradients flow through it. Built-ins: ``replace``,
+        ``uniform``, ``permute``, ``zero_keys``. Interventions run in order, nested contexts'
+        after the outer ones.
+
+    Raises ``HookError`` for an unknown site, a model whose attention cannot be hooked, or a
+    forward pass that did not reach an intervened site (an intervention never does nothing
+    silently).
+
+    Example
+    -------
+    >>> with intervene(model, {"layers.5.attn.pattern[queries=0]": uniform()}):
+    ...     logits = model(**inputs).logits
+    """
+    pairs = [(Site.parse(name), fn) for name, fn in interventions.items()]
+    for site, fn in pairs:
+        if not callable(fn):
+            raise InvalidInputError(
+                f"the intervention at {site} must be a function fn(pattern, call) -> pattern, "
+                f"got {type(fn).__name__}"
+            )
+    with _session(model, [site for site, _ in pairs]) as session:
+        session.interventions.extend(pairs)
+        try:
+            yield
+        finally:
+            for pair in pairs:
+                session.interventions.remove(pair)
+
+
+def run_with_cache(
+    model: nn.Module,
+    *args: Any,
+    sites: Iterable[str | Site] | str | Site | None = None,
+    detach: bool = True,
+    **kwargs: Any,
+) -> tuple[Any, AttentionCache]:
+    """``model(*args, **kwargs)`` under :func:`capture`; returns ``(output, cache)``.
+
+    >>> output, cache = run_with_cache(model, **inputs)
+    """
+    with capture(model, sites=sites, detach=detach) as cache:
+        output = model(*args, **kwargs)
+    return output, cache

@@ -1,0 +1,184 @@
+"""Transformers models: attention routed through a function registered with AttentionInterface.
+
+While a session is open the model runs under ``attn_implementation="attnexplain"``: an eager
+attention (softmax(Q K^T * scaling + mask) V) whose probabilities pass through the session
+before they multiply V. The model's own implementation is put back when the session closes.
+Nothing else is patched: other models, and this one outside the session, run as before.
+
+Which models are supported is decided three ways, cheapest first:
+
+1. a module whose ``forward`` source mentions ``ALL_ATTENTION_FUNCTIONS`` is an attention
+   site; a model without any raises :class:`HookError` (DeBERTa-v2, MPNet, XLNet, ...);
+2. after ``set_attn_implementation`` the config must report the new implementation
+   (transformers refuses, with only a log line, for models it knows do not dispatch);
+3. every forward pass must call the function at least once, and at every requested site
+   (checked by the session), so a model that bypasses the interface can never pass silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+from attnexplain.errors import HookError
+from attnexplain.hooks.session import HookSession
+from attnexplain.hooks.sites import layer_site
+
+ATTN_IMPLEMENTATION = "attnexplain"
+# Additive masks put finfo.min (transformers 5) or -10000 (older code) on masked keys; anything
+# this low is a masked key, while position biases such as ALiBi stay far above it.
+_MASKED_AT_OR_BELOW = -1e4
+# Keyword arguments that change the attention maths in ways this eager function does not model
+# (logit soft-capping, attention sinks, T5-style position bias): refuse rather than be wrong.
+_UNMODELLED_KWARGS = ("softcap", "sinks", "s_aux", "position_bias")
+
+# Attention module -> the session's process bound to its site name; filled while a session is
+# open. Keyed by module because the function transformers calls receives only the module.
+_BINDINGS: dict[nn.Module, Callable[..., torch.Tensor]] = {}
+
+
+def allowed_keys(attention_mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Bool mask broadcastable to ``like`` [batch, heads, queries, keys]: True where a query may
+    attend. ``attention_mask`` is additive (float) or boolean (True = attend), or None."""
+    if attention_mask is None:
+        return torch.ones((1, 1, 1, 1), dtype=torch.bool, device=like.device)
+    if attention_mask.dtype == torch.bool:
+        return attention_mask
+    return attention_mask > _MASKED_AT_OR_BELOW
+
+
+def hooked_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention whose probabilities pass through the module's hook session, if any.
+
+    query: [batch, heads, queries, dim]; key, value: [batch, kv_heads, keys, dim] where
+    kv_heads divides heads (grouped-query attention); attention_mask: additive float or bool,
+    broadcastable to [batch, heads, queries, keys], or None. Returns the output
+    [batch, queries, heads, dim] and the probabilities [batch, heads, queries, keys] that
+    multiplied the values.
+    """
+    unmodelled = [name for name in _UNMODELLED_KWARGS if kwargs.get(name) is not None]
+    if unmodelled:
+        raise HookError(
+            f"{type(module).__name__} passes {', '.join(unmodelled)} to its attention, which "
+            "attnexplain's eager attention does not implement; its patterns would be wrong"
+        )
+    # Same as repeating by module.num_key_value_groups, but read from the shapes, so models
+    # without that attribute (no grouped-query attention) need no special case.
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    elif attention_mask is not None:
+        scores = scores + attention_mask
+    # Softmax in float32 as Llama's eager attention does; a no-op cast for float32 models.
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
+    process = _BINDINGS.get(module)
+    if process is not None:
+        probs = process(probs, allowed_keys(attention_mask, probs), module)
+    output = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    return output, probs
+
+
+@functools.cache
+def _dispatches(module_class: type) -> bool:
+    """Whether a module class's forward looks its attention up in transformers' registry."""
+    try:
+        source = inspect.getsource(module_class.forward)
+    except (OSError, TypeError):  # built-in or defined where no source is kept (a notebook)
+        return False
+    return "ALL_ATTENTION_FUNCTIONS" in source
+
+
+def _first_index(path: str) -> int | None:
+    """The first numeric component of a module path: the layer of ``bert.encoder.layer.3...``."""
+    return next((int(part) for part in path.split(".") if part.isdigit()), None)
+
+
+def attention_sites(model: nn.Module) -> dict[str, nn.Module]:
+    """Site name -> attention module, in forward order.
+
+    One attention module per layer (encoders, decoder-only models): ``layers.{i}.attn.pattern``.
+    Otherwise (encoder-decoder models, cross-attention) layer numbers repeat, so each site is
+    named by its module path instead: ``model.decoder.layers.0.encoder_attn.pattern``.
+    """
+    found = [(path, m) for path, m in model.named_modules() if _dispatches(type(m))]
+    layers = [_first_index(path) for path, _ in found]
+    if None not in layers and len(set(layers)) == len(layers):
+        return {layer_site(layer): m for layer, (_, m) in zip(layers, found, strict=True)}
+    return {f"{path}.pattern": m for path, m in found}
+
+
+def _register() -> None:
+    AttentionInterface.register(ATTN_IMPLEMENTATION, hooked_attention_forward)
+    # masking_utils looks the mask builder up under the same name; without one it builds no
+    # mask at all, silently dropping padding and causal masking.
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
+
+
+class TransformersBackend:
+    """Routes a ``PreTrainedModel``'s attention through a session (see the module docstring)."""
+
+    selectable = True
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self._sites = attention_sites(model)
+        self._previous: str | None = None
+        if not self._sites:
+            raise HookError(
+                f"{type(model).__name__} does not dispatch its attention through transformers' "
+                "AttentionInterface (no module's forward uses ALL_ATTENTION_FUNCTIONS), so "
+                "attnexplain cannot capture or intervene on its attention. Use a family that "
+                "does (BERT, RoBERTa, DistilBERT, ELECTRA, GPT-2, Llama, ViT, ...)."
+            )
+
+    def site_names(self) -> list[str]:
+        return list(self._sites)
+
+    def no_site_message(self) -> str:
+        return (
+            f"{type(self.model).__name__} ran a forward pass without calling attnexplain's "
+            "attention function: its attention bypasses transformers' AttentionInterface, so "
+            "nothing was captured or intervened on. Use a model family that dispatches through it."
+        )
+
+    def attach(self, session: HookSession) -> None:
+        _register()
+        self._previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation(ATTN_IMPLEMENTATION)
+        if self.model.config._attn_implementation != ATTN_IMPLEMENTATION:
+            raise HookError(
+                f"transformers refused to switch {type(self.model).__name__} to a custom "
+                "attention implementation (it does not support setting one dynamically), so "
+                "attnexplain cannot capture or intervene on its attention"
+            )
+        for name, module in self._sites.items():
+            _BINDINGS[module] = functools.partial(session.process, name)
+
+    def detach(self) -> None:
+        for module in self._sites.values():
+            _BINDINGS.pop(module, None)
+        previous, self._previous = self._previous, None
+        if previous is not None and self.model.config._attn_implementation != previous:
+            self.model.set_attn_implementation(previous)

