@@ -214,13 +214,13 @@ def predict_command(
 
     loaded = load_checkpoint(checkpoint)
     sequences = [loaded.pipeline.encode(text) for text in texts]
-    probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.pad_id)
+    probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.framing)
     for text, ids, probs in zip(texts, sequences, probabilities, strict=True):
         best = int(probs.argmax())
         typer.echo(f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}")
         if not isinstance(loaded.model, ClassicModel):
             continue  # transformers: attention per layer and head, see attnexplain.hooks
-        batch = collate([ids])
+        batch = collate([ids], framing=loaded.pipeline.framing)
         with torch.no_grad():
             state = loaded.model.encode(batch.token_ids, batch.lengths, batch.content_mask)
             alpha = loaded.model.attention(state)[0]

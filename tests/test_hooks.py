@@ -3,25 +3,13 @@ the classic models."""
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-
 import pytest
 import torch
 from transformers import (
-    AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     BartConfig,
-    BertConfig,
     DebertaV2Config,
-    DistilBertConfig,
-    ElectraConfig,
-    GPT2Config,
-    LlamaConfig,
     MPNetConfig,
-    PretrainedConfig,
-    RobertaConfig,
-    ViTConfig,
 )
 
 from attnexplain.data import collate
@@ -41,67 +29,7 @@ from attnexplain.hooks import (
 )
 from attnexplain.hooks.transformers_backend import ATTN_IMPLEMENTATION, hooked_attention_forward
 from attnexplain.models import ClassicConfig, ClassicModel, uniform_attention
-
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
-# A larger init than the default 0.02 makes attention peaked, so interventions visibly matter.
-PEAKED = {"initializer_range": 0.3}
-LAYERS = [layer_site(0), layer_site(1)]
-
-
-@dataclass(frozen=True)
-class Arch:
-    config: PretrainedConfig
-    causal: bool = False
-    image: bool = False
-
-
-ARCHS = {
-    "bert": Arch(BertConfig(**TINY, **PEAKED, intermediate_size=64, vocab_size=100)),
-    "roberta": Arch(
-        RobertaConfig(**TINY, **PEAKED, intermediate_size=64, vocab_size=100, pad_token_id=0)
-    ),
-    "distilbert": Arch(
-        DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, vocab_size=100, **PEAKED)
-    ),
-    "electra": Arch(
-        ElectraConfig(**TINY, **PEAKED, embedding_size=32, intermediate_size=64, vocab_size=100)
-    ),
-    "gpt2": Arch(
-        GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100, pad_token_id=0, **PEAKED),
-        causal=True,
-    ),
-    "llama": Arch(
-        LlamaConfig(
-            **TINY,
-            **PEAKED,
-            num_key_value_heads=2,  # grouped-query attention: 2 key/value heads for 4 queries
-            intermediate_size=64,
-            vocab_size=100,
-            pad_token_id=0,
-        ),
-        causal=True,
-    ),
-    "vit": Arch(
-        ViTConfig(**TINY, **PEAKED, intermediate_size=64, image_size=16, patch_size=8),
-        image=True,
-    ),
-}
-TEXT_ARCHS = [name for name, arch in ARCHS.items() if not arch.image]
-
-
-@functools.cache
-def _model(name: str, attn_implementation: str | None = None):
-    arch = ARCHS[name]
-    auto = AutoModelForImageClassification if arch.image else AutoModelForSequenceClassification
-    torch.manual_seed(0)
-    return auto.from_config(arch.config, attn_implementation=attn_implementation).eval()
-
-
-def _eager_twin(name: str):
-    """The same weights, loaded with transformers' own eager attention."""
-    eager = _model(name, "eager")
-    eager.load_state_dict(_model(name).state_dict())
-    return eager
+from tests.tiny_transformers import ARCHS, LAYERS, TINY, eager_twin, tiny_model
 
 
 def _inputs(name: str) -> dict[str, torch.Tensor]:
@@ -137,12 +65,12 @@ def _identity(pattern: torch.Tensor, call) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", ARCHS)
 def test_capture_equals_eager_output_attentions(name):
-    model, inputs = _model(name), _inputs(name)
+    model, inputs = tiny_model(name), _inputs(name)
     assert model.config._attn_implementation == "sdpa"
     with torch.no_grad(), capture(model) as cache:
         logits = _logits(model, inputs)
     with torch.no_grad():
-        reference = _eager_twin(name)(**inputs, output_attentions=True)
+        reference = eager_twin(name)(**inputs, output_attentions=True)
     assert list(cache) == LAYERS
     for layer, expected in enumerate(reference.attentions):
         assert cache[layer_site(layer)].shape == expected.shape
@@ -152,7 +80,7 @@ def test_capture_equals_eager_output_attentions(name):
 
 @pytest.mark.parametrize("name", ARCHS)
 def test_identity_intervention_leaves_logits_unchanged(name):
-    model, inputs = _model(name), _inputs(name)
+    model, inputs = tiny_model(name), _inputs(name)
     with torch.no_grad():
         expected = _logits(model, inputs)
         with intervene(model, dict.fromkeys(LAYERS, _identity)):
@@ -163,7 +91,7 @@ def test_identity_intervention_leaves_logits_unchanged(name):
 @pytest.mark.parametrize("name", ARCHS)
 @pytest.mark.parametrize("make", [uniform, lambda: permute(torch.Generator().manual_seed(0))])
 def test_uniform_and_permuted_attention_change_logits(name, make):
-    model, inputs = _model(name), _inputs(name)
+    model, inputs = tiny_model(name), _inputs(name)
     with torch.no_grad():
         expected = _logits(model, inputs)
         with intervene(model, {site: make() for site in LAYERS}):
@@ -173,7 +101,7 @@ def test_uniform_and_permuted_attention_change_logits(name, make):
 
 @pytest.mark.parametrize("name", ARCHS)
 def test_gradient_reaches_a_replacement_tensor(name):
-    model, inputs = _model(name), _inputs(name)
+    model, inputs = tiny_model(name), _inputs(name)
     with torch.no_grad(), capture(model, sites=layer_site(1)) as cache:
         expected = _logits(model, inputs)
     weights = cache[layer_site(1)].clone().requires_grad_(True)
@@ -187,7 +115,7 @@ def test_gradient_reaches_a_replacement_tensor(name):
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 @pytest.mark.parametrize("implementation", [None, "eager"])
 def test_the_models_own_attention_implementation_is_restored(name, implementation):
-    model, inputs = _model(name, implementation), _inputs(name)
+    model, inputs = tiny_model(name, implementation), _inputs(name)
     before = model.config._attn_implementation
     with capture(model), intervene(model, {layer_site(0): uniform()}):
         assert model.config._attn_implementation == ATTN_IMPLEMENTATION
@@ -212,7 +140,7 @@ def test_the_models_own_attention_implementation_is_restored(name, implementatio
 
 @pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
 def test_permutation_keeps_mass_on_unpadded_keys_and_in_the_causal_triangle(name):
-    model, inputs = _model(name), _inputs(name)
+    model, inputs = tiny_model(name), _inputs(name)
     site = layer_site(0)
     with torch.no_grad():
         with capture(model, sites=site) as original:
@@ -231,7 +159,7 @@ def test_permutation_keeps_mass_on_unpadded_keys_and_in_the_causal_triangle(name
 
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 def test_uniform_and_zeroed_keys_stay_on_allowed_keys(name):
-    model, inputs = _model(name), _inputs(name)
+    model, inputs = tiny_model(name), _inputs(name)
     site = layer_site(0)
     with torch.no_grad():
         with intervene(model, {site: uniform()}), capture(model, sites=site) as flat:
@@ -252,7 +180,7 @@ def test_uniform_and_zeroed_keys_stay_on_allowed_keys(name):
 
 
 def test_a_selection_intervenes_on_those_heads_and_query_rows_only():
-    model, inputs = _model("bert"), _inputs("bert")
+    model, inputs = tiny_model("bert"), _inputs("bert")
     site = Site(layer_site(1), heads=[1, 3], queries=0)
     assert str(site) == "layers.1.attn.pattern[heads=1,3; queries=0]"
     with torch.no_grad():
@@ -270,7 +198,7 @@ def test_a_selection_intervenes_on_those_heads_and_query_rows_only():
 
 
 def test_an_intervention_function_sees_the_site_and_its_allowed_keys():
-    model, inputs = _model("gpt2"), _inputs("gpt2")
+    model, inputs = tiny_model("gpt2"), _inputs("gpt2")
     seen = []
 
     def spy(pattern, call):
@@ -286,7 +214,7 @@ def test_an_intervention_function_sees_the_site_and_its_allowed_keys():
 
 
 def test_run_with_cache_and_the_cache_of_several_forward_passes():
-    model, inputs = _model("bert"), _inputs("bert")
+    model, inputs = tiny_model("bert"), _inputs("bert")
     with torch.no_grad():
         output, cache = run_with_cache(model, **inputs)
         torch.testing.assert_close(output.logits, _logits(model, inputs))
@@ -331,7 +259,7 @@ def test_a_model_transformers_will_not_switch_is_refused(monkeypatch):
 
 
 def test_a_forward_pass_that_skips_the_hooked_attention_is_an_error():
-    model, inputs = _model("bert"), _inputs("bert")
+    model, inputs = tiny_model("bert"), _inputs("bert")
     with pytest.raises(HookError, match="without calling"), capture(model):
         model.set_attn_implementation("sdpa")  # switched back by hand inside the block
         model(**inputs)
@@ -349,14 +277,14 @@ def test_a_forward_pass_that_skips_the_hooked_attention_is_an_error():
     ],
 )
 def test_an_unknown_or_malformed_site_is_a_typed_error(site, message):
-    model = _model("bert")
+    model = tiny_model("bert")
     with pytest.raises(HookError, match=message), intervene(model, {site: uniform()}):
         pass
     assert isinstance(HookError(""), AttnExplainError)
 
 
 def test_selecting_a_head_that_does_not_exist_fails_in_the_forward_pass():
-    model, inputs = _model("bert"), _inputs("bert")
+    model, inputs = tiny_model("bert"), _inputs("bert")
     with (
         pytest.raises(HookError, match="selects head 4, but there are only 4"),
         intervene(model, {"layers.0.attn.pattern[heads=4]": uniform()}),
@@ -365,7 +293,7 @@ def test_selecting_a_head_that_does_not_exist_fails_in_the_forward_pass():
 
 
 def test_bad_intervention_results_are_input_errors():
-    model, inputs = _model("bert"), _inputs("bert")
+    model, inputs = tiny_model("bert"), _inputs("bert")
     cases = [
         (replace(torch.ones(5)), "do not broadcast"),
         (lambda pattern, call: pattern[..., :3], "must return a tensor of shape"),
@@ -417,7 +345,7 @@ def test_encoder_decoder_sites_are_named_by_module_path():
 
 
 def test_the_attention_function_handles_boolean_masks_and_refuses_unmodelled_options():
-    module = _model("bert").bert.encoder.layer[0].attention.self
+    module = tiny_model("bert").bert.encoder.layer[0].attention.self
     query, key, value = torch.randn(3, 2, 4, 5, 8).unbind(0)
     allowed = torch.rand(2, 1, 5, 5) > 0.3
     allowed[..., 0] = True
@@ -464,7 +392,7 @@ def test_classic_capture_and_identity():
         cache["attention[heads=0]"]
 
 
-def test_classic_uniform_intervention_equals_the_uniform_model():
+def test_classic_uniform_intervention_equals_the_uniformtiny_model():
     learned, batch = _classic(), _classic_batch()
     flat = _classic("uniform")
     flat.load_state_dict(learned.state_dict(), strict=False)  # all but the attention scorer

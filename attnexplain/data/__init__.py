@@ -1,6 +1,6 @@
 """Datasets, sources and the J&W text pipeline."""
 
-from attnexplain.data.batching import Batch, bucketed_batches, collate
+from attnexplain.data.batching import Batch, Framing, bucketed_batches, collate
 from attnexplain.data.registry import (
     Dataset,
     DatasetSpec,
@@ -17,6 +17,7 @@ __all__ = [
     "Batch",
     "Dataset",
     "DatasetSpec",
+    "Framing",
     "TextPipeline",
     "Vocabulary",
     "WheelSource",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnexplain.data.text import PAD_ID
+from attnexplain.data.text import SOS_EOS, Framing
 
 
 @dataclass
@@ -50,20 +50,19 @@ def collate(
     sequences: Sequence[Sequence[int]],
     labels: Sequence[int] | None = None,
     index: Sequence[int] | None = None,
-    pad_id: int = PAD_ID,
+    framing: Framing = SOS_EOS,
 ) -> Batch:
-    """Pad id sequences into a :class:`Batch`.
-
-    Each sequence starts and ends with a marker that is not content: ``<SOS> ... <EOS>`` for
-    the classic pipeline, ``[CLS] ... [SEP]`` (or ``<s> ... </s>``) for wordpiece tokenizers.
-    """
+    """Pad id sequences into a :class:`Batch` whose content mask leaves out the special tokens
+    that ``framing`` describes (default: one before, one after, as ``<SOS> ... <EOS>``)."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
     width = int(lengths.max())
-    token_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    token_ids = torch.full((len(sequences), width), framing.pad_id, dtype=torch.long)
     for row, seq in enumerate(sequences):
         token_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     positions = torch.arange(width)
-    content_mask = (positions >= 1) & (positions < (lengths - 1).unsqueeze(1))
+    content_mask = (positions >= framing.lead) & (
+        positions < (lengths - framing.trail).unsqueeze(1)
+    )
     return Batch(
         token_ids=token_ids,
         lengths=lengths,
@@ -79,7 +78,7 @@ def bucketed_batches(
     batch_size: int = 32,
     shuffle_seed: int | None = None,
     pool_batches: int = 50,
-    pad_id: int = PAD_ID,
+    framing: Framing = SOS_EOS,
 ) -> Iterator[Batch]:
     """Batches of similar length (less padding, faster recurrent encoders).
 
@@ -107,5 +106,5 @@ def bucketed_batches(
             [sequences[i] for i in chunk],
             None if labels is None else [labels[i] for i in chunk],
             chunk.tolist(),
-            pad_id,
+            framing,
         )

@@ -41,6 +41,20 @@ def tokenize(text: str) -> list[str]:
     return [DIGIT_TOKEN if any(ch.isdigit() for ch in tok) else tok for tok in tokens]
 
 
+@dataclass(frozen=True)
+class Framing:
+    """How a pipeline frames its id sequences: the padding id, and how many special tokens it
+    puts before (``lead``) and after (``trail``) the content: 1 and 1 for ``<SOS> ... <EOS>``
+    and ``[CLS] ... [SEP]``, 0 and 0 for GPT-2, 1 and 0 for Llama's ``<s>``."""
+
+    pad_id: int = PAD_ID
+    lead: int = 1
+    trail: int = 1
+
+
+SOS_EOS = Framing(PAD_ID, lead=1, trail=1)
+
+
 @dataclass
 class Vocabulary:
     """Token <-> id mapping; ids 0-3 are the special tokens."""
@@ -79,7 +93,7 @@ class TextPipeline:
     """Text -> token ids with SOS/EOS, using a fixed vocabulary."""
 
     vocab: Vocabulary
-    pad_id: int = PAD_ID
+    framing: Framing = SOS_EOS
 
     @classmethod
     def fit(cls, texts: Iterable[str], min_df: int = 1) -> TextPipeline:

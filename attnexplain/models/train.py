@@ -20,10 +20,10 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from attnexplain.data.batching import bucketed_batches
+from attnexplain.data.batching import Framing, bucketed_batches
 from attnexplain.data.glove import GLOVE_DIM, glove_matrix
 from attnexplain.data.registry import Dataset
-from attnexplain.data.text import TextPipeline, Vocabulary
+from attnexplain.data.text import SOS_EOS, TextPipeline, Vocabulary
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
@@ -106,7 +106,10 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
 
 @torch.no_grad()
 def predict_proba(
-    model: torch.nn.Module, sequences: list[list[int]], pad_id: int = 0, batch_size: int = 64
+    model: torch.nn.Module,
+    sequences: list[list[int]],
+    framing: Framing = SOS_EOS,
+    batch_size: int = 64,
 ) -> np.ndarray:
     """Class distributions [N, num_classes] for id sequences, in input order.
 
@@ -115,7 +118,7 @@ def predict_proba(
     """
     model.eval()
     out = np.zeros((len(sequences), model.num_classes), dtype=np.float64)
-    for batch in bucketed_batches(sequences, batch_size=batch_size, pad_id=pad_id):
+    for batch in bucketed_batches(sequences, batch_size=batch_size, framing=framing):
         probabilities = model.probabilities(model.forward_batch(batch))
         out[batch.index.numpy()] = probabilities.double().numpy()
     return out
@@ -123,7 +126,7 @@ def predict_proba(
 
 def evaluate(model: torch.nn.Module, pipeline, frame) -> dict[str, float]:
     """Metrics of ``model`` on a dataset split; ``pipeline`` turns its rows into ids."""
-    probabilities = predict_proba(model, pipeline.encode_split(frame), pipeline.pad_id)
+    probabilities = predict_proba(model, pipeline.encode_split(frame), pipeline.framing)
     return classification_metrics(frame["label"].to_numpy(), probabilities)
 
 
@@ -237,7 +240,7 @@ def train(
             config,
             epoch,
             progress,
-            pipeline.pad_id,
+            pipeline.framing,
         ),
         evaluate_dev=lambda: evaluate(model, pipeline, dataset.dev),
         select_by=select_by,
@@ -277,7 +280,7 @@ def _train_epoch(
     config: TrainConfig,
     epoch: int,
     progress: bool,
-    pad_id: int,
+    framing: Framing,
 ) -> float:
     """One pass over the training data in seeded length-bucketed batches; mean loss.
 
@@ -290,7 +293,7 @@ def _train_epoch(
             train_labels,
             config.batch_size,
             shuffle_seed=config.seed * 1000 + epoch,
-            pad_id=pad_id,
+            framing=framing,
         )
     )
     total = 0.0

@@ -1,0 +1,73 @@
+"""From wordpieces back to words: which word each token belongs to, and token scores summed
+(or averaged, or maxed) per word, so explanations of subword models read as words."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from attnexplain.errors import InvalidInputError
+
+REDUCTIONS = ("sum", "mean", "max")
+
+
+@dataclass
+class WordAlignment:
+    """``words``: the text's words; ``word_ids``: per token position, the index of its word,
+    or None for special tokens and padding."""
+
+    words: list[str]
+    word_ids: list[int | None]
+
+
+def aggregate_to_words(
+    scores: torch.Tensor, alignment: WordAlignment, reduce: str = "sum"
+) -> torch.Tensor:
+    """Token scores [tokens] -> word scores [words].
+
+    ``sum`` keeps attention a distribution over words; ``mean`` and ``max`` suit gradient
+    magnitudes. Positions past ``len(alignment.word_ids)`` (padding) are ignored.
+    """
+    if reduce not in REDUCTIONS:
+        raise InvalidInputError(
+            f"unknown reduction {reduce!r}; choose one of {', '.join(REDUCTIONS)}"
+        )
+    ids = [
+        (pos, word)
+        for pos, word in enumerate(alignment.word_ids[: scores.shape[-1]])
+        if word is not None
+    ]
+    if not ids:
+        return scores.new_zeros(len(alignment.words))
+    positions = torch.tensor([p for p, _ in ids])
+    words = torch.tensor([w for _, w in ids])
+    values = scores[positions]
+    out = scores.new_zeros(len(alignment.words))
+    if reduce == "max":
+        return out.fill_(float("-inf")).scatter_reduce(0, words, values, "amax")
+    out = out.index_add(0, words, values)
+    if reduce == "mean":
+        out = out / torch.bincount(words, minlength=len(alignment.words)).clamp(min=1)
+    return out
+
+
+def word_alignment(tokenizer, text: str, max_length: int) -> WordAlignment:
+    """Align a fast transformers tokenizer's tokens of ``text`` (as the model sees them,
+    truncated to ``max_length``) with the text's words."""
+    encoding = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=True)
+    word_ids = encoding.word_ids()
+    spans: dict[int, list[int]] = {}
+    for (start, end), word in zip(encoding["offset_mapping"], word_ids, strict=True):
+        if word is not None:
+            spans.setdefault(word, [start, end])[1] = end
+    order = sorted(spans)
+    remap = {word: i for i, word in enumerate(order)}
+    words = [text[spans[w][0] : spans[w][1]] for w in order]
+    return WordAlignment(words, [None if w is None else remap[w] for w in word_ids])
+
+
+def classic_alignment(tokens: Sequence[str]) -> WordAlignment:
+    """The classic pipeline's tokens are words already: ``<SOS> w1 ... wn <EOS>``."""
+    return WordAlignment(list(tokens[1:-1]), [None, *range(len(tokens) - 2), None])

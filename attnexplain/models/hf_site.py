@@ -1,0 +1,175 @@
+"""Split a transformers classifier at one attention site: encode the layers below it once,
+then decode many candidate attentions through the site layer and what follows.
+
+The site is one layer's attention, all heads, at the query row the classifier reads: row 0
+(``[CLS]``) for encoders, the last real token for decoders (GPT-2, Llama), whose
+``...ForSequenceClassification`` heads read that token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attnexplain.data.batching import Batch
+from attnexplain.errors import HookError
+from attnexplain.hooks import capture, intervene, layer_site
+from attnexplain.hooks.interventions import SiteCall
+from attnexplain.hooks.transformers_backend import attention_sites
+
+
+@dataclass
+class TransformerState:
+    """What decoding needs, computed once per batch.
+
+    hidden: [batch, tokens, dim], the hidden states entering the site layer;
+    token_ids, padding_mask, content_mask: [batch, tokens]; query: [batch] long, the row the
+    classifier reads; attention: [batch, heads, tokens], the site's own weights in that row.
+    """
+
+    hidden: torch.Tensor
+    token_ids: torch.Tensor
+    padding_mask: torch.Tensor
+    content_mask: torch.Tensor
+    query: torch.Tensor
+    attention: torch.Tensor
+
+    def repeat(self, times: int) -> TransformerState:
+        """Each instance ``times`` times in a row (for K candidates per instance)."""
+        return TransformerState(
+            *(
+                t.repeat_interleave(times, dim=0)
+                for t in (
+                    self.hidden,
+                    self.token_ids,
+                    self.padding_mask,
+                    self.content_mask,
+                    self.query,
+                    self.attention,
+                )
+            )
+        )
+
+
+class _Skip(nn.Module):
+    """Stands in for a layer below the site during decoding: passes hidden states through."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden_states
+
+
+def _layer_stack(model: nn.Module, attention_modules: list[nn.Module]) -> nn.ModuleList:
+    """The ModuleList of transformer layers: each of its children holds one attention site."""
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == len(attention_modules):
+            owners = [
+                any(m is a for m in layer.modules())
+                for layer, a in zip(module, attention_modules, strict=True)
+            ]
+            if all(owners):
+                return module
+    raise HookError(
+        f"could not find the layer stack of {type(model).__name__}: the split "
+        f"encode/decode works on models with one attention module per layer"
+    )
+
+
+def _replace_hidden(hidden: torch.Tensor):
+    """A forward pre-hook that swaps the layer's input hidden states for ``hidden``."""
+
+    def hook(module, args, kwargs):
+        if args:
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
+
+    return hook
+
+
+class SiteSplit:
+    """encode -> attention -> decode for a transformers sequence classifier at layer
+    ``layer`` (negative counts from the end; default: the last layer)."""
+
+    def __init__(self, model: nn.Module, layer: int = -1) -> None:
+        sites = attention_sites(model)
+        if not sites:
+            raise HookError(
+                f"{type(model).__name__} does not dispatch its attention through "
+                f"transformers' AttentionInterface: it cannot be split at a site"
+            )
+        modules = list(sites.values())
+        if not -len(modules) <= layer < len(modules):
+            raise HookError(
+                f"{type(model).__name__} has {len(modules)} layers; layer {layer} does not exist"
+            )
+        self.model = model
+        self.layer = layer % len(modules)
+        self.site = layer_site(self.layer)
+        self.layers = _layer_stack(model, modules)
+        self.causal = bool(getattr(modules[self.layer], "is_causal", False))
+
+    def query_rows(self, batch: Batch) -> torch.Tensor:
+        """[batch] long: 0 for encoders, the last real token for decoders."""
+        return batch.lengths - 1 if self.causal else torch.zeros_like(batch.lengths)
+
+    def encode(self, batch: Batch) -> TransformerState:
+        """One forward pass; keeps the hidden states entering the site layer and the site's
+        weights at the query rows. Differentiable (nothing is detached)."""
+        grabbed = {}
+
+        def grab(module, args, kwargs):
+            grabbed["hidden"] = args[0] if args else kwargs["hidden_states"]
+
+        handle = self.layers[self.layer].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with capture(self.model, self.site, detach=False) as cache:
+                self.model(input_ids=batch.token_ids, attention_mask=batch.padding_mask)
+        finally:
+            handle.remove()
+        query = self.query_rows(batch)
+        rows = cache[self.site][torch.arange(len(batch)), :, query]
+        return TransformerState(
+            grabbed["hidden"], batch.token_ids, batch.padding_mask, batch.content_mask, query, rows
+        )
+
+    def decode(self, state: TransformerState, attention: torch.Tensor) -> torch.Tensor:
+        """Logits for candidate weights at the site's query rows.
+
+        attention: [batch, heads, tokens] -> logits [batch, classes]; or [batch, K, heads,
+        tokens] -> [batch, K, classes]. Only the site layer and those above it run.
+        """
+        candidates = attention.dim() == 4
+        k = attention.shape[1] if candidates else 1
+        flat = attention.reshape(-1, *attention.shape[-2:]) if candidates else attention
+        expanded = state.repeat(k) if candidates else state
+        batch_index = torch.arange(flat.shape[0])
+
+        def put_rows(pattern: torch.Tensor, call: SiteCall) -> torch.Tensor:
+            pattern = pattern.clone()
+            pattern[batch_index, :, expanded.query] = flat.to(pattern.dtype)
+            return pattern
+
+        with self._from_site(expanded.hidden), intervene(self.model, {self.site: put_rows}):
+            logits = self.model(
+                input_ids=expanded.token_ids, attention_mask=expanded.padding_mask
+            ).logits
+        return logits.reshape(attention.shape[0], k, -1) if candidates else logits
+
+    @contextmanager
+    def _from_site(self, hidden: torch.Tensor) -> Iterator[None]:
+        """Layers below the site pass through; the site layer reads ``hidden``."""
+        below = [self.layers[i] for i in range(self.layer)]
+        handle = self.layers[self.layer].register_forward_pre_hook(
+            _replace_hidden(hidden), with_kwargs=True
+        )
+        try:
+            for i in range(self.layer):
+                self.layers[i] = _Skip()
+            yield
+        finally:
+            for i, module in enumerate(below):
+                self.layers[i] = module
+            handle.remove()
