@@ -21,7 +21,6 @@ from attnexplain.models.classic import (
     ATTENTIONS,
     ENCODERS,
     ClassicConfig,
-    ClassicModel,
 )
 from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
@@ -207,7 +206,8 @@ def predict_command(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
     top: Annotated[int, typer.Option(help="How many most-attended tokens to show")] = 5,
 ) -> None:
-    """Predict the class of texts and show the tokens the attention weighs most."""
+    """Predict the class of texts and show the tokens the attention weighs most (transformers:
+    the last layer's weights in the classifier's row, averaged over heads)."""
     import torch
 
     from attnexplain.data.batching import collate
@@ -218,12 +218,12 @@ def predict_command(
     for text, ids, probs in zip(texts, sequences, probabilities, strict=True):
         best = int(probs.argmax())
         typer.echo(f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}")
-        if not isinstance(loaded.model, ClassicModel):
-            continue  # transformers: attention per layer and head, see attnexplain.hooks
         batch = collate([ids], framing=loaded.pipeline.framing)
         with torch.no_grad():
-            state = loaded.model.encode(batch.token_ids, batch.lengths, batch.content_mask)
-            alpha = loaded.model.attention(state)[0]
+            alpha = loaded.model.attention(loaded.model.encode_batch(batch))[0]
+        if alpha.dim() == 2:  # transformers: [heads, tokens] at the site row; show the mean
+            alpha = alpha.mean(0)
+        alpha = alpha * batch.content_mask[0]
         tokens = loaded.pipeline.decode(ids)
         order = alpha.argsort(descending=True)[:top].tolist()
         typer.echo("  attention: " + "  ".join(f"{tokens[i]} {alpha[i]:.3f}" for i in order))

@@ -233,6 +233,11 @@ class ClassicModel(nn.Module):
             embedded = self.embedding(token_ids)
         return EncodedState(self.encoder(embedded, lengths), content_mask)
 
+    def encode_batch(self, batch: Batch) -> EncodedState:
+        """:meth:`encode` for a :class:`~attnexplain.data.Batch`: the entry point that the
+        classic and transformers models share."""
+        return self.encode(batch.token_ids, batch.lengths, batch.content_mask)
+
     def attention(self, state: EncodedState) -> torch.Tensor:
         """The model's own attention over content tokens: [B, T], rows sum to 1.
 

@@ -111,6 +111,10 @@ class HFClassifier(nn.Module):
     def encode(self, batch: Batch) -> TransformerState:
         return self._site_split().encode(batch)
 
+    def encode_batch(self, batch: Batch) -> TransformerState:
+        """Same as :meth:`encode`; the name the classic and transformers models share."""
+        return self.encode(batch)
+
     def attention(self, state: TransformerState) -> torch.Tensor:
         return state.attention
 
