@@ -1,5 +1,6 @@
 """attnexplain: does a model's attention explain its predictions? Measure it."""
 
+from attnexplain.attribution import Attribution, attribute, list_methods
 from attnexplain.data import Dataset, TextPipeline, list_datasets, load_dataset
 from attnexplain.errors import (
     AttnExplainError,
@@ -9,6 +10,7 @@ from attnexplain.errors import (
     InvalidInputError,
     UnknownNameError,
 )
+from attnexplain.explain import explain
 from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
@@ -17,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttnExplainError",
+    "Attribution",
     "CheckpointError",
     "ClassicConfig",
     "ClassicModel",
@@ -28,10 +31,13 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "UnknownNameError",
+    "attribute",
     "capture",
     "evaluate",
+    "explain",
     "intervene",
     "list_datasets",
+    "list_methods",
     "list_sites",
     "load_checkpoint",
     "load_dataset",

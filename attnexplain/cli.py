@@ -12,9 +12,11 @@ from typing import Annotated
 
 import typer
 
+from attnexplain.attribution import get_method, list_methods
 from attnexplain.data import get_spec, list_datasets, load_dataset, load_local
 from attnexplain.data.sources import fetch_wheel
 from attnexplain.errors import AttnExplainError, InvalidInputError, UnknownNameError
+from attnexplain.explain import DEFAULT_METHODS, explain, token_table
 from attnexplain.models.checkpoint import load_checkpoint
 from attnexplain.models.classic import (
     ATTENTION_MODES,
@@ -227,6 +229,36 @@ def predict_command(
         tokens = loaded.pipeline.decode(ids)
         order = alpha.argsort(descending=True)[:top].tolist()
         typer.echo("  attention: " + "  ".join(f"{tokens[i]} {alpha[i]:.3f}" for i in order))
+
+
+@app.command("explain")
+def explain_command(
+    texts: Annotated[list[str], typer.Argument(help="One or more texts")],
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Attribution method, repeatable (default: {', '.join(DEFAULT_METHODS)}); "
+            f"one of {', '.join(list_methods())}"
+        ),
+    ] = None,
+) -> None:
+    """Score every token of texts with attribution methods; print a coloured table per text
+    (red: supports the predicted class, blue: against it; stronger colour, larger score)."""
+    from rich.console import Console
+
+    methods = method or list(DEFAULT_METHODS)
+    for name in methods:
+        get_method(name)  # unknown names fail before the checkpoint loads
+    loaded = load_checkpoint(checkpoint)
+    frame = explain(loaded, texts, methods)
+    sequences = [loaded.pipeline.encode(text) for text in texts]
+    probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.framing)
+    console = Console(highlight=False)
+    for instance, (text, probs) in enumerate(zip(texts, probabilities, strict=True)):
+        best = int(probs.argmax())
+        title = f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}"
+        console.print(token_table(frame, instance, title))
 
 
 def main() -> None:

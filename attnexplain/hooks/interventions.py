@@ -105,17 +105,29 @@ def permute(generator: torch.Generator | None = None) -> Intervention:
     """
 
     def intervention(pattern: torch.Tensor, call: SiteCall) -> torch.Tensor:
-        positions = torch.arange(pattern.shape[-1], device=pattern.device)
-        noise = torch.rand(pattern.shape, generator=generator, device=pattern.device)
-        # Sources: allowed positions in random order, then disallowed ones ascending (their keys
-        # exceed every noise value). Targets: allowed ascending, then disallowed ascending. The
-        # tails agree, so disallowed positions map to themselves.
-        sources = torch.where(call.allowed, noise, 1.0 + positions).argsort(-1)
-        targets = (~call.allowed).to(torch.uint8).argsort(dim=-1, stable=True)
-        index = torch.empty_like(sources).scatter_(-1, targets, sources)
-        return pattern.gather(-1, index)
+        return shuffle_allowed(pattern, call.allowed, generator)
 
     return intervention
+
+
+def shuffle_allowed(
+    pattern: torch.Tensor, allowed: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Shuffle the last dimension of ``pattern`` among the ``allowed`` positions, independently
+    for every row; other positions keep their values.
+
+    pattern: [..., keys]; allowed: bool, broadcastable to ``pattern``. Returns [..., keys].
+    """
+    allowed = allowed.expand_as(pattern)
+    positions = torch.arange(pattern.shape[-1], device=pattern.device)
+    noise = torch.rand(pattern.shape, generator=generator, device=pattern.device)
+    # Sources: allowed positions in random order, then disallowed ones ascending (their keys
+    # exceed every noise value). Targets: allowed ascending, then disallowed ascending. The
+    # tails agree, so disallowed positions map to themselves.
+    sources = torch.where(allowed, noise, 1.0 + positions).argsort(-1)
+    targets = (~allowed).to(torch.uint8).argsort(dim=-1, stable=True)
+    index = torch.empty_like(sources).scatter_(-1, targets, sources)
+    return pattern.gather(-1, index)
 
 
 def zero_keys(keys: Sequence[int] | torch.Tensor) -> Intervention:

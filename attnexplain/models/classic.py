@@ -74,6 +74,11 @@ class EncodedState:
     hidden: torch.Tensor
     content_mask: torch.Tensor
 
+    @property
+    def support(self) -> torch.Tensor:
+        """[batch, tokens] bool: where attention may put mass (the content tokens)."""
+        return self.content_mask
+
 
 def reverse_within_length(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """Index [batch, width] that reverses each row's first ``length`` positions and leaves the

@@ -58,10 +58,10 @@ class WordpieceTokenizer:
     @property
     def framing(self) -> Framing:
         """Pad id and how many special tokens the tokenizer puts around the content."""
-        probe = self.tokenizer("a")["input_ids"]
-        special = set(self.tokenizer.all_special_ids)
-        lead = next(i for i, t in enumerate(probe) if t not in special)
-        trail = next(i for i, t in enumerate(reversed(probe)) if t not in special)
+        framed = self.tokenizer("a")["input_ids"]
+        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        lead = next(i for i in range(len(framed)) if framed[i : i + len(bare)] == bare)
+        trail = len(framed) - lead - len(bare)
         pad = self.tokenizer.pad_token_id
         return Framing(0 if pad is None else pad, lead, trail)
 

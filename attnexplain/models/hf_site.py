@@ -38,6 +38,12 @@ class TransformerState:
     query: torch.Tensor
     attention: torch.Tensor
 
+    @property
+    def support(self) -> torch.Tensor:
+        """[batch, tokens] bool: where the site row may put mass (every unpadded key, the
+        special tokens included; decoders: all of them precede the last-token row)."""
+        return self.padding_mask.bool()
+
     def repeat(self, times: int) -> TransformerState:
         """Each instance ``times`` times in a row (for K candidates per instance)."""
         return TransformerState(

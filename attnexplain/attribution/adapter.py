@@ -1,0 +1,121 @@
+"""The few things attributions need that the two model families spell differently: encoding a
+batch, the word embeddings, the attention site, the padding id, and the model as a function
+of its input embeddings (what gradients and Captum differentiate or perturb).
+
+Every other attribution module is family-blind and goes through these.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from attnexplain.data.batching import Batch
+from attnexplain.errors import InvalidInputError
+from attnexplain.hooks import CLASSIC_SITE, list_sites
+from attnexplain.models.classic import ClassicModel, EncodedState
+from attnexplain.models.hf import HFClassifier
+
+if TYPE_CHECKING:
+    from attnexplain.models.hf_site import TransformerState
+
+Model = ClassicModel | HFClassifier
+
+
+def check_model(model: object) -> None:
+    """Raise :class:`InvalidInputError` unless ``model`` is a ClassicModel or HFClassifier."""
+    if not isinstance(model, (ClassicModel, HFClassifier)):
+        raise InvalidInputError(
+            "attributions work on attnexplain's ClassicModel and HFClassifier (wrap a "
+            f"transformers classifier as HFClassifier(model)); got {type(model).__name__}"
+        )
+
+
+def encode(model: Model, batch: Batch) -> EncodedState | TransformerState:
+    """The state ``model.attention`` and ``model.decode`` read (classic: h; transformers: the
+    hidden states entering the site layer and the site's attention)."""
+    if isinstance(model, HFClassifier):
+        return model.encode(batch)
+    return model.encode(batch.token_ids, batch.lengths, batch.content_mask)
+
+
+def site_name(model: Model) -> str:
+    """The hook name of the attention site that ``model.attention`` reads."""
+    if isinstance(model, HFClassifier):
+        return list_sites(model)[model.site_layer]
+    return CLASSIC_SITE
+
+
+def pad_id(model: Model) -> int:
+    """The id that pads sequences for ``model`` (classic: the zero-embedding PAD id; a
+    transformer masks padding out, so any id will do where it names none)."""
+    if isinstance(model, HFClassifier):
+        return model.model.config.pad_token_id or 0
+    return model.embedding.padding_idx or 0
+
+
+@torch.no_grad()
+def output_distribution(model: Model, batch: Batch) -> torch.Tensor:
+    """Class probabilities [batch, num_classes] of a plain forward pass."""
+    return model.probabilities(model.forward_batch(batch))
+
+
+def predicted_class(model: Model, batch: Batch) -> torch.Tensor:
+    """[batch] long: the class the model predicts for each row."""
+    return output_distribution(model, batch).argmax(-1)
+
+
+class EmbeddingForward(nn.Module):
+    """``model`` as a function of its input word embeddings, split in two parts that add up:
+
+        forward(content [B, T, E], framing [B, T, E], padding_mask [B, T], content_mask [B, T])
+            -> class probabilities [B, num_classes]
+
+    ``content`` holds the word embeddings of the content tokens (zero elsewhere) and
+    ``framing`` those of the special tokens and padding (zero at content tokens). Gradient and
+    perturbation methods act on ``content`` only, so their all-zero baseline erases the content
+    tokens and keeps ``<SOS>``/``<EOS>`` or ``[CLS]``/``[SEP]`` as they are; for a classic model
+    a zero embedding is exactly its PAD token. Rows may be repeated (Captum expands the
+    trailing arguments alongside the inputs).
+    """
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.model = model
+        self.words: nn.Embedding = (
+            model.model.get_input_embeddings()
+            if isinstance(model, HFClassifier)
+            else model.embedding
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.words.embedding_dim
+
+    def inputs(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``(content, (framing, padding_mask, content_mask))`` for ``batch``, detached."""
+        with torch.no_grad():
+            embedded = self.words(batch.token_ids)
+        is_content = batch.content_mask.unsqueeze(-1)
+        content = embedded * is_content
+        framing = embedded * ~is_content
+        return content, (framing, batch.padding_mask, batch.content_mask)
+
+    def forward(
+        self,
+        content: torch.Tensor,
+        framing: torch.Tensor,
+        padding_mask: torch.Tensor,
+        content_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        embedded = content + framing
+        if isinstance(self.model, HFClassifier):
+            logits = self.model.model(inputs_embeds=embedded, attention_mask=padding_mask).logits
+        else:
+            # encode reads token ids only to look up embeddings, which are given here.
+            lengths = padding_mask.sum(-1)
+            state = self.model.encode(None, lengths, content_mask, embedded=embedded)
+            logits = self.model.decode(state, self.model.attention(state))
+        return self.model.probabilities(logits)

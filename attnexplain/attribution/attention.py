@@ -1,0 +1,97 @@
+"""Attention-derived token scores: raw attention at the site, gradient x attention, norm-based
+attention, rollout and flow.
+
+Classic models have one attention step with no residual path around it, so their attention
+graph is a single layer: rollout and flow of that graph are the raw attention itself (exactly,
+not as an approximation), and those methods return it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnexplain.attribution.adapter import Model, encode
+from attnexplain.attribution.attention_graph import attention_flow, attention_rollout
+from attnexplain.attribution.norms import attention_norm
+from attnexplain.attribution.result import MethodOutput
+from attnexplain.data.batching import Batch
+from attnexplain.errors import InvalidInputError
+from attnexplain.hooks import capture, list_sites
+from attnexplain.models.hf import HFClassifier
+
+HEAD_REDUCTIONS = ("mean", "max")
+
+
+def aggregate_heads(attention: torch.Tensor, heads: str | int) -> torch.Tensor:
+    """[batch, heads, tokens] (or [batch, tokens]: one head) -> [batch, tokens].
+
+    heads: ``"mean"`` or ``"max"`` over heads, or an int selecting one head (per-head scores).
+    """
+    per_head = attention.unsqueeze(1) if attention.dim() == 2 else attention
+    if heads == "mean":
+        return per_head.mean(1)
+    if heads == "max":
+        return per_head.amax(1)
+    count = per_head.shape[1]
+    if isinstance(heads, bool) or not isinstance(heads, int) or not -count <= heads < count:
+        raise InvalidInputError(
+            f"heads must be one of {', '.join(HEAD_REDUCTIONS)} or a head index in "
+            f"[0, {count}), got {heads!r}"
+        )
+    return per_head[:, heads]
+
+
+@torch.no_grad()
+def raw_attention(model: Model, batch: Batch, heads: str | int = "mean") -> MethodOutput:
+    """The site's attention (transformers: the row the classifier reads), heads aggregated
+    as :func:`aggregate_heads` says. Scores [batch, tokens]."""
+    return MethodOutput(aggregate_heads(model.attention(encode(model, batch)), heads))
+
+
+def grad_attention(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
+    """alpha_t * d p_target / d alpha_t (Serrano & Smith 2019), the first-order share of the
+    output owed to each attention weight, summed over heads. Signed, [batch, tokens]."""
+    with torch.no_grad():
+        state = encode(model, batch)
+        attention = model.attention(state)
+    attention = attention.detach().requires_grad_()
+    probabilities = model.probabilities(model.decode(state, attention))
+    chosen = probabilities.gather(-1, target.unsqueeze(-1)).sum()
+    (gradient,) = torch.autograd.grad(chosen, attention)
+    product = attention.detach() * gradient
+    return MethodOutput(product.reshape(len(batch), -1, product.shape[-1]).sum(1))
+
+
+def norm_attention(model: Model, batch: Batch) -> MethodOutput:
+    """Kobayashi et al.'s norm-based attention ||alpha f(x)|| (see
+    :mod:`attnexplain.attribution.norms`). Scores [batch, tokens] >= 0."""
+    return MethodOutput(attention_norm(model, batch))
+
+
+@torch.no_grad()
+def _all_layers(model: HFClassifier, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every layer's pattern [batch, layers, heads, tokens, tokens] and the query row [batch]
+    the classifier reads, from one forward pass."""
+    with capture(model) as cache:
+        state = model.encode(batch)
+    return torch.stack([cache[site] for site in list_sites(model)], 1), state.query
+
+
+def rollout(model: Model, batch: Batch) -> MethodOutput:
+    """Attention rollout through all layers, at the row the classifier reads; classic models:
+    the raw attention (module docstring). Scores [batch, tokens]."""
+    if not isinstance(model, HFClassifier):
+        return raw_attention(model, batch)
+    patterns, query = _all_layers(model, batch)
+    return MethodOutput(
+        attention_rollout(patterns)[torch.arange(len(batch), device=query.device), query]
+    )
+
+
+def flow(model: Model, batch: Batch) -> MethodOutput:
+    """Attention flow to the row the classifier reads (networkx max-flow per token); classic
+    models: the raw attention (module docstring). Scores [batch, tokens]."""
+    if not isinstance(model, HFClassifier):
+        return raw_attention(model, batch)
+    patterns, query = _all_layers(model, batch)
+    return MethodOutput(attention_flow(patterns, query, batch.lengths))

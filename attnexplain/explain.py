@@ -1,0 +1,119 @@
+"""Explain raw texts: token scores of several methods as one tidy table, and that table shown
+in a terminal with every score coloured by its sign and size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from attnexplain.attribution import attribute, get_method
+from attnexplain.attribution.adapter import check_model
+from attnexplain.attribution.result import FRAME_COLUMNS
+from attnexplain.data.batching import collate
+from attnexplain.data.text import TextPipeline
+from attnexplain.errors import InvalidInputError
+from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.models.classic import ClassicModel
+from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+DEFAULT_METHODS = ("attention", "jw-gradient", "leave-one-out", "integrated-gradients")
+
+
+def explain(
+    model: Checkpoint | ClassicModel | HFClassifier,
+    texts: str | Sequence[str],
+    methods: Sequence[str] = DEFAULT_METHODS,
+    pipeline: TextPipeline | WordpieceTokenizer | None = None,
+    batch_size: int = 16,
+) -> pd.DataFrame:
+    """Token scores of ``methods`` for ``texts``.
+
+    Parameters
+    ----------
+    model : a loaded :class:`Checkpoint` (its pipeline is used), or a ClassicModel /
+        HFClassifier together with ``pipeline``.
+    texts : one text or a sequence of texts.
+    methods : names from :func:`attnexplain.attribution.list_methods`, run with their default
+        options (gradient and Captum methods explain the predicted class).
+    pipeline : the model's TextPipeline or WordpieceTokenizer (not needed for a Checkpoint).
+    batch_size : texts per forward pass.
+
+    Returns
+    -------
+    DataFrame with one row per (text, content token, method): ``instance`` (index into
+    ``texts``), ``position`` (0-based among the text's content tokens), ``token``, ``method``,
+    ``score``.
+
+    Example
+    -------
+    >>> frame = explain(load_checkpoint("runs/checkpoints/sst"), ["a fine film"])
+    >>> frame.pivot(index=["instance", "position", "token"], columns="method", values="score")
+    """
+    if isinstance(model, Checkpoint):
+        model, pipeline = model.model, model.pipeline
+    check_model(model)
+    if pipeline is None:
+        raise InvalidInputError("pass the model's pipeline (or a Checkpoint, which holds it)")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not methods:
+        raise InvalidInputError("pass at least one text and one method")
+    for name in methods:
+        get_method(name)  # unknown names fail before any work is done
+    sequences = [pipeline.encode(text) for text in texts]
+    shown = [_shown_tokens(pipeline, text, ids) for text, ids in zip(texts, sequences, strict=True)]
+    frames = []
+    for start in range(0, len(sequences), batch_size):
+        batch = collate(sequences[start : start + batch_size], framing=pipeline.framing)
+        tokens = shown[start : start + batch_size]
+        frames += [
+            replace(attribute(model, batch, name), tokens=tokens).to_frame(first_instance=start)
+            for name in methods
+        ]
+    # Per instance, methods in the order asked for, tokens in text order.
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values("instance", kind="stable", ignore_index=True)[FRAME_COLUMNS]
+
+
+def _shown_tokens(
+    pipeline: TextPipeline | WordpieceTokenizer, text: str, ids: list[int]
+) -> list[str]:
+    """A string per id: the text's own words for the J&W pipeline (so a word outside the
+    vocabulary shows as itself rather than <UNK>), the wordpieces for a transformer."""
+    return pipeline.tokens(text) if isinstance(pipeline, TextPipeline) else pipeline.decode(ids)
+
+
+def _colour(score: float, scale: float) -> str:
+    """A rich background style: red for positive, blue for negative, stronger when larger
+    (white for 0 and NaN)."""
+    strength = min(abs(score) / scale, 1.0) if scale > 0 and math.isfinite(score) else 0.0
+    fade = int(255 * (1 - 0.75 * strength))
+    rgb = (255, fade, fade) if score >= 0 else (fade, fade, 255)
+    return f"black on rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+
+
+def token_table(frame: pd.DataFrame, instance: int, title: str = "") -> Table:
+    """A rich Table of one instance of an :func:`explain` frame: a row per token, a column per
+    method; each cell coloured relative to the method's largest |score| on this instance."""
+    # Imported here: only the terminal display needs rich.
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = frame[frame["instance"] == instance]
+    wide = rows.pivot(index=["position", "token"], columns="method", values="score")
+    methods = list(dict.fromkeys(rows["method"]))
+    table = Table(title=Text(title) if title else None, title_justify="left")
+    table.add_column("token")
+    for method in methods:
+        table.add_column(method, justify="right")
+    scales = {m: float(wide[m].abs().max()) for m in methods}
+    for (_, token), scores in wide.iterrows():
+        cells = [Text(f"{scores[m]:+.3f}", style=_colour(scores[m], scales[m])) for m in methods]
+        table.add_row(Text(token), *cells)
+    return table
