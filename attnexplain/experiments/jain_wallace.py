@@ -1,0 +1,323 @@
+"""Jain & Wallace 2019, "Attention is not Explanation" (papers-spec A3-A5), on both model
+families through the shared encode -> attention -> decode interface.
+
+Each experiment is ``run(checkpoint, frame, params, progress) -> DataFrame`` (one row per
+instance), with ``summary(df)`` and ``figure(df)``:
+
+- ``correlation``: Kendall tau-b of attention against the J&W gradient and leave-one-out (and
+  any other registered attribution), per instance, on the content tokens;
+- ``permutation``: ``permutations`` random permutations of the attention over its support,
+  decoded in one batch from one encoding; per instance the median output TVD (= |dy| for
+  binary tasks);
+- ``adversarial``: K attentions per instance that move far from the model's own (JSD) and from
+  each other while the output moves by at most ``eps_optimise``; reported: the largest JSD
+  among candidates whose output moved by at most ``eps_report``, the model's own attention
+  included (JSD 0), and the adversaries themselves (kept for Wiegreffe & Pinter).
+
+For transformers the site is the last layer's row that the classifier reads, all heads; JSD
+and TVD of attention are averaged over heads, and max-attention bins use the head mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from tqdm.auto import tqdm
+
+from attnexplain.attribution import attribute
+from attnexplain.experiments.site_attention import (
+    SiteBatch,
+    attention_bin,
+    decode_probabilities,
+    instance_columns,
+    site_batches,
+    token_attention,
+)
+from attnexplain.hooks.interventions import shuffle_allowed
+from attnexplain.metrics import jsd, kendall_tau, tvd
+from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.models.classic import masked_softmax
+
+PERMUTATION_DEFAULTS = {"permutations": 100, "batch_size": 32, "seed": 0}
+ADVERSARIAL_DEFAULTS = {
+    "adversaries": 5,
+    "steps": 500,
+    "lr": 0.01,
+    "eps_optimise": 0.01,
+    "eps_report": 0.05,
+    "penalty": 500.0,
+    "batch_size": 32,
+    "seed": 0,
+}
+CORRELATION_DEFAULTS = {"methods": ["jw-gradient", "leave-one-out"], "batch_size": 32}
+
+
+def _head_mean(values: torch.Tensor, dims: int) -> torch.Tensor:
+    """Average away site dimensions (heads) so that one number per candidate remains."""
+    while values.dim() > dims:
+        values = values.mean(-1)
+    return values
+
+
+def _iterate(
+    checkpoint: Checkpoint, frame: pd.DataFrame, batch_size: int, progress: bool, what: str
+):
+    total = math.ceil(len(frame) / batch_size)
+    return tqdm(
+        site_batches(checkpoint, frame, batch_size),
+        total=total,
+        disable=not progress,
+        desc=what,
+        leave=False,
+    )
+
+
+# ---------------------------------------------------------------- permutation (A4)
+
+
+def permutation_deltas(
+    checkpoint: Checkpoint, site: SiteBatch, permutations: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Output TVD [batch, permutations] under random permutations of the site attention."""
+    expanded = site.attention.unsqueeze(1).expand(-1, permutations, *site.attention.shape[1:])
+    shuffled = shuffle_allowed(expanded, site.support.unsqueeze(1), generator)
+    with torch.no_grad():
+        outputs = decode_probabilities(checkpoint, site, shuffled)
+    return tvd(outputs, site.probabilities.unsqueeze(1))
+
+
+def run_permutation(
+    checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
+) -> pd.DataFrame:
+    params = {**PERMUTATION_DEFAULTS, **(params or {})}
+    generator = torch.Generator().manual_seed(params["seed"])
+    parts = []
+    for site in _iterate(checkpoint, frame, params["batch_size"], progress, "permutation"):
+        deltas = permutation_deltas(checkpoint, site, params["permutations"], generator)
+        parts.append(
+            pd.DataFrame(
+                {
+                    **instance_columns(frame, checkpoint.classes, site),
+                    "median_output_change": deltas.median(1).values.numpy(),
+                    "mean_output_change": deltas.mean(1).numpy(),
+                }
+            )
+        )
+    return pd.concat(parts).sort_values("instance").reset_index(drop=True)
+
+
+def summarise_permutation(df: pd.DataFrame) -> pd.DataFrame:
+    """Median of the per-instance median output change by max-attention bin and class."""
+    return (
+        df.assign(bin=attention_bin(df["max_attention"]))
+        .groupby(["bin", "predicted_class"], observed=True)["median_output_change"]
+        .agg(["median", "count"])
+        .reset_index()
+    )
+
+
+def figure_permutation(df: pd.DataFrame) -> plt.Figure:
+    """Violins of the median output change per max-attention bin, split by predicted class."""
+    data = df.assign(bin=attention_bin(df["max_attention"]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.violinplot(
+        data=data,
+        x="bin",
+        y="median_output_change",
+        hue="predicted_class",
+        cut=0,
+        density_norm="width",
+        ax=ax,
+    )
+    ax.set(xlabel="max attention", ylabel="median output change (TVD)", title="Permuting attention")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- adversarial (A5)
+
+
+def adversarial_search(
+    checkpoint: Checkpoint, site: SiteBatch, params: dict, generator: torch.Generator
+) -> torch.Tensor:
+    """K adversarial attentions per instance, [batch, K, *site, tokens], optimised together
+    for the whole batch (model frozen, encoding fixed)."""
+    k, shape = params["adversaries"], site.attention.shape
+    support = site.support.unsqueeze(1)
+    lengths = site.support.sum(-1, keepdim=True).unsqueeze(1).float()
+    noise = torch.randn(shape[0], k, *shape[1:], generator=generator)
+    logits = (torch.log(1.0 / lengths) + 3.0 * noise).requires_grad_(True)
+    optimiser = torch.optim.Adam([logits], lr=params["lr"], amsgrad=True)
+    own, own_output = site.attention.unsqueeze(1), site.probabilities.unsqueeze(1)
+    dims = 2  # [batch, K] after averaging heads away
+    for _ in range(params["steps"]):
+        candidates = masked_softmax(logits, support)
+        outputs = decode_probabilities(checkpoint, site, candidates)
+        moved = tvd(outputs, own_output)
+        distance = _head_mean(jsd(candidates, own, support), dims)
+        mutual = _head_mean(
+            jsd(candidates.unsqueeze(2), candidates.unsqueeze(1), support.unsqueeze(1)), 3
+        ).mean((1, 2))
+        penalty = params["penalty"] * torch.relu(moved - params["eps_optimise"])
+        loss = (penalty - distance).sum() - mutual.sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return masked_softmax(logits.detach(), support)
+
+
+def run_adversarial(
+    checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
+) -> pd.DataFrame:
+    params = {**ADVERSARIAL_DEFAULTS, **(params or {})}
+    generator = torch.Generator().manual_seed(params["seed"])
+    for parameter in checkpoint.model.parameters():
+        parameter.requires_grad_(False)
+    parts = []
+    for site in _iterate(checkpoint, frame, params["batch_size"], progress, "adversarial"):
+        adversaries = adversarial_search(checkpoint, site, params, generator)
+        with torch.no_grad():
+            moved = tvd(
+                decode_probabilities(checkpoint, site, adversaries), site.probabilities.unsqueeze(1)
+            )
+        distance = _head_mean(
+            jsd(adversaries, site.attention.unsqueeze(1), site.support.unsqueeze(1)), 2
+        )
+        within = moved <= params["eps_report"]
+        # The model's own attention (JSD 0, output unmoved) always qualifies.
+        best = torch.where(within, distance, torch.zeros_like(distance)).max(1)
+        lengths = site.batch.lengths.tolist()
+        parts.append(
+            pd.DataFrame(
+                {
+                    **instance_columns(frame, checkpoint.classes, site),
+                    "eps_max_jsd": best.values.numpy(),
+                    "adversaries_within_eps": within.sum(1).numpy(),
+                    "adversary_output_change": [row.tolist() for row in moved],
+                    "adversary_jsd": [row.tolist() for row in distance],
+                    "adversaries": [
+                        adv[..., :n].tolist() for adv, n in zip(adversaries, lengths, strict=True)
+                    ],
+                    "eps_optimise": params["eps_optimise"],
+                    "eps_report": params["eps_report"],
+                }
+            )
+        )
+    return pd.concat(parts).sort_values("instance").reset_index(drop=True)
+
+
+def summarise_adversarial(df: pd.DataFrame) -> pd.DataFrame:
+    """Per predicted class: median eps-max JSD and the share of instances >= 0.5."""
+    grouped = df.groupby("predicted_class")["eps_max_jsd"]
+    return pd.DataFrame(
+        {
+            "median_eps_max_jsd": grouped.median(),
+            "share_at_least_0.5": grouped.apply(lambda v: float((v >= 0.5).mean())),
+            "count": grouped.size(),
+        }
+    ).reset_index()
+
+
+def figure_adversarial(df: pd.DataFrame) -> plt.Figure:
+    """Histogram of eps-max JSD per class (40 bins on [0, 0.7]) and violins by max-attention
+    bin."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    sns.histplot(
+        data=df,
+        x="eps_max_jsd",
+        hue="predicted_class",
+        bins=40,
+        binrange=(0, 0.7),
+        element="step",
+        ax=left,
+    )
+    eps = df["eps_report"].iloc[0] if len(df) else float("nan")
+    left.set(
+        xlabel=f"max JSD of adversaries with output change <= {eps:g}",
+        title="Adversarial attention",
+    )
+    data = df.assign(bin=attention_bin(df["max_attention"]))
+    sns.violinplot(
+        data=data,
+        x="bin",
+        y="eps_max_jsd",
+        hue="predicted_class",
+        cut=0,
+        density_norm="width",
+        ax=right,
+    )
+    right.set(xlabel="max attention", ylabel="eps-max JSD")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- correlation (A3)
+
+
+def run_correlation(
+    checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
+) -> pd.DataFrame:
+    """Kendall tau-b (and its p-value) of attention vs each method, per instance, on content
+    tokens; transformers' attention is the head mean of the site row."""
+    params = {**CORRELATION_DEFAULTS, **(params or {})}
+    model, parts = checkpoint.model, []
+    for site in _iterate(checkpoint, frame, params["batch_size"], progress, "correlation"):
+        attention = token_attention(site)
+        columns = instance_columns(frame, checkpoint.classes, site)
+        mask = site.batch.content_mask
+        for method in params["methods"]:
+            scores = attribute(model, site.batch, method).scores
+            correlation = kendall_tau(attention, scores, mask)
+            columns[f"tau_{method}"] = correlation.statistic
+            columns[f"p_{method}"] = correlation.pvalue
+        parts.append(pd.DataFrame(columns))
+    return pd.concat(parts).sort_values("instance").reset_index(drop=True)
+
+
+def summarise_correlation(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per method and predicted class: mean and std (ddof 0) of tau over defined instances, the
+    share with p <= ``alpha`` ("Sig. Frac."), and how many instances had no tau (NaN)."""
+    rows = []
+    methods = [c[len("tau_") :] for c in df.columns if c.startswith("tau_")]
+    for method in methods:
+        for label, group in df.groupby("predicted_class"):
+            tau = group[f"tau_{method}"].to_numpy()
+            defined = ~np.isnan(tau)
+            rows.append(
+                {
+                    "method": method,
+                    "predicted_class": label,
+                    "mean_tau": float(tau[defined].mean()) if defined.any() else float("nan"),
+                    "std_tau": float(tau[defined].std()) if defined.any() else float("nan"),
+                    "sig_frac": float((group[f"p_{method}"].to_numpy()[defined] <= alpha).mean())
+                    if defined.any()
+                    else float("nan"),
+                    "count": int(defined.sum()),
+                    "undefined": int((~defined).sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def figure_correlation(df: pd.DataFrame) -> plt.Figure:
+    """Histograms of per-instance tau for each method, split by predicted class."""
+    methods = [c[len("tau_") :] for c in df.columns if c.startswith("tau_")]
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        sns.histplot(
+            data=df,
+            x=f"tau_{method}",
+            hue="predicted_class",
+            bins=30,
+            binrange=(-1, 1),
+            element="step",
+            ax=ax,
+        )
+        ax.set(xlabel=f"Kendall tau: attention vs {method}", title="Attention vs importance")
+    fig.tight_layout()
+    return fig
