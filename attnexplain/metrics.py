@@ -62,14 +62,25 @@ def kl(p: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None) -> to
     return _masked(terms, mask).sum(-1)
 
 
+def entropy(p: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Shannon entropy -sum_i p_i ln p_i over the last dimension; p: [..., n] -> [...].
+
+    Zero entries contribute 0 and a finite gradient: the clamp keeps log away from log 0, whose
+    0 * -inf = NaN would otherwise reach an optimiser through masked (zero) attention."""
+    terms = p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
+    return -_masked(terms, mask).sum(-1)
+
+
 def jsd(p: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Jensen-Shannon divergence 1/2 KL(p || m) + 1/2 KL(q || m), m = (p + q) / 2, natural log:
     0 for equal distributions, at most ln 2 = 0.693 for disjoint supports.
 
-    p, q: [..., n]; returns [...].
+    p, q: [..., n], broadcastable; returns [...]. Computed as H(m) - (H(p) + H(q)) / 2, which
+    is the same quantity; only H(m) needs the broadcast shape, so all-pairs JSD of K
+    candidates ([K, 1, n] vs [1, K, n]) costs one [K, K, n] entropy instead of two KLs.
     """
     m = (p + q) / 2
-    return 0.5 * kl(p, m, mask) + 0.5 * kl(q, m, mask)
+    return entropy(m, mask) - (entropy(p, mask) + entropy(q, mask)) / 2
 
 
 @dataclass

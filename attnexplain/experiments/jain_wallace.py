@@ -41,7 +41,6 @@ from attnexplain.experiments.site_attention import (
 from attnexplain.hooks.interventions import shuffle_allowed
 from attnexplain.metrics import jsd, kendall_tau, tvd
 from attnexplain.models.checkpoint import Checkpoint
-from attnexplain.models.classic import masked_softmax
 
 PERMUTATION_DEFAULTS = {"permutations": 100, "batch_size": 32, "seed": 0}
 ADVERSARIAL_DEFAULTS = {
@@ -151,24 +150,29 @@ def adversarial_search(
     support = site.support.unsqueeze(1)
     lengths = site.support.sum(-1, keepdim=True).unsqueeze(1).float()
     noise = torch.randn(shape[0], k, *shape[1:], generator=generator)
-    logits = (torch.log(1.0 / lengths) + 3.0 * noise).requires_grad_(True)
+    # J&W's init; -inf outside the support stays -inf (zero gradient, so Adam never moves it),
+    # which spares a masking op in every step.
+    logits = torch.log(1.0 / lengths) + 3.0 * noise
+    logits = logits.masked_fill(~support, float("-inf")).requires_grad_(True)
     optimiser = torch.optim.Adam([logits], lr=params["lr"], amsgrad=True)
     own, own_output = site.attention.unsqueeze(1), site.probabilities.unsqueeze(1)
     dims = 2  # [batch, K] after averaging heads away
+    first, second = torch.triu_indices(k, k, offset=1)
     for _ in range(params["steps"]):
-        candidates = masked_softmax(logits, support)
+        candidates = torch.softmax(logits, dim=-1)
         outputs = decode_probabilities(checkpoint, site, candidates)
         moved = tvd(outputs, own_output)
-        distance = _head_mean(jsd(candidates, own, support), dims)
-        mutual = _head_mean(
-            jsd(candidates.unsqueeze(2), candidates.unsqueeze(1), support.unsqueeze(1)), 3
-        ).mean((1, 2))
+        distance = _head_mean(jsd(candidates, own), dims)
+        # mean over all K x K pairs of a symmetric, zero-diagonal JSD matrix, from the
+        # K (K - 1) / 2 pairs above the diagonal
+        pairwise = _head_mean(jsd(candidates[:, first], candidates[:, second]), 2)
+        mutual = pairwise.sum(1) * 2 / k**2
         penalty = params["penalty"] * torch.relu(moved - params["eps_optimise"])
         loss = (penalty - distance).sum() - mutual.sum()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return masked_softmax(logits.detach(), support)
+    return torch.softmax(logits.detach(), dim=-1)
 
 
 def run_adversarial(

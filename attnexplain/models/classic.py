@@ -69,10 +69,12 @@ class ClassicConfig:
 @dataclass
 class EncodedState:
     """What the attention and the decoder read. ``hidden``: [batch, tokens, H];
-    ``content_mask``: [batch, tokens] bool, True at content tokens (not SOS/EOS/PAD)."""
+    ``content_mask``: [batch, tokens] bool, True at content tokens (not SOS/EOS/PAD);
+    ``token_logits``: [batch, tokens, C], the decoder's weights applied to each h_t."""
 
     hidden: torch.Tensor
     content_mask: torch.Tensor
+    token_logits: torch.Tensor
 
     @property
     def support(self) -> torch.Tensor:
@@ -236,7 +238,8 @@ class ClassicModel(nn.Module):
         """
         if embedded is None:
             embedded = self.embedding(token_ids)
-        return EncodedState(self.encoder(embedded, lengths), content_mask)
+        hidden = self.encoder(embedded, lengths)
+        return EncodedState(hidden, content_mask, hidden @ self.decoder.weight.T)
 
     def encode_batch(self, batch: Batch) -> EncodedState:
         """:meth:`encode` for a :class:`~attnexplain.data.Batch`: the entry point that the
@@ -265,9 +268,12 @@ class ClassicModel(nn.Module):
 
         attention: [B, T] -> logits [B, C]; or [B, K, T] (K candidates each) -> [B, K, C].
         C is 1 for binary tasks (a sigmoid logit), else the number of classes.
+
+        The decoder is linear, so W (sum_t a_t h_t) + b = sum_t a_t (W h_t) + b: the projection
+        W h_t is made once in ``encode`` and each candidate costs [T] x [T, C] instead of
+        [T] x [T, H], which makes decoding 100 permutations or K adversaries cheap.
         """
-        context = torch.einsum("b...t,bth->b...h", attention, state.hidden)
-        return self.decoder(context)
+        return torch.einsum("b...t,btc->b...c", attention, state.token_logits) + self.decoder.bias
 
     def forward(
         self,
