@@ -15,11 +15,11 @@ from torch import nn
 from attnexplain.data.batching import Batch
 from attnexplain.errors import InvalidInputError
 from attnexplain.hooks import CLASSIC_SITE, list_sites
-from attnexplain.models.classic import ClassicModel, EncodedState
+from attnexplain.models.classic import ClassicModel
 from attnexplain.models.hf import HFClassifier
 
 if TYPE_CHECKING:
-    from attnexplain.models.hf_site import TransformerState
+    pass
 
 Model = ClassicModel | HFClassifier
 
@@ -31,14 +31,6 @@ def check_model(model: object) -> None:
             "attributions work on attnexplain's ClassicModel and HFClassifier (wrap a "
             f"transformers classifier as HFClassifier(model)); got {type(model).__name__}"
         )
-
-
-def encode(model: Model, batch: Batch) -> EncodedState | TransformerState:
-    """The state ``model.attention`` and ``model.decode`` read (classic: h; transformers: the
-    hidden states entering the site layer and the site's attention)."""
-    if isinstance(model, HFClassifier):
-        return model.encode(batch)
-    return model.encode(batch.token_ids, batch.lengths, batch.content_mask)
 
 
 def site_name(model: Model) -> str:

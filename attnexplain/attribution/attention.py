@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from attnexplain.attribution.adapter import Model, encode
+from attnexplain.attribution.adapter import Model
 from attnexplain.attribution.attention_graph import attention_flow, attention_rollout
 from attnexplain.attribution.norms import attention_norm
 from attnexplain.attribution.result import MethodOutput
@@ -45,14 +45,14 @@ def aggregate_heads(attention: torch.Tensor, heads: str | int) -> torch.Tensor:
 def raw_attention(model: Model, batch: Batch, heads: str | int = "mean") -> MethodOutput:
     """The site's attention (transformers: the row the classifier reads), heads aggregated
     as :func:`aggregate_heads` says. Scores [batch, tokens]."""
-    return MethodOutput(aggregate_heads(model.attention(encode(model, batch)), heads))
+    return MethodOutput(aggregate_heads(model.attention(model.encode_batch(batch)), heads))
 
 
 def grad_attention(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
     """alpha_t * d p_target / d alpha_t (Serrano & Smith 2019), the first-order share of the
     output owed to each attention weight, summed over heads. Signed, [batch, tokens]."""
     with torch.no_grad():
-        state = encode(model, batch)
+        state = model.encode_batch(batch)
         attention = model.attention(state)
     attention = attention.detach().requires_grad_()
     probabilities = model.probabilities(model.decode(state, attention))

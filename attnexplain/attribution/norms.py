@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnexplain.attribution.adapter import Model, encode
+from attnexplain.attribution.adapter import Model
 from attnexplain.data.batching import Batch
 from attnexplain.errors import HookError
 from attnexplain.models.hf import HFClassifier
@@ -54,7 +54,7 @@ def contribution_vectors(model: Model, batch: Batch) -> torch.Tensor:
     the sum over j plus b_O is the output projection's output at query row q).
     """
     if not isinstance(model, HFClassifier):
-        state = encode(model, batch)
+        state = model.encode_batch(batch)
         return model.attention(state).unsqueeze(-1) * state.hidden
     module, value, output = site_projections(model)
     grabbed: dict[str, torch.Tensor] = {}
@@ -64,7 +64,7 @@ def contribution_vectors(model: Model, batch: Batch) -> torch.Tensor:
 
     handle = module.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        state = encode(model, batch)
+        state = model.encode_batch(batch)
     finally:
         handle.remove()
     alpha = state.attention  # [batch, heads, tokens]
