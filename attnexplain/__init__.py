@@ -8,12 +8,15 @@ from attnexplain.errors import (
     DataSourceError,
     HookError,
     InvalidInputError,
+    PlanError,
     UnknownNameError,
 )
+from attnexplain.experiments import get_experiment, list_experiments
 from attnexplain.explain import explain
 from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
+from attnexplain.runner import RunResult, load_plan, run_plan
 
 __version__ = "0.1.0"
 
@@ -27,6 +30,8 @@ __all__ = [
     "Dataset",
     "HookError",
     "InvalidInputError",
+    "PlanError",
+    "RunResult",
     "TextPipeline",
     "TrainConfig",
     "TrainResult",
@@ -35,12 +40,16 @@ __all__ = [
     "capture",
     "evaluate",
     "explain",
+    "get_experiment",
     "intervene",
     "list_datasets",
+    "list_experiments",
     "list_methods",
     "list_sites",
     "load_checkpoint",
     "load_dataset",
+    "load_plan",
+    "run_plan",
     "run_with_cache",
     "save_checkpoint",
     "train",

@@ -26,6 +26,7 @@ from attnexplain.models.classic import (
 )
 from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
+from attnexplain.runner import run_plan
 
 app = typer.Typer(
     add_completion=False,
@@ -259,6 +260,28 @@ def explain_command(
         best = int(probs.argmax())
         title = f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}"
         console.print(token_table(frame, instance, title))
+
+
+@app.command("run")
+def run_command(
+    plan: Annotated[Path, typer.Argument(help="YAML plan, e.g. experiments/quick.yaml")],
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory [default: runs/PLAN-NAME]")
+    ] = None,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Run a plan: train its models, run its experiments, print a summary per experiment.
+
+    Finished units are kept in the run directory and skipped when the plan runs again, so an
+    interrupted run resumes where it stopped."""
+    result = run_plan(plan, out, cache_dir=cache_dir)  # a bad plan fails before any training
+    reused = len(result.units) - len(result.ran)
+    typer.echo(f"{len(result.units)} units: {len(result.ran)} run, {reused} reused")
+    typer.echo(f"results: {result.directory} (manifest.json; per-unit results in units/)")
+    for index, entry in enumerate(result.plan.experiments):
+        typer.echo(f"\n{entry.title}")
+        table = result.summary(index)
+        typer.echo(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 
 def main() -> None:

@@ -28,3 +28,8 @@ class CheckpointError(AttnExplainError):
 class HookError(AttnExplainError):
     """Attention that cannot be captured or intervened on: a model whose attention does not
     pass through a hook point, or a site name the model does not have."""
+
+
+class PlanError(AttnExplainError):
+    """An experiment plan (YAML) that cannot be run: the message names the file, the offending
+    field path (``models[1].encoder``) and the fix."""

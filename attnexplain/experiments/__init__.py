@@ -1,1 +1,10 @@
-"""Experiments: one module per paper."""
+"""Experiments: one module per paper, looked up by name in :mod:`.registry`."""
+
+from attnexplain.experiments.registry import (
+    EXPERIMENTS,
+    Experiment,
+    get_experiment,
+    list_experiments,
+)
+
+__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "list_experiments"]

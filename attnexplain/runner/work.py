@@ -1,0 +1,77 @@
+"""Doing one unit: train a checkpoint, or run an experiment on one, into the run store."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from attnexplain.data.registry import Dataset, load_dataset
+from attnexplain.experiments.registry import get_experiment
+from attnexplain.models.checkpoint import load_checkpoint
+from attnexplain.models.train import train
+from attnexplain.runner.manifest import now
+from attnexplain.runner.plan import DatasetEntry
+from attnexplain.runner.store import Finished, RunStore
+from attnexplain.runner.units import ExperimentUnit, TrainingUnit, Unit
+
+
+@dataclass
+class UnitWorker:
+    """Callable on a unit whose dependencies are finished; returns its :class:`Finished`.
+
+    Holds no state but a per-process cache of loaded datasets, so an executor can hand it to
+    other processes. Training writes straight into the unit's checkpoint folder, where
+    :func:`~attnexplain.models.train.train` resumes an interrupted run from its last epoch.
+    """
+
+    store: RunStore
+    cache_dir: str | os.PathLike | None = None
+    progress: bool = True
+    _datasets: dict[str, Dataset] = field(default_factory=dict, repr=False)
+
+    def __call__(self, unit: Unit) -> Finished:
+        started = time.perf_counter()
+        if self.progress:
+            tqdm.write(f"{unit.kind}: {unit.label}", file=sys.stderr)
+        self.store.begin(unit)
+        details = self._train(unit) if isinstance(unit, TrainingUnit) else self._experiment(unit)
+        finished = Finished(unit.key, time.perf_counter() - started, now(), details)
+        self.store.mark_done(finished)
+        return finished
+
+    def _train(self, unit: TrainingUnit) -> dict[str, Any]:
+        result = train(
+            self._dataset(unit.dataset),
+            self.store.checkpoint_dir(unit.key),
+            unit.model.architecture(),
+            unit.train_config,
+            cache=self.cache_dir,
+            progress=self.progress,
+            pretrained=unit.model.pretrained,
+        )
+        return {"best_epoch": result.best_epoch, "dev": result.dev, "test": result.test}
+
+    def _experiment(self, unit: ExperimentUnit) -> dict[str, Any]:
+        checkpoint = load_checkpoint(self.store.checkpoint_dir(unit.training.key))
+        frame = self._dataset(unit.training.dataset).splits[unit.split]
+        if unit.max_instances is not None:
+            frame = frame.iloc[: unit.max_instances]
+        experiment = get_experiment(unit.experiment)
+        table = experiment.run(
+            checkpoint, frame.reset_index(drop=True), dict(unit.params), self.progress
+        )
+        self.store.write_result(unit.key, table)
+        return {"instances": len(table)}
+
+    def _dataset(self, entry: DatasetEntry) -> Dataset:
+        # Every model and seed of a plan reads the same few datasets; load each once.
+        key = json.dumps(entry.model_dump(), sort_keys=True)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(entry.name, self.cache_dir, **entry.options)
+        return self._datasets[key]

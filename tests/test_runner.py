@@ -1,0 +1,284 @@
+"""The runner: plans validated with field-naming errors, units cached by key, run directories
+that survive Ctrl-C and kill -9, and the ``run`` command."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import attnexplain.models.train as train_module
+from attnexplain.errors import PlanError
+from attnexplain.runner import (
+    ExperimentUnit,
+    Plan,
+    RunResult,
+    expand,
+    load_plan,
+    parse_plan,
+    run_plan,
+)
+from attnexplain.runner import work as runner_work
+from tests.conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny",
+    "datasets": [{"name": "synthetic", "options": {"n": 600}}],
+    "models": [{"encoder": "lstm", "hidden_size": 16}, {"encoder": "average", "hidden_size": 16}],
+    "seeds": [1],
+    "train": {"epochs": 2, "embeddings": "random", "embed_dim": 16},
+    "experiments": [{"name": "predictions"}],
+}
+
+
+def write_plan(path: Path, plan: dict) -> Path:
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    return path
+
+
+def manifest(directory: Path) -> dict:
+    return json.loads((directory / "manifest.json").read_text())
+
+
+def experiment_results(result: RunResult) -> dict[str, pd.DataFrame]:
+    return {
+        unit.key: pd.read_parquet(result.directory / "units" / unit.key / "result.parquet")
+        for unit in result.units
+        if isinstance(unit, ExperimentUnit)
+    }
+
+
+def assert_same_results(directory: Path, reference: RunResult) -> None:
+    """Every experiment unit of ``reference`` is finished in ``directory`` with an equal
+    table."""
+    for key, expected in experiment_results(reference).items():
+        assert (directory / "units" / key / "done").is_file()
+        actual = pd.read_parquet(directory / "units" / key / "result.parquet")
+        pd.testing.assert_frame_equal(actual, expected)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> RunResult:
+    """TINY run once, uninterrupted."""
+    return run_plan(parse_plan(TINY), tmp_path_factory.mktemp("reference"), progress=False)
+
+
+def test_plan_runs_end_to_end(reference):
+    kinds = [unit.kind for unit in reference.units]
+    assert kinds == ["train", "experiment", "train", "experiment"]
+    assert len(reference.ran) == 4
+    record = manifest(reference.directory)
+    assert record["status"] == "complete"
+    assert record["plan"]["name"] == "tiny" and record["seeds"] == [1]
+    assert set(record["versions"]) == {"attnexplain", "torch", "transformers", "captum"}
+    assert record["versions"]["torch"]
+    assert "git" in record
+    for entry, unit in zip(record["units"], reference.units, strict=True):
+        assert entry["key"] == unit.key and entry["status"] == "done"
+        assert entry["seconds"] > 0 and not entry["reused"]
+        folder = reference.directory / entry["path"]
+        assert (folder / "done").is_file() and (folder / "unit.json").is_file()
+        produced = "checkpoint/attnexplain.json" if unit.kind == "train" else "result.parquet"
+        assert (folder / produced).is_file()
+
+    table = reference.results(0)
+    assert len(table) == 2 * 60  # both models on the 60-instance test split
+    assert list(table.columns[:3]) == ["dataset", "model", "seed"]
+    assert set(table["model"]) == {"lstm-additive-h16", "average-additive-h16"}
+    assert (table["prob_class0"] + table["prob_class1"]).round(6).eq(1).all()
+    summary = reference.summary(0)
+    assert len(summary) == 2 and summary["n"].eq(60).all()
+    assert summary["accuracy"].between(0, 1).all()
+    reloaded = RunResult.load(reference.directory)
+    pd.testing.assert_frame_equal(reloaded.summary(0), summary)
+
+
+def test_rerun_skips_finished_units(reference, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner_work, "train", lambda *args, **kwargs: calls.append(args))
+    again = run_plan(parse_plan(TINY), reference.directory, progress=False)
+    assert again.ran == [] and calls == []
+    assert all(entry["reused"] for entry in manifest(reference.directory)["units"])
+    assert_same_results(reference.directory, reference)
+
+
+def test_new_experiment_entries_reuse_the_checkpoints(reference, tmp_path, monkeypatch):
+    directory = tmp_path / "run"
+    shutil.copytree(reference.directory, directory)
+    calls = []
+    monkeypatch.setattr(runner_work, "train", lambda *args, **kwargs: calls.append(args))
+    plan = copy.deepcopy(TINY)
+    plan["experiments"].append({"name": "predictions", "params": {"batch_size": 7}})
+    result = run_plan(parse_plan(plan), directory, progress=False)
+    assert calls == []
+    assert [u.kind for u in result.units if u.key in result.ran] == ["experiment"] * 2
+    assert len(result.summary(1)) == 2
+
+
+def test_run_interrupted_mid_training_resumes_to_identical_results(
+    reference, tmp_path, monkeypatch
+):
+    epochs = []
+    train_epoch = train_module._train_epoch
+
+    def ctrl_c_in_fourth_epoch(*args, **kwargs):
+        epochs.append(args[6])
+        if len(epochs) == 4:  # the second model's second epoch
+            raise KeyboardInterrupt
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_epoch", ctrl_c_in_fourth_epoch)
+    directory = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(parse_plan(TINY), directory, progress=False)
+    record = manifest(directory)
+    assert record["status"] == "interrupted"
+    assert [entry["status"] for entry in record["units"]] == ["done", "done", "pending", "pending"]
+
+    epochs.clear()
+    resumed = run_plan(parse_plan(TINY), directory, progress=False)
+    assert epochs == [2]  # training resumed after its last finished epoch
+    assert resumed.ran == [unit.key for unit in reference.units[2:]]
+    assert manifest(directory)["status"] == "complete"
+    assert_same_results(directory, reference)
+
+
+def test_killed_run_resumes_to_identical_results(reference, tmp_path):
+    # The average model first: the LSTM still trains when the first unit is done, so the
+    # kill lands mid-run (unit keys do not depend on the order of the plan's models).
+    plan = copy.deepcopy(TINY)
+    plan["models"].reverse()
+    path, directory = write_plan(tmp_path / "plan.yaml", plan), tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attnexplain", "run", str(path), "--out", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 120
+    while not list(directory.glob("units/*/done")):
+        assert process.poll() is None and time.monotonic() < deadline, "no unit finished"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    finished = len(list(directory.glob("units/*/done")))
+    assert 1 <= finished < 4
+
+    resumed = run_plan(path, directory, progress=False)
+    assert len(resumed.ran) == 4 - finished
+    assert_same_results(directory, reference)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"epochs": 3}, "unknown key 'epochs'; allowed keys: name, datasets"),
+        (
+            {"models": [{"encoder": "lstm"}, {"encodr": "cnn"}]},
+            "models[1]: unknown key 'encodr' (did you mean 'encoder'?)",
+        ),
+        (
+            {"models": [{"encoder": "lstm"}, {"encoder": "gru"}]},
+            "models[1].encoder: unknown encoder 'gru'; choose one of lstm, cnn, average",
+        ),
+        ({"seeds": ["ten"]}, "seeds[0]: should be a valid integer, got 'ten'"),
+        ({"train": {"epochs": 2.5}}, "train.epochs: should be a valid integer, got 2.5"),
+        ({"datasets": ["imbd"]}, "datasets[0].name: unknown dataset 'imbd'; choose one of imdb"),
+        (
+            {"datasets": [{"name": "synthetic", "options": {"size": 9}}]},
+            "datasets[0]: unknown option 'size' for dataset 'synthetic'; known: n,",
+        ),
+        (
+            {"experiments": [{"name": "permutation"}]},
+            "experiments[0].name: unknown experiment 'permutation'; choose one of predictions",
+        ),
+        (
+            {"experiments": [{"name": "predictions", "params": {"batch": 8}}]},
+            "experiments[0].params: unknown parameter 'batch' for experiment 'predictions'",
+        ),
+        (
+            {"models": [{"pretrained": "minilm", "encoder": "lstm"}]},
+            "models[0]: a pretrained model takes no encoder",
+        ),
+        ({"models": []}, "models: needs at least 1 entry"),
+        ({"seeds": None}, "seeds: should be a valid list, got None"),
+    ],
+)
+def test_malformed_plan_names_the_field(tmp_path, change, expected):
+    path = write_plan(tmp_path / "bad.yaml", {**TINY, **change})
+    with pytest.raises(PlanError) as caught:
+        load_plan(path)
+    message = str(caught.value)
+    assert message.startswith(f"plan {path}: ")
+    assert expected in message
+
+
+def test_missing_key_and_broken_files_are_plan_errors(tmp_path):
+    without_seeds = {k: v for k, v in TINY.items() if k != "seeds"}
+    with pytest.raises(PlanError, match="seeds: required; add it"):
+        load_plan(write_plan(tmp_path / "a.yaml", without_seeds))
+    broken = tmp_path / "b.yaml"
+    broken.write_text("name: x\nmodels: [\n")
+    with pytest.raises(PlanError, match="not valid YAML at line"):
+        load_plan(broken)
+    with pytest.raises(PlanError, match="expected a mapping"):
+        load_plan(write_plan(tmp_path / "c.yaml", ["name"]))
+    with pytest.raises(PlanError, match="cannot be read"):
+        load_plan(tmp_path / "missing.yaml")
+
+
+def test_units_are_keyed_by_their_config():
+    plan = parse_plan(TINY)
+    keys = [unit.key for unit in expand(plan)]
+    assert len(set(keys)) == 4
+    seeds = parse_plan({**TINY, "seeds": [1, 2]})
+    more = [unit.key for unit in expand(seeds)]
+    assert set(keys) < set(more) and len(more) == 8
+    pretrained = parse_plan(
+        {**TINY, "models": [{"pretrained": "minilm"}], "finetune": {"lr": 1e-4}}
+    )
+    training = expand(pretrained)[0]
+    assert training.config["model"] == {"pretrained": "minilm"}
+    assert training.train_config.lr == 1e-4 and training.train_config.epochs == 3
+
+
+def test_shipped_plans_are_valid():
+    plans = sorted((REPO / "experiments").glob("*.yaml"))
+    assert plans
+    for path in plans:
+        assert isinstance(load_plan(path), Plan)
+
+
+def test_cli_run_prints_where_results_went_and_a_summary(tmp_path):
+    path, out = write_plan(tmp_path / "plan.yaml", TINY), tmp_path / "out"
+    result = run_cli("run", str(path), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "4 units: 4 run, 0 reused" in result.stdout
+    assert f"results: {out}" in result.stdout
+    lines = result.stdout.splitlines()
+    header = lines[lines.index("predictions") + 1].split()
+    assert header[:5] == ["dataset", "model", "seed", "n", "accuracy"]
+    assert sum("lstm-additive-h16" in line for line in lines) == 1
+    assert manifest(out)["plan_file"] == str(path)
+
+
+def test_cli_bad_plan_prints_one_error_line(tmp_path):
+    bad = {**TINY, "models": [{"encoder": "lstm"}, {"encoder": "gru"}]}
+    result = run_cli("run", str(write_plan(tmp_path / "bad.yaml", bad)), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: plan ")
+    assert "models[1].encoder: unknown encoder 'gru'" in lines[0]
+    assert not (tmp_path / "runs").exists()
