@@ -268,13 +268,23 @@ def run_command(
     out: Annotated[
         Path | None, typer.Option(help="Run directory [default: runs/PLAN-NAME]")
     ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this dataset of the plan (repeatable)"),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this model of the plan, e.g. lstm-additive (repeatable)"),
+    ] = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Run a plan: train its models, run its experiments, print a summary per experiment.
 
     Finished units are kept in the run directory and skipped when the plan runs again, so an
-    interrupted run resumes where it stopped."""
-    result = run_plan(plan, out, cache_dir=cache_dir)  # a bad plan fails before any training
+    interrupted run resumes where it stopped; --dataset / --model run part of the plan into
+    the same directory."""
+    # a bad plan or selection fails before any training
+    result = run_plan(plan, out, cache_dir=cache_dir, datasets=dataset, models=model)
     reused = len(result.units) - len(result.ran)
     typer.echo(f"{len(result.units)} units: {len(result.ran)} run, {reused} reused")
     typer.echo(f"results: {result.directory} (manifest.json; per-unit results in units/)")

@@ -22,6 +22,7 @@ in :mod:`attnexplain.faithfulness`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,25 +63,54 @@ def kl(p: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None) -> to
     return _masked(terms, mask).sum(-1)
 
 
+class _XLogX(torch.autograd.Function):
+    """p ln p elementwise, 0 at p = 0, with the derivative ln p + 1 (finite at p = 0).
+
+    The log is taken of p + tiny (the smallest normal float, which leaves every p above ~1e-30
+    unchanged), so 0 * ln 0 never sends NaN to an optimiser through masked (zero) attention.
+    The backward pass reuses the forward's log: two elementwise ops where autograd through
+    ``p * log(p + tiny)`` needs four, which matters in search loops that take it every step.
+    """
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log(p + torch.finfo(p.dtype).tiny)
+        ctx.save_for_backward(log_p)
+        return p * log_p
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (log_p,) = ctx.saved_tensors
+        return grad * (log_p + 1.0)
+
+
 def entropy(p: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Shannon entropy -sum_i p_i ln p_i over the last dimension; p: [..., n] -> [...].
 
-    Zero entries contribute 0 and a finite gradient: the clamp keeps log away from log 0, whose
-    0 * -inf = NaN would otherwise reach an optimiser through masked (zero) attention."""
-    terms = p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
-    return -_masked(terms, mask).sum(-1)
+    Zero entries contribute 0 and a finite gradient (see :class:`_XLogX`)."""
+    return -_masked(_XLogX.apply(p), mask).sum(-1)
 
 
-def jsd(p: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def jsd(
+    p: torch.Tensor,
+    q: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    entropies: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Jensen-Shannon divergence 1/2 KL(p || m) + 1/2 KL(q || m), m = (p + q) / 2, natural log:
     0 for equal distributions, at most ln 2 = 0.693 for disjoint supports.
 
     p, q: [..., n], broadcastable; returns [...]. Computed as H(m) - (H(p) + H(q)) / 2, which
     is the same quantity; only H(m) needs the broadcast shape, so all-pairs JSD of K
     candidates ([K, 1, n] vs [1, K, n]) costs one [K, K, n] entropy instead of two KLs.
+    ``entropies`` = (H(p), H(q)) [...] (under the same mask) when the caller has them already,
+    as an optimiser comparing K candidates with each other and with a target does each step.
     """
-    m = (p + q) / 2
-    return entropy(m, mask) - (entropy(p, mask) + entropy(q, mask)) / 2
+    entropy_p, entropy_q = (entropy(p, mask), entropy(q, mask)) if entropies is None else entropies
+    # H(s / 2) = (H(s) + ln 2 * sum(s)) / 2 for s = p + q: no separate halving pass
+    mixture = p + q
+    halved_entropy = entropy(mixture, mask) + math.log(2) * _masked(mixture, mask).sum(-1)
+    return 0.5 * (halved_entropy - entropy_p - entropy_q)
 
 
 @dataclass

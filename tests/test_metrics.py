@@ -22,6 +22,7 @@ from attnexplain.faithfulness import (
 )
 from attnexplain.metrics import (
     auprc,
+    entropy,
     jsd,
     kendall_tau,
     kl,
@@ -60,6 +61,31 @@ def test_jsd_is_at_most_ln2_and_kl_is_inf_off_support():
     assert kl(disjoint_p, disjoint_q).item() == math.inf
     # 0 ln 0 = 0: only the second entry counts, 1 ln(1 / 0.5).
     assert kl(disjoint_q, torch.tensor([0.5, 0.5])).item() == pytest.approx(math.log(2))
+
+
+def test_entropy_and_jsd_gradients_match_the_textbook_forms_and_stay_finite_at_zero():
+    logits = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    logits[0, :2] = -math.inf  # masked attention: exact zeros after the softmax
+    target = torch.softmax(torch.randn(3, 6, dtype=torch.float64), -1)
+
+    def gradient(divergence) -> torch.Tensor:
+        leaf = logits.clone().requires_grad_()
+        p = torch.softmax(leaf, -1)
+        (grad,) = torch.autograd.grad(divergence(p, target).sum(), leaf)
+        return grad
+
+    def textbook(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        m = (p + q) / 2
+        return 0.5 * (torch.xlogy(p, p / m) + torch.xlogy(q, q / m)).sum(-1)
+
+    ours = gradient(jsd)
+    assert torch.isfinite(ours).all()
+    assert (ours[0, :2] == 0).all()  # Adam never moves a masked logit
+    assert torch.allclose(ours[1:], gradient(textbook)[1:], atol=1e-10)
+    p = torch.softmax(logits, -1)
+    assert torch.allclose(jsd(p, target), textbook(p, target), atol=1e-12)
+    given = (entropy(p), entropy(target))
+    assert torch.allclose(jsd(p, target, entropies=given), jsd(p, target), atol=1e-12)
 
 
 def _ragged() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

