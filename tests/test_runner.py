@@ -254,6 +254,32 @@ def test_units_are_keyed_by_their_config():
     assert training.train_config.lr == 1e-4 and training.train_config.epochs == 3
 
 
+def test_a_selection_runs_the_plans_own_units_and_names_unknown_entries():
+    plan = parse_plan({**TINY, "seeds": [1, 2]})
+    chosen = plan.select(models=["average-additive-h16"])
+    keys = {unit.key for unit in expand(plan)}
+    kept = expand(chosen)
+    assert {unit.key for unit in kept} < keys and len(kept) == 4
+    assert {unit.training.model.label for unit in kept if isinstance(unit, ExperimentUnit)} == {
+        "average-additive-h16"
+    }
+    assert plan.select(datasets=["synthetic"]) == plan
+    with pytest.raises(PlanError, match="no models 'lstm-additive'; it lists lstm-additive-h16"):
+        plan.select(models=["lstm-additive"])
+
+
+def test_cli_runs_part_of_a_plan_then_the_rest(tmp_path):
+    path, out = write_plan(tmp_path / "plan.yaml", TINY), tmp_path / "out"
+    part = run_cli("run", str(path), "--out", str(out), "--model", "lstm-additive-h16")
+    assert part.returncode == 0, part.stderr
+    assert "2 units: 2 run, 0 reused" in part.stdout
+    whole = run_cli("run", str(path), "--out", str(out))
+    assert "4 units: 2 run, 2 reused" in whole.stdout
+    bad = run_cli("run", str(path), "--out", str(out), "--dataset", "imdb")
+    assert bad.returncode == 2
+    assert "plan 'tiny' has no datasets 'imdb'; it lists synthetic" in bad.stderr
+
+
 def test_shipped_plans_are_valid():
     plans = sorted((REPO / "experiments").glob("*.yaml"))
     assert plans
