@@ -280,6 +280,19 @@ def test_cli_runs_part_of_a_plan_then_the_rest(tmp_path):
     assert "plan 'tiny' has no datasets 'imdb'; it lists synthetic" in bad.stderr
 
 
+def test_max_rows_caps_the_splits_a_unit_sees(tmp_path):
+    capped = {"name": "synthetic", "options": {"n": 600}, "max_rows": {"train": 100, "test": 20}}
+    plan = parse_plan({**TINY, "datasets": [capped], "models": TINY["models"][:1]})
+    dataset = plan.datasets[0].load()
+    assert dataset.sizes() == {"train": 100, "dev": 60, "test": 20}
+    uncapped = expand(parse_plan({**TINY, "models": TINY["models"][:1]}))
+    assert expand(plan)[0].key != uncapped[0].key
+    result = run_plan(plan, tmp_path, progress=False)
+    assert len(result.results()) == 20
+    with pytest.raises(PlanError, match=r"datasets\[0\]\.max_rows: unknown key 'val'; allowed"):
+        parse_plan({**TINY, "datasets": [{"name": "synthetic", "max_rows": {"val": 5}}]})
+
+
 def test_shipped_plans_are_valid():
     plans = sorted((REPO / "experiments").glob("*.yaml"))
     assert plans

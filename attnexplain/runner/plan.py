@@ -6,6 +6,7 @@ A plan says what to train and what to measure on it::
     datasets:
       - synthetic                    # a registered name, or a name with options:
       - {name: synthetic, options: {n: 1000, seed: 1}}
+      - {name: imdb, max_rows: {train: 2000, dev: 500}}   # the first N rows of those splits
     models:
       - {encoder: lstm, attention: additive, hidden_size: 32}   # classic (defaults: lstm,
       - {encoder: average}                                      #  additive, 128, learned)
@@ -51,7 +52,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from attnexplain.data.registry import SPLITS, get_spec, list_datasets
+from attnexplain.data.registry import SPLITS, Dataset, get_spec, list_datasets, load_dataset
 from attnexplain.errors import AttnExplainError, PlanError
 from attnexplain.experiments.registry import get_experiment, list_experiments
 from attnexplain.models.classic import ATTENTION_MODES, ATTENTIONS, ENCODERS, ClassicConfig
@@ -106,11 +107,33 @@ def _dataset_name(value: Any) -> Any:
     return value
 
 
+class SplitRows(_Section):
+    """How many rows of each split to keep (the first N of the shuffled split); None: all."""
+
+    train: PositiveInt | None = None
+    dev: PositiveInt | None = None
+    test: PositiveInt | None = None
+
+
 class DatasetEntry(_Section):
-    """A registered dataset and, for generated ones, the options it is built with."""
+    """A registered dataset, for generated ones the options it is built with, and optionally
+    a cap on the rows of each split (``max_rows: {train: 2000}``: train on a subset)."""
 
     name: Annotated[str, _one_of("dataset", [spec.name for spec in list_datasets()])]
     options: dict[str, Any] = Field(default_factory=dict)
+    max_rows: SplitRows | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the data a unit sees (unset caps left out, so that adding the
+        ``max_rows`` key kept the keys of the units of plans without it)."""
+        return self.model_dump(exclude_none=True)
+
+    def load(self, cache: str | os.PathLike | None = None) -> Dataset:
+        """The dataset, built with its options and cut to ``max_rows``."""
+        dataset = load_dataset(self.name, cache, **self.options)
+        if self.max_rows is None:
+            return dataset
+        return dataset.head(self.max_rows.model_dump(exclude_none=True))
 
     @model_validator(mode="after")
     def _known_options(self) -> DatasetEntry:

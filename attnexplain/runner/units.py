@@ -49,7 +49,7 @@ class TrainingUnit:
         """What decides the checkpoint: the unit's identity, stored beside it."""
         return {
             "kind": self.kind,
-            "dataset": self.dataset.model_dump(),
+            "dataset": self.dataset.identity(),
             "model": {"pretrained": self.model.pretrained, **self.model.architecture()},
             "train": asdict(self.train_config),
         }

@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from attnexplain.data.registry import Dataset, load_dataset
+from attnexplain.data.registry import Dataset
 from attnexplain.experiments.registry import get_experiment
 from attnexplain.models.checkpoint import load_checkpoint
 from attnexplain.models.train import train
@@ -71,7 +71,7 @@ class UnitWorker:
 
     def _dataset(self, entry: DatasetEntry) -> Dataset:
         # Every model and seed of a plan reads the same few datasets; load each once.
-        key = json.dumps(entry.model_dump(), sort_keys=True)
+        key = json.dumps(entry.identity(), sort_keys=True)
         if key not in self._datasets:
-            self._datasets[key] = load_dataset(entry.name, self.cache_dir, **entry.options)
+            self._datasets[key] = entry.load(self.cache_dir)
         return self._datasets[key]
