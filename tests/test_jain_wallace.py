@@ -4,6 +4,7 @@ tiny random BERT)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import BertTokenizerFast
@@ -11,6 +12,7 @@ from transformers import BertTokenizerFast
 from attnexplain import TrainConfig, load_checkpoint, train
 from attnexplain.data import collate
 from attnexplain.experiments import jain_wallace as jw
+from attnexplain.experiments.paper_numbers import beside_paper, summary_quantities
 from attnexplain.metrics import tvd
 from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
@@ -123,3 +125,26 @@ def test_experiments_run_on_a_transformer(tiny_bert, frame):
     )
     assert len(permuted) == len(adversarial) == 6
     assert np.array(adversarial["adversaries"].iloc[0]).shape[:2] == (3, 4)  # K, heads
+
+
+def test_summaries_are_put_beside_the_papers_numbers_by_class_order():
+    summary = pd.DataFrame(
+        {
+            "dataset": ["imdb", "imdb", "rt-sentences", "tweets"],
+            "model": ["lstm-additive"] * 3 + ["average-additive"],
+            "seed": 10,
+            "method": "jw-gradient",
+            "predicted_class": ["positive", "negative", "negative", "negative"],
+            "mean_tau": [0.5, 0.3, 0.4, 0.9],
+            "sig_frac": 1.0,
+            "count": 7,
+        }
+    )
+    table = beside_paper(summary_quantities("jain_wallace.correlation", summary))
+    taus = table[table["quantity"] == "tau jw-gradient"]
+    # IMDB class 1 (positive) .37, class 0 .37; SST class 0 .40; tweets has no paper value
+    assert taus["paper_dataset"].tolist() == ["IMDB", "IMDB", "SST"]
+    assert taus["paper"].tolist() == [0.37, 0.37, 0.40]
+    assert np.allclose(taus["difference"], [0.13, -0.07, 0.0])
+    sig = table[table["quantity"] == "sig. frac. jw-gradient"]
+    assert sig["paper"].tolist() == [0.99, 1.0, 0.59]

@@ -1,0 +1,103 @@
+"""The papers' numbers (papers-spec A3-A5) in the shape of our summaries, and a table that puts
+ours beside them.
+
+Only datasets that stand in for a paper dataset with the same classes in the same order are
+compared: ``imdb`` is J&W's IMDB, ``rt-sentences`` (the Rotten Tomatoes sentences behind SST,
+binarised by the crowd score) stands in for SST. Every number is read as "paper value for
+predicted class i" with i the index of the class in the dataset's class list.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from attnexplain.data.registry import get_spec
+from attnexplain.errors import UnknownNameError
+
+# our dataset -> the paper's dataset it stands in for
+PAPER_DATASETS = {"imdb": "IMDB", "rt-sentences": "SST"}
+
+# (paper dataset, model label, quantity) -> per predicted class (class 0, class 1)
+JAIN_WALLACE: dict[tuple[str, str, str], tuple[float | None, float | None]] = {
+    # A3, Table 2: mean Kendall tau (additive attention)
+    ("SST", "lstm-additive", "tau jw-gradient"): (0.40, 0.38),
+    ("SST", "average-additive", "tau jw-gradient"): (0.69, 0.69),
+    ("SST", "lstm-additive", "tau leave-one-out"): (0.34, 0.33),
+    ("IMDB", "lstm-additive", "tau jw-gradient"): (0.37, 0.37),
+    ("IMDB", "average-additive", "tau jw-gradient"): (0.65, 0.66),
+    ("IMDB", "lstm-additive", "tau leave-one-out"): (0.30, 0.31),
+    # A3, Table 2: share of instances with p <= 0.05
+    ("SST", "lstm-additive", "sig. frac. jw-gradient"): (0.59, 0.58),
+    ("SST", "average-additive", "sig. frac. jw-gradient"): (0.93, 0.94),
+    ("SST", "lstm-additive", "sig. frac. leave-one-out"): (0.47, 0.47),
+    ("IMDB", "lstm-additive", "sig. frac. jw-gradient"): (1.0, 0.99),
+    ("IMDB", "average-additive", "sig. frac. jw-gradient"): (1.0, 1.0),
+    ("IMDB", "lstm-additive", "sig. frac. leave-one-out"): (0.99, 0.98),
+    # A4: median of the per-instance median output change, by max-attention bin
+    ("SST", "lstm-additive", "permutation [0, .25)"): (0.020, 0.033),
+    ("SST", "lstm-additive", "permutation [.25, .5)"): (0.034, 0.050),
+    ("SST", "lstm-additive", "permutation [.5, .75)"): (0.055, 0.080),
+    ("SST", "lstm-additive", "permutation [.75, 1]"): (0.072, 0.078),
+    ("IMDB", "lstm-additive", "permutation [0, .25)"): (0.05, 0.26),
+    ("IMDB", "lstm-additive", "permutation [.25, .5)"): (0.06, 0.29),
+    ("IMDB", "lstm-additive", "permutation [.5, .75)"): (None, 0.54),
+    # A5: eps-max JSD of the adversaries
+    ("SST", "lstm-additive", "adversarial median JSD"): (0.54, 0.50),
+    ("SST", "lstm-additive", "adversarial share >= .5"): (0.60, 0.46),
+    ("IMDB", "lstm-additive", "adversarial median JSD"): (0.61, 0.56),
+    ("IMDB", "lstm-additive", "adversarial share >= .5"): (0.98, 0.86),
+}
+
+
+def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
+    """A stacked J&W summary (:meth:`RunResult.summary`: ``dataset``, ``model``, ``seed`` in
+    front) as long rows ``dataset, model, seed, quantity, predicted_class, ours, count``, the
+    quantities named as in :data:`JAIN_WALLACE`."""
+    columns = ["dataset", "model", "seed", "predicted_class"]
+    if experiment == "jain_wallace.correlation":
+        parts = [
+            summary.assign(quantity=f"{name} " + summary["method"], ours=summary[column])
+            for name, column in (("tau", "mean_tau"), ("sig. frac.", "sig_frac"))
+        ]
+    elif experiment == "jain_wallace.permutation":
+        parts = [
+            summary.assign(
+                quantity="permutation " + summary["bin"].astype(str), ours=summary["median"]
+            )
+        ]
+    elif experiment == "jain_wallace.adversarial":
+        parts = [
+            summary.assign(quantity=f"adversarial {name}", ours=summary[column])
+            for name, column in (
+                ("median JSD", "median_eps_max_jsd"),
+                ("share >= .5", "share_at_least_0.5"),
+            )
+        ]
+    else:
+        raise UnknownNameError(f"no paper numbers for experiment {experiment!r}")
+    long = pd.concat(parts, ignore_index=True)
+    return long[[*columns[:3], "quantity", "predicted_class", "ours", "count"]]
+
+
+def beside_paper(quantities: pd.DataFrame) -> pd.DataFrame:
+    """Rows of :func:`summary_quantities` that the papers report, with ``paper_dataset``,
+    ``paper`` (the paper's value) and ``difference`` (ours - paper) added."""
+    rows = []
+    for row in quantities.itertuples(index=False):
+        paper_dataset = PAPER_DATASETS.get(row.dataset)
+        values = JAIN_WALLACE.get((paper_dataset, row.model, row.quantity))
+        if values is None:
+            continue
+        index = list(get_spec(row.dataset).classes).index(row.predicted_class)
+        paper = values[index]
+        if paper is None:
+            continue
+        rows.append(
+            {
+                **row._asdict(),
+                "paper_dataset": paper_dataset,
+                "paper": paper,
+                "difference": row.ours - paper,
+            }
+        )
+    return pd.DataFrame(rows)
