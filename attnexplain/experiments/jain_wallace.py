@@ -76,6 +76,35 @@ def _iterate(
     )
 
 
+def _violins_by_bin(df: pd.DataFrame, column: str, ax: plt.Axes) -> None:
+    """Violins of ``column`` per max-attention bin, split by predicted class (J&W's figures)."""
+    sns.violinplot(
+        data=df.assign(bin=attention_bin(df["max_attention"])),
+        x="bin",
+        y=column,
+        hue="predicted_class",
+        cut=0,
+        density_norm="width",
+        ax=ax,
+    )
+    ax.set(xlabel="max attention")
+
+
+def _class_histogram(
+    df: pd.DataFrame, column: str, bins: int, binrange: tuple[float, float], ax: plt.Axes
+) -> None:
+    """Step histograms of ``column``, one per predicted class."""
+    sns.histplot(
+        data=df,
+        x=column,
+        hue="predicted_class",
+        bins=bins,
+        binrange=binrange,
+        element="step",
+        ax=ax,
+    )
+
+
 # ---------------------------------------------------------------- permutation (A4)
 
 
@@ -122,18 +151,9 @@ def summarise_permutation(df: pd.DataFrame) -> pd.DataFrame:
 
 def figure_permutation(df: pd.DataFrame) -> plt.Figure:
     """Violins of the median output change per max-attention bin, split by predicted class."""
-    data = df.assign(bin=attention_bin(df["max_attention"]))
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.violinplot(
-        data=data,
-        x="bin",
-        y="median_output_change",
-        hue="predicted_class",
-        cut=0,
-        density_norm="width",
-        ax=ax,
-    )
-    ax.set(xlabel="max attention", ylabel="median output change (TVD)", title="Permuting attention")
+    _violins_by_bin(df, "median_output_change", ax)
+    ax.set(ylabel="median output change (TVD)", title="Permuting attention")
     fig.tight_layout()
     return fig
 
@@ -235,31 +255,14 @@ def figure_adversarial(df: pd.DataFrame) -> plt.Figure:
     """Histogram of eps-max JSD per class (40 bins on [0, 0.7]) and violins by max-attention
     bin."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    sns.histplot(
-        data=df,
-        x="eps_max_jsd",
-        hue="predicted_class",
-        bins=40,
-        binrange=(0, 0.7),
-        element="step",
-        ax=left,
-    )
+    _class_histogram(df, "eps_max_jsd", bins=40, binrange=(0, 0.7), ax=left)
     eps = df["eps_report"].iloc[0] if len(df) else float("nan")
     left.set(
         xlabel=f"max JSD of adversaries with output change <= {eps:g}",
         title="Adversarial attention",
     )
-    data = df.assign(bin=attention_bin(df["max_attention"]))
-    sns.violinplot(
-        data=data,
-        x="bin",
-        y="eps_max_jsd",
-        hue="predicted_class",
-        cut=0,
-        density_norm="width",
-        ax=right,
-    )
-    right.set(xlabel="max attention", ylabel="eps-max JSD")
+    _violins_by_bin(df, "eps_max_jsd", right)
+    right.set(ylabel="eps-max JSD")
     fig.tight_layout()
     return fig
 
@@ -317,15 +320,7 @@ def figure_correlation(df: pd.DataFrame) -> plt.Figure:
     methods = [c[len("tau_") :] for c in df.columns if c.startswith("tau_")]
     fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4), squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
-        sns.histplot(
-            data=df,
-            x=f"tau_{method}",
-            hue="predicted_class",
-            bins=30,
-            binrange=(-1, 1),
-            element="step",
-            ax=ax,
-        )
+        _class_histogram(df, f"tau_{method}", bins=30, binrange=(-1, 1), ax=ax)
         ax.set(xlabel=f"Kendall tau: attention vs {method}", title="Attention vs importance")
     fig.tight_layout()
     return fig
