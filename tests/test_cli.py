@@ -8,18 +8,14 @@ import pytest
 from tests.conftest import run_cli
 
 QUICK = ["--embeddings", "random", "--embed-dim", "16", "--hidden-size", "16", "--epochs", "1"]
+TRAIN_AVERAGE = ["train", "--dataset", "synthetic", "--encoder", "average", *QUICK]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "ckpt"
     result = run_cli(
-        "train",
-        "--dataset",
-        "synthetic",
-        "--encoder",
-        "average",
-        *QUICK,
+        *TRAIN_AVERAGE,
         "--out",
         str(out),
         "--json",
@@ -38,12 +34,7 @@ def test_train_json_prints_one_object_with_metrics_checkpoint_and_time(checkpoin
 
 def test_train_prints_human_readable_metrics(tmp_path):
     result = run_cli(
-        "train",
-        "--dataset",
-        "synthetic",
-        "--encoder",
-        "average",
-        *QUICK,
+        *TRAIN_AVERAGE,
         "--out",
         str(tmp_path / "ck"),
     )
