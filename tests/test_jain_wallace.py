@@ -11,10 +11,12 @@ from transformers import BertTokenizerFast
 
 from attnexplain import TrainConfig, load_checkpoint, train
 from attnexplain.data import collate
+from attnexplain.errors import InvalidInputError
 from attnexplain.experiments import jain_wallace as jw
 from attnexplain.experiments.paper_numbers import beside_paper, summary_quantities
+from attnexplain.hooks import capture
 from attnexplain.metrics import tvd
-from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.models.checkpoint import Checkpoint, at_site_layer
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
 from tests.tiny_transformers import tiny_model
 
@@ -125,6 +127,22 @@ def test_experiments_run_on_a_transformer(tiny_bert, frame):
     )
     assert len(permuted) == len(adversarial) == 6
     assert np.array(adversarial["adversaries"].iloc[0]).shape[:2] == (3, 4)  # K, heads
+
+
+def test_experiments_read_the_site_layer_they_are_given(tiny_bert, frame, classic):
+    subset = frame.iloc[:6]
+    first = at_site_layer(tiny_bert, 0)
+    batch = collate(tiny_bert.pipeline.encode_split(subset))
+    with capture(tiny_bert.model.model) as cache:
+        tiny_bert.model.forward_batch(batch)
+    state = first.model.encode_batch(batch)
+    # the [CLS] row of layer 0, all heads
+    assert torch.allclose(first.model.attention(state), cache["layers.0.attn.pattern"][:, :, 0])
+    default = jw.run_permutation(tiny_bert, subset, {"permutations": 8}, progress=False)
+    layer0 = jw.run_permutation(first, subset, {"permutations": 8}, progress=False)
+    assert not np.allclose(default["max_attention"], layer0["max_attention"])
+    with pytest.raises(InvalidInputError, match="one attention site"):
+        at_site_layer(classic, 0)
 
 
 def test_summaries_are_put_beside_the_papers_numbers_by_class_order():

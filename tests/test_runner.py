@@ -293,6 +293,21 @@ def test_max_rows_caps_the_splits_a_unit_sees(tmp_path):
         parse_plan({**TINY, "datasets": [{"name": "synthetic", "max_rows": {"val": 5}}]})
 
 
+def test_site_layers_share_the_fine_tuned_model_and_are_refused_for_classic_models():
+    plan = parse_plan(
+        {**TINY, "models": [{"pretrained": "minilm"}, {"pretrained": "minilm", "site_layer": 2}]}
+    )
+    units = expand(plan)
+    assert [unit.kind for unit in units] == ["train", "experiment", "experiment"]
+    assert [unit.label for unit in units[1:]] == [
+        "synthetic / minilm / seed 1 / predictions",
+        "synthetic / minilm-layer2 / seed 1 / predictions",
+    ]
+    assert plan.models[1].label == "minilm-layer2"
+    with pytest.raises(PlanError, match=r"models\[0\]: site_layer picks the attention layer"):
+        parse_plan({**TINY, "models": [{"encoder": "lstm", "site_layer": 0}]})
+
+
 def test_shipped_plans_are_valid():
     plans = sorted((REPO / "experiments").glob("*.yaml"))
     assert plans

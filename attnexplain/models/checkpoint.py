@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from attnexplain.atomic import atomic_write, write_json
 from attnexplain.data.text import TextPipeline, Vocabulary
-from attnexplain.errors import AttnExplainError, CheckpointError
+from attnexplain.errors import AttnExplainError, CheckpointError, InvalidInputError
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_hf, save_hf
 
@@ -32,6 +32,18 @@ class Checkpoint:
     pipeline: TextPipeline | WordpieceTokenizer
     classes: list[str]
     metadata: dict = field(default_factory=dict)
+
+
+def at_site_layer(checkpoint: Checkpoint, layer: int) -> Checkpoint:
+    """The checkpoint with its transformer read at attention layer ``layer`` (negative counts
+    from the end) instead of its default site; the weights are shared, not copied.
+
+    Raises :class:`InvalidInputError` for a classic model, which has a single site."""
+    if not isinstance(checkpoint.model, HFClassifier):
+        raise InvalidInputError(
+            "a classic model has one attention site; site layers are for transformers"
+        )
+    return replace(checkpoint, model=HFClassifier(checkpoint.model.model, layer))
 
 
 def save_checkpoint(

@@ -10,7 +10,8 @@ A plan says what to train and what to measure on it::
     models:
       - {encoder: lstm, attention: additive, hidden_size: 32}   # classic (defaults: lstm,
       - {encoder: average}                                      #  additive, 128, learned)
-      - {pretrained: minilm}                                    # a transformer to fine-tune
+      - {pretrained: minilm}                                    # a transformer to fine-tune,
+      - {pretrained: minilm, site_layer: 2}                     #  read at the last / 3rd layer
     seeds: [10, 11]
     split: test                      # where experiments run (train, dev or test)
     max_instances: 200               # optional: the split's first N rows (splits are shuffled)
@@ -162,6 +163,7 @@ class ModelEntry(_Section):
     hidden_size: PositiveInt | None = None
     attention_mode: Annotated[str | None, _one_of("attention mode", TRAINABLE_MODES)] = None
     pretrained: Annotated[str | None, _one_of("pretrained model", PRETRAINED)] = None
+    site_layer: int | None = None
 
     @model_validator(mode="after")
     def _one_family(self) -> ModelEntry:
@@ -171,6 +173,11 @@ class ModelEntry(_Section):
                 f"a pretrained model takes no {', '.join(given)}; remove "
                 f"{'it' if len(given) == 1 else 'them'} or drop "
                 f"'pretrained' to train a classic model"
+            )
+        if self.site_layer is not None and not self.pretrained:
+            raise ValueError(
+                "site_layer picks the attention layer of a pretrained transformer; a classic "
+                "model has one attention site: remove site_layer"
             )
         return self
 
@@ -186,7 +193,8 @@ class ModelEntry(_Section):
     def label(self) -> str:
         """A short name for tables: ``lstm-additive``, ``average-dot-uniform-h64``, ``minilm``."""
         if self.pretrained:
-            return self.pretrained
+            layer = "" if self.site_layer is None else f"-layer{self.site_layer}"
+            return self.pretrained + layer
         arch, default = self.architecture(), ModelEntry().architecture()
         parts = [arch["encoder"], arch["attention"]]
         if arch["attention_mode"] != default["attention_mode"]:

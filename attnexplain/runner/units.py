@@ -66,13 +66,15 @@ class TrainingUnit:
 @dataclass(frozen=True)
 class ExperimentUnit:
     """Run ``experiment`` with ``params`` on the checkpoint of ``training``, over the first
-    ``max_instances`` rows (all when None) of the dataset's ``split``."""
+    ``max_instances`` rows (all when None) of the dataset's ``split``, at the transformer's
+    ``site_layer`` (None: the model's default site)."""
 
     training: TrainingUnit
     experiment: str
     params: dict[str, Any]
     split: str
     max_instances: int | None
+    site_layer: int | None = None
 
     kind = "experiment"
 
@@ -90,6 +92,8 @@ class ExperimentUnit:
             "params": self.params,
             "split": self.split,
             "max_instances": self.max_instances,
+            # only when set, so that the default site kept the keys units had before
+            **({} if self.site_layer is None else {"site_layer": self.site_layer}),
         }
 
     @cached_property
@@ -98,7 +102,7 @@ class ExperimentUnit:
 
     @property
     def label(self) -> str:
-        return f"{self.training.label} / {self.experiment}"
+        return f"{self.training.label} / {self.experiment}"  # the model label names the layer
 
 
 Unit = TrainingUnit | ExperimentUnit
@@ -121,6 +125,7 @@ def expand(plan: Plan) -> list[Unit]:
                         entry.resolved_params(),
                         plan.split,
                         plan.max_instances,
+                        model.site_layer,
                     )
                     units.setdefault(unit.key, unit)
     return list(units.values())

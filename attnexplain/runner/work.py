@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from attnexplain.data.registry import Dataset
 from attnexplain.experiments.registry import get_experiment
-from attnexplain.models.checkpoint import load_checkpoint
+from attnexplain.models.checkpoint import at_site_layer, load_checkpoint
 from attnexplain.models.train import train
 from attnexplain.runner.manifest import now
 from attnexplain.runner.plan import DatasetEntry
@@ -59,6 +59,8 @@ class UnitWorker:
 
     def _experiment(self, unit: ExperimentUnit) -> dict[str, Any]:
         checkpoint = load_checkpoint(self.store.checkpoint_dir(unit.training.key))
+        if unit.site_layer is not None:
+            checkpoint = at_site_layer(checkpoint, unit.site_layer)
         frame = self._dataset(unit.training.dataset).splits[unit.split]
         if unit.max_instances is not None:
             frame = frame.iloc[: unit.max_instances]
