@@ -16,6 +16,7 @@ from attnexplain.attribution import get_method, list_methods
 from attnexplain.data import get_spec, list_datasets, load_dataset, load_local
 from attnexplain.data.sources import fetch_wheel
 from attnexplain.errors import AttnExplainError, InvalidInputError, UnknownNameError
+from attnexplain.experiments.paper_numbers import run_beside_paper
 from attnexplain.explain import DEFAULT_METHODS, explain, token_table
 from attnexplain.models.checkpoint import load_checkpoint
 from attnexplain.models.classic import (
@@ -292,6 +293,11 @@ def run_command(
         typer.echo(f"\n{entry.title}")
         table = result.summary(index)
         typer.echo(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    paper = run_beside_paper(result)
+    if len(paper):
+        typer.echo("\nbeside the papers (papers-spec A3-A5; rt-sentences stands in for SST)")
+        shown = paper.drop(columns=["seed", "count"])
+        typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 
 def main() -> None:

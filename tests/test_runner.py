@@ -328,6 +328,30 @@ def test_cli_run_prints_where_results_went_and_a_summary(tmp_path):
     assert manifest(out)["plan_file"] == str(path)
 
 
+def test_cli_run_puts_jain_wallace_summaries_beside_the_papers(tmp_path):
+    plan = {
+        **TINY,
+        "datasets": [{"name": "rt-sentences", "max_rows": {"train": 400, "dev": 50}}],
+        "models": [{"encoder": "lstm"}],  # the paper's size: other sizes are not compared
+        "max_instances": 30,
+        "experiments": [
+            {"name": "jain_wallace.correlation", "params": {"methods": ["jw-gradient"]}}
+        ],
+    }
+    result = run_cli("run", str(write_plan(tmp_path / "plan.yaml", plan)), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("beside the papers"))
+    header, rows = lines[start + 1].split(), lines[start + 2 :]
+    assert header == [
+        "dataset", "model", "quantity", "predicted_class", "ours", "paper_dataset", "paper",
+        "difference",
+    ]  # fmt: skip
+    # SST's tau(attention, gradient) for the BiLSTM: .40 (negative) / .38 (positive)
+    paper = {row.split()[4]: row.split()[-2] for row in rows if "tau jw-gradient" in row}
+    assert paper == {"negative": "0.400", "positive": "0.380"}
+
+
 def test_cli_bad_plan_prints_one_error_line(tmp_path):
     bad = {**TINY, "models": [{"encoder": "lstm"}, {"encoder": "gru"}]}
     result = run_cli("run", str(write_plan(tmp_path / "bad.yaml", bad)), cwd=tmp_path)

@@ -9,10 +9,21 @@ predicted class i" with i the index of the class in the dataset's class list.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from attnexplain.data.registry import get_spec
 from attnexplain.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from attnexplain.runner import RunResult
+
+EXPERIMENTS_WITH_NUMBERS = (
+    "jain_wallace.correlation",
+    "jain_wallace.permutation",
+    "jain_wallace.adversarial",
+)
 
 # our dataset -> the paper's dataset it stands in for
 PAPER_DATASETS = {"imdb": "IMDB", "rt-sentences": "SST"}
@@ -54,6 +65,11 @@ def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
     front) as long rows ``dataset, model, seed, quantity, predicted_class, ours, count``, the
     quantities named as in :data:`JAIN_WALLACE`."""
     columns = ["dataset", "model", "seed", "predicted_class"]
+    if experiment not in EXPERIMENTS_WITH_NUMBERS:
+        raise UnknownNameError(
+            f"no paper numbers for experiment {experiment!r}; "
+            f"there are for {', '.join(EXPERIMENTS_WITH_NUMBERS)}"
+        )
     if experiment == "jain_wallace.correlation":
         parts = [
             summary.assign(quantity=f"{name} " + summary["method"], ours=summary[column])
@@ -65,7 +81,7 @@ def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
                 quantity="permutation " + summary["bin"].astype(str), ours=summary["median"]
             )
         ]
-    elif experiment == "jain_wallace.adversarial":
+    else:  # jain_wallace.adversarial
         parts = [
             summary.assign(quantity=f"adversarial {name}", ours=summary[column])
             for name, column in (
@@ -73,8 +89,6 @@ def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
                 ("share >= .5", "share_at_least_0.5"),
             )
         ]
-    else:
-        raise UnknownNameError(f"no paper numbers for experiment {experiment!r}")
     long = pd.concat(parts, ignore_index=True)
     return long[[*columns[:3], "quantity", "predicted_class", "ours", "count"]]
 
@@ -101,3 +115,16 @@ def beside_paper(quantities: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def run_beside_paper(result: RunResult) -> pd.DataFrame:
+    """Every J&W summary of a run (:class:`~attnexplain.runner.RunResult`) that the papers
+    report, beside the papers' numbers (:func:`beside_paper`); empty when there is none."""
+    tables = []
+    for index, entry in enumerate(result.plan.experiments):
+        if entry.name not in EXPERIMENTS_WITH_NUMBERS:
+            continue
+        summary = result.summary(index)
+        if len(summary):
+            tables.append(beside_paper(summary_quantities(entry.name, summary)))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
