@@ -24,6 +24,22 @@ def test_csv_with_named_columns_loads_and_splits(tmp_path):
     assert data.classes[row["label"]] == ("pos" if "good" in row["text"] else "neg")
 
 
+def test_splits_are_in_shuffled_order_so_their_first_rows_are_a_sample(tmp_path):
+    """A file sorted by label (as some sources are) must not give label-sorted splits:
+    experiments and max_rows take the first N rows of a split."""
+    rows = 400
+    sorted_frame = pd.DataFrame(
+        {"body": [f"text {i}" for i in range(rows)], "stars": ["neg"] * 200 + ["pos"] * 200}
+    )
+    path = tmp_path / "sorted.csv"
+    sorted_frame.to_csv(path, index=False)
+    data = load_local(path, text_column="body", label_column="stars")
+    for name in ("train", "test"):
+        first = data.splits[name]["label"].iloc[:30]
+        assert 0.2 < first.mean() < 0.8, name
+    assert load_local(path, text_column="body", label_column="stars").train.equals(data.train)
+
+
 def test_jsonl_loads_like_csv(tmp_path):
     path = tmp_path / "reviews.jsonl"
     path.write_text("\n".join(json.dumps({"text": t, "label": i % 2}) for i, t in enumerate(TEXTS)))

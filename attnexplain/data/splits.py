@@ -22,14 +22,16 @@ def split_frame(
 ) -> dict[str, pd.DataFrame]:
     """Shuffle deduplicated rows with ``seed`` and cut them by ``fractions`` (train, dev, test).
 
-    A fraction of 0 gives an empty split (used when a source ships its own test set).
+    Each split keeps the shuffled order, so that its first N rows are a random sample (sources
+    are often sorted by label: rt-sentences and tweets are). A fraction of 0 gives an empty
+    split (used when a source ships its own test set).
     """
     frame = drop_duplicate_texts(frame)
     order = np.random.default_rng(seed).permutation(len(frame))
     cuts = np.round(np.cumsum(fractions)[:-1] / sum(fractions) * len(frame)).astype(int)
     parts = np.split(order, cuts)
     return {
-        name: frame.iloc[np.sort(part)].reset_index(drop=True)
+        name: frame.iloc[part].reset_index(drop=True)
         for name, part in zip(SPLITS, parts, strict=True)
     }
 
@@ -37,8 +39,10 @@ def split_frame(
 def split_with_given_test(
     train: pd.DataFrame, test: pd.DataFrame, dev_fraction: float, seed: int
 ) -> dict[str, pd.DataFrame]:
-    """Keep a source's own test set; drop training rows whose text is in it; cut dev from train."""
+    """Keep a source's own test set (shuffled with ``seed``, like every split); drop training
+    rows whose text is in it; cut dev from train."""
     test = drop_duplicate_texts(test)
+    test = test.iloc[np.random.default_rng(seed).permutation(len(test))].reset_index(drop=True)
     train = train[~train["text"].isin(set(test["text"]))]
     parts = split_frame(train, (1 - dev_fraction, dev_fraction, 0.0), seed)
     return {"train": parts["train"], "dev": parts["dev"], "test": test}

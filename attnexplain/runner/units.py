@@ -20,7 +20,7 @@ from attnexplain.runner.plan import DatasetEntry, ModelEntry, Plan
 
 # Part of every key: bump it when what a unit stores, or how, changes, so that old units are
 # recomputed instead of misread.
-UNIT_FORMAT = 1
+UNIT_FORMAT = 2  # 2: splits in shuffled order (they were in source order)
 
 
 def config_key(config: dict[str, Any]) -> str:
