@@ -352,6 +352,21 @@ def test_cli_run_puts_jain_wallace_summaries_beside_the_papers(tmp_path):
     assert paper == {"negative": "0.400", "positive": "0.380"}
 
 
+def test_the_main_job_plan_trains_and_reproduces_the_jain_wallace_contrast(tmp_path):
+    """experiments/quick.yaml, the README's main job: both models learn the planted task, and
+    attention agrees with the gradient far more for the Average encoder than for the BiLSTM,
+    the contrast of J&W's Table 2."""
+    result = run_plan(REPO / "experiments" / "quick.yaml", tmp_path, progress=False)
+    accuracy = result.summary(0).set_index("model")["accuracy"]
+    assert (accuracy > 0.95).all(), accuracy
+    correlation = result.summary(1)
+    tau = correlation[correlation["method"] == "jw-gradient"].groupby("model")["mean_tau"].mean()
+    assert tau["average-additive"] > tau["lstm-additive"] + 0.2, tau
+    adversarial = result.results(3)
+    assert len(adversarial) == 400
+    assert (adversarial["eps_max_jsd"] >= 0).all()
+
+
 def test_cli_bad_plan_prints_one_error_line(tmp_path):
     bad = {**TINY, "models": [{"encoder": "lstm"}, {"encoder": "gru"}]}
     result = run_cli("run", str(write_plan(tmp_path / "bad.yaml", bad)), cwd=tmp_path)
