@@ -33,7 +33,25 @@ def test_other_encoders_learn_the_planted_task(synthetic, tmp_path, encoder):
 
 
 def test_two_runs_with_one_seed_give_identical_metrics(synthetic, trained, tmp_path):
-    again = train(synthetic, tmp_path / "again", TINY, FAST, progress=False)
+    """The second run also measures the model after every epoch, which must not change it."""
+    seen = []
+
+    def after_epoch(epoch, checkpoint, dev):
+        seen.append(
+            (
+                epoch,
+                dev["roc_auc"],
+                evaluate(checkpoint.model, checkpoint.pipeline, synthetic.dev)["roc_auc"],
+            )
+        )
+
+    again = train(
+        synthetic, tmp_path / "again", TINY, FAST, progress=False, after_epoch=after_epoch
+    )
+    assert [(epoch, auc) for epoch, auc, _ in seen] == [
+        (h["epoch"], h["roc_auc"]) for h in trained.history
+    ]
+    assert all(auc == measured for _, auc, measured in seen)
     assert again.test == trained.test
     assert again.history == [{**h} for h in trained.history]
     first = load_file(str(trained.checkpoint / "model.safetensors"))

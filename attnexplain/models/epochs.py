@@ -25,11 +25,13 @@ def run_epochs(
     select_by: str,
     save_best: Callable[[int, dict[str, float]], None],
     progress: bool = True,
+    after_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[int, list[dict[str, float]]]:
     """Run the epochs not yet finished in ``out_dir``; returns (best epoch, history).
 
     ``train_epoch(epoch)`` trains one epoch and returns its mean loss; ``save_best(epoch,
-    dev_metrics)`` writes the checkpoint whenever dev ``select_by`` improves.
+    dev_metrics)`` writes the checkpoint whenever dev ``select_by`` improves;
+    ``after_epoch(epoch, dev_metrics)``, when given, runs after each epoch's evaluation.
     """
     state = load_train_state(out_dir, model, optimizer, fingerprint) or {
         "fingerprint": fingerprint,
@@ -47,6 +49,8 @@ def run_epochs(
         if progress:
             scores = "  ".join(f"{k} {v:.4f}" for k, v in dev.items())
             tqdm.write(f"epoch {epoch}: loss {loss:.4f}  dev {scores}", file=sys.stderr)
+        if after_epoch is not None:
+            after_epoch(epoch, dev)
         if dev[select_by] > state["best"]:
             state["best"], state["best_epoch"] = dev[select_by], epoch
             save_best(epoch, dev)

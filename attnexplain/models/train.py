@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from attnexplain.data.glove import GLOVE_DIM, glove_matrix
 from attnexplain.data.registry import Dataset
 from attnexplain.data.text import SOS_EOS, TextPipeline, Vocabulary
 from attnexplain.errors import InvalidInputError
-from attnexplain.models.checkpoint import load_checkpoint, save_checkpoint
+from attnexplain.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.epochs import run_epochs
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_pretrained
@@ -195,6 +196,7 @@ def train(
     cache: str | os.PathLike | None = None,
     progress: bool = True,
     pretrained: str | None = None,
+    after_epoch: Callable[[int, Checkpoint, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train a model on ``dataset`` and save the best epoch's checkpoint to ``out_dir``.
 
@@ -203,7 +205,9 @@ def train(
     pass ``TrainConfig.finetuning()``). The checkpoint is rewritten atomically whenever dev
     improves, and the training state after every epoch: calling ``train`` again with the same
     arguments after a crash or Ctrl-C resumes from the last finished epoch, with the same
-    result.
+    result. ``after_epoch(epoch, checkpoint, dev_metrics)`` is called after each epoch with the
+    model as it stands, e.g. to measure how an explanation changes as the model trains (it must
+    not change the model).
     """
     config = config or TrainConfig()
     started = time.perf_counter()
@@ -248,6 +252,10 @@ def train(
             out_dir, model, pipeline, dataset.classes, {**metadata, "best_epoch": epoch, "dev": dev}
         ),
         progress=progress,
+        after_epoch=after_epoch
+        and (
+            lambda epoch, dev: after_epoch(epoch, Checkpoint(model, pipeline, dataset.classes), dev)
+        ),
     )
     best_model = load_checkpoint(out_dir).model
     test = evaluate(best_model, pipeline, dataset.test)
