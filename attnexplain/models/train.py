@@ -229,6 +229,10 @@ def train(
         "train_config": asdict(config),
         "selected_by": f"dev {select_by}",
     }
+
+    def report_epoch(epoch: int, dev: dict[str, float]) -> None:
+        after_epoch(epoch, Checkpoint(model, pipeline, dataset.classes), dev)
+
     best_epoch, history = run_epochs(
         out_dir,
         model,
@@ -252,10 +256,7 @@ def train(
             out_dir, model, pipeline, dataset.classes, {**metadata, "best_epoch": epoch, "dev": dev}
         ),
         progress=progress,
-        after_epoch=after_epoch
-        and (
-            lambda epoch, dev: after_epoch(epoch, Checkpoint(model, pipeline, dataset.classes), dev)
-        ),
+        after_epoch=None if after_epoch is None else report_epoch,
     )
     best_model = load_checkpoint(out_dir).model
     test = evaluate(best_model, pipeline, dataset.test)
