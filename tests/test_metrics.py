@@ -86,6 +86,10 @@ def test_entropy_and_jsd_gradients_match_the_textbook_forms_and_stay_finite_at_z
     assert torch.allclose(jsd(p, target), textbook(p, target), atol=1e-12)
     given = (entropy(p), entropy(target))
     assert torch.allclose(jsd(p, target, entropies=given), jsd(p, target), atol=1e-12)
+    # with the entropies given the mixture's mass is taken as 2: exact for softmax outputs,
+    # whose total has zero gradient
+    with_entropies = gradient(lambda p, q: jsd(p, q, entropies=(entropy(p), entropy(q))))
+    assert torch.allclose(with_entropies[1:], gradient(textbook)[1:], atol=1e-10)
 
 
 def _ragged() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
