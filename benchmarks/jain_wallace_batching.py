@@ -4,10 +4,13 @@ at a time (the J&W code's loop), on the same model and instances, measured side 
 Both forms run the same code (``adversarial_search`` / ``permutation_deltas``); the loop just
 feeds it one instance per call, so the ratio is the gain from batching alone. Usage:
 
-    python benchmarks/jain_wallace_batching.py [--encoder lstm] [--instances 64] [--steps 100]
+    python benchmarks/jain_wallace_batching.py [--encoder lstm] [--instances 128] [--steps 100]
+        [--batch-sizes 32 64 128]
 
 The model is an untrained classic model of the J&W size on synthetic texts of IMDB-like
-length (timings do not depend on training). Targets: search >= 20x.
+length (timings do not depend on training). One row per batch size, each against the same
+one-at-a-time loop; the experiments batch 32 instances unless a plan's ``params`` say
+otherwise. Target: search >= 20x.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ def seconds(run: Callable[[], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--encoder", default="lstm", choices=["lstm", "cnn", "average"])
-    parser.add_argument("--instances", type=int, default=64)
+    parser.add_argument("--instances", type=int, default=128)
     parser.add_argument("--steps", type=int, default=100, help="adversarial optimiser steps")
     parser.add_argument("--length", type=int, default=180, help="tokens per text")
-    parser.add_argument("--batch-size", type=int, default=64, help="instances per batch")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[32, 64, 128], help="instances per batch"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per form (median)")
     args = parser.parse_args()
 
@@ -80,26 +85,27 @@ def main() -> None:
             for _ in range(100):
                 jw.permutation_deltas(checkpoint, site, 1, generator)
 
-    rows = [
-        (
-            "adversarial search",
-            seconds(lambda: search(1), args.repeats),
-            seconds(lambda: search(args.batch_size), args.repeats),
-        ),
-        (
-            "permutation (100)",
-            seconds(permute_one_by_one, args.repeats),
-            seconds(lambda: permute(args.batch_size), args.repeats),
-        ),
-    ]
+    loops = {
+        "adversarial search": seconds(lambda: search(1), args.repeats),
+        "permutation (100)": seconds(permute_one_by_one, args.repeats),
+    }
+    batched = {
+        (name, size): seconds(lambda run=run, size=size: run(size), args.repeats)
+        for size in args.batch_sizes
+        for name, run in (("adversarial search", search), ("permutation (100)", permute))
+    }
     print(
         f"{args.encoder} encoder, {args.instances} instances of ~{args.length} tokens, "
         f"{args.steps} search steps, K={params['adversaries']}, {torch.get_num_threads()} "
         "threads"
     )
-    print(f"{'':<22}{'one at a time':>15}{'batched':>10}{'speed-up':>10}")
-    for name, loop, batched in rows:
-        print(f"{name:<22}{loop:>14.2f}s{batched:>9.2f}s{loop / batched:>9.1f}x")
+    print(f"{'':<22}{'batch':>6}{'one at a time':>15}{'batched':>10}{'speed-up':>10}")
+    for (name, size), seconds_batched in batched.items():
+        loop = loops[name]
+        print(
+            f"{name:<22}{size:>6}{loop:>14.2f}s{seconds_batched:>9.2f}s"
+            f"{loop / seconds_batched:>9.1f}x"
+        )
 
 
 if __name__ == "__main__":
