@@ -68,9 +68,10 @@ class _XLogX(torch.autograd.Function):
 
     The log is taken of p + tiny (the smallest normal float, which leaves every p above ~1e-30
     unchanged), so 0 * ln 0 never sends NaN to an optimiser through masked (zero) attention.
-    The backward pass reuses the forward's log in one fused op (grad + grad * ln p) where
-    autograd through ``p * log(p + tiny)`` needs four, which matters in search loops that take
-    it every step.
+    The backward pass reuses the forward's log: two elementwise ops where autograd through
+    ``p * log(p + tiny)`` needs four, which matters in search loops that take it every step.
+    (``addcmul(grad, grad, log_p)`` would be one op, but the incoming gradient is broadcast
+    from a sum and addcmul on a broadcast input runs about 2x slower than these two.)
     """
 
     @staticmethod
@@ -82,7 +83,7 @@ class _XLogX(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (log_p,) = ctx.saved_tensors
-        return torch.addcmul(grad, grad, log_p)
+        return grad * (log_p + 1.0)
 
 
 def entropy(p: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
