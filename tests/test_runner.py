@@ -289,6 +289,9 @@ def test_max_rows_caps_the_splits_a_unit_sees(tmp_path):
     assert expand(plan)[0].key != uncapped[0].key
     result = run_plan(plan, tmp_path, progress=False)
     assert len(result.results()) == 20
+    # tables tell capped entries of a dataset apart
+    assert plan.datasets[0].label == "synthetic-n600-train100-test20"
+    assert set(result.summary(0)["dataset"]) == {"synthetic-n600-train100-test20"}
     with pytest.raises(PlanError, match=r"datasets\[0\]\.max_rows: unknown key 'val'; allowed"):
         parse_plan({**TINY, "datasets": [{"name": "synthetic", "max_rows": {"val": 5}}]})
 
@@ -300,8 +303,8 @@ def test_site_layers_share_the_fine_tuned_model_and_are_refused_for_classic_mode
     units = expand(plan)
     assert [unit.kind for unit in units] == ["train", "experiment", "experiment"]
     assert [unit.label for unit in units[1:]] == [
-        "synthetic / minilm / seed 1 / predictions",
-        "synthetic / minilm-layer2 / seed 1 / predictions",
+        "synthetic-n600 / minilm / seed 1 / predictions",
+        "synthetic-n600 / minilm-layer2 / seed 1 / predictions",
     ]
     assert plan.models[1].label == "minilm-layer2"
     with pytest.raises(PlanError, match=r"models\[0\]: site_layer picks the attention layer"):
@@ -350,6 +353,8 @@ def test_cli_run_puts_jain_wallace_summaries_beside_the_papers(tmp_path):
     # SST's tau(attention, gradient) for the BiLSTM: .40 (negative) / .38 (positive)
     paper = {row.split()[4]: row.split()[-2] for row in rows if "tau jw-gradient" in row}
     assert paper == {"negative": "0.400", "positive": "0.380"}
+    # the capped entry's label is matched to its dataset, rt-sentences (SST's stand-in)
+    assert {row.split()[0] for row in rows if row.strip()} == {"rt-sentences-train400-dev50"}
 
 
 def test_the_main_job_plan_trains_and_reproduces_the_jain_wallace_contrast(tmp_path):

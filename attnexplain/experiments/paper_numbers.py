@@ -9,6 +9,7 @@ predicted class i" with i the index of the class in the dataset's class list.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -93,16 +94,23 @@ def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
     return long[[*columns[:3], "quantity", "predicted_class", "ours", "count"]]
 
 
-def beside_paper(quantities: pd.DataFrame) -> pd.DataFrame:
+def beside_paper(
+    quantities: pd.DataFrame, dataset_names: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Rows of :func:`summary_quantities` that the papers report, with ``paper_dataset``,
-    ``paper`` (the paper's value) and ``difference`` (ours - paper) added."""
+    ``paper`` (the paper's value) and ``difference`` (ours - paper) added.
+
+    ``dataset_names`` maps the labels in the ``dataset`` column to registered dataset names
+    where they differ (a plan entry with options or row caps: ``imdb-train21497`` -> ``imdb``).
+    """
     rows = []
     for row in quantities.itertuples(index=False):
-        paper_dataset = PAPER_DATASETS.get(row.dataset)
+        name = (dataset_names or {}).get(row.dataset, row.dataset)
+        paper_dataset = PAPER_DATASETS.get(name)
         values = JAIN_WALLACE.get((paper_dataset, row.model, row.quantity))
         if values is None:
             continue
-        index = list(get_spec(row.dataset).classes).index(row.predicted_class)
+        index = list(get_spec(name).classes).index(row.predicted_class)
         paper = values[index]
         if paper is None:
             continue
@@ -121,10 +129,11 @@ def run_beside_paper(result: RunResult) -> pd.DataFrame:
     """Every J&W summary of a run (:class:`~attnexplain.runner.RunResult`) that the papers
     report, beside the papers' numbers (:func:`beside_paper`); empty when there is none."""
     tables = []
+    names = {dataset.label: dataset.name for dataset in result.plan.datasets}
     for index, entry in enumerate(result.plan.experiments):
         if entry.name not in EXPERIMENTS_WITH_NUMBERS:
             continue
         summary = result.summary(index)
         if len(summary):
-            tables.append(beside_paper(summary_quantities(entry.name, summary)))
+            tables.append(beside_paper(summary_quantities(entry.name, summary), names))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

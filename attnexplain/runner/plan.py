@@ -129,6 +129,15 @@ class DatasetEntry(_Section):
         ``max_rows`` key kept the keys of the units of plans without it)."""
         return self.model_dump(exclude_none=True)
 
+    @property
+    def label(self) -> str:
+        """A short name for tables that tells entries of one dataset apart: ``imdb``,
+        ``imdb-train21497``, ``synthetic-n1000-seed1`` (options, then row caps)."""
+        caps = self.max_rows.model_dump(exclude_none=True) if self.max_rows else {}
+        return "-".join(
+            [self.name, *(f"{key}{value}" for key, value in {**self.options, **caps}.items())]
+        )
+
     def load(self, cache: str | os.PathLike | None = None) -> Dataset:
         """The dataset, built with its options and cut to ``max_rows``."""
         dataset = load_dataset(self.name, cache, **self.options)

@@ -69,7 +69,7 @@ class RunResult:
             training = unit.training
             for column, value in reversed(
                 [
-                    ("dataset", training.dataset.name),
+                    ("dataset", training.dataset.label),
                     ("model", training.model.label),
                     ("seed", training.train_config.seed),
                 ]

@@ -60,7 +60,7 @@ class TrainingUnit:
 
     @property
     def label(self) -> str:
-        return f"{self.dataset.name} / {self.model.label} / seed {self.train_config.seed}"
+        return f"{self.dataset.label} / {self.model.label} / seed {self.train_config.seed}"
 
 
 @dataclass(frozen=True)
