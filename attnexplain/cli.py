@@ -296,7 +296,8 @@ def run_command(
     paper = run_beside_paper(result)
     if len(paper):
         typer.echo("\nbeside the papers (papers-spec A3-A5; rt-sentences stands in for SST)")
-        shown = paper.drop(columns=["seed", "count"])
+        # the seed column only tells rows apart when the plan has several seeds
+        shown = paper.drop(columns=["count"] if paper["seed"].nunique() > 1 else ["seed", "count"])
         typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
 
 

@@ -336,6 +336,7 @@ def test_cli_run_puts_jain_wallace_summaries_beside_the_papers(tmp_path):
         **TINY,
         "datasets": [{"name": "rt-sentences", "max_rows": {"train": 400, "dev": 50}}],
         "models": [{"encoder": "lstm"}],  # the paper's size: other sizes are not compared
+        "seeds": [1, 2],
         "max_instances": 30,
         "experiments": [
             {"name": "jain_wallace.correlation", "params": {"methods": ["jw-gradient"]}}
@@ -347,12 +348,20 @@ def test_cli_run_puts_jain_wallace_summaries_beside_the_papers(tmp_path):
     start = next(i for i, line in enumerate(lines) if line.startswith("beside the papers"))
     header, rows = lines[start + 1].split(), lines[start + 2 :]
     assert header == [
-        "dataset", "model", "quantity", "predicted_class", "ours", "paper_dataset", "paper",
-        "difference",
+        "dataset", "model", "seed", "quantity", "predicted_class", "ours", "paper_dataset",
+        "paper", "difference",
     ]  # fmt: skip
-    # SST's tau(attention, gradient) for the BiLSTM: .40 (negative) / .38 (positive)
-    paper = {row.split()[4]: row.split()[-2] for row in rows if "tau jw-gradient" in row}
-    assert paper == {"negative": "0.400", "positive": "0.380"}
+    # SST's tau(attention, gradient) for the BiLSTM: .40 (negative) / .38 (positive), per seed
+    paper = {
+        (row.split()[2], row.split()[5]): row.split()[-2]
+        for row in rows
+        if "tau jw-gradient" in row
+    }
+    assert paper == {
+        (seed, predicted): value
+        for seed in ("1", "2")
+        for predicted, value in (("negative", "0.400"), ("positive", "0.380"))
+    }
     # the capped entry's label is matched to its dataset, rt-sentences (SST's stand-in)
     assert {row.split()[0] for row in rows if row.strip()} == {"rt-sentences-train400-dev50"}
 
