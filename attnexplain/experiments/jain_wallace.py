@@ -50,8 +50,8 @@ ADVERSARIAL_DEFAULTS = {
     "eps_optimise": 0.01,
     "eps_report": 0.05,
     "penalty": 500.0,
-    # 64 instances per optimiser: 1.4x faster per instance than 32 for the classic models
-    # (benchmarks/jain_wallace_batching.py); memory stays small ([64, K, tokens] tensors)
+    # 64 instances per optimiser run faster per instance than 32 for the classic models
+    # (1.4x in benchmarks/jain_wallace_batching.py, 1.2x on IMDB reviews); memory stays small
     "batch_size": 64,
     "seed": 0,
 }
