@@ -51,7 +51,7 @@ ADVERSARIAL_DEFAULTS = {
     "eps_report": 0.05,
     "penalty": 500.0,
     # 64 instances per optimiser run faster per instance than 32 for the classic models
-    # (1.4x in benchmarks/jain_wallace_batching.py, 1.2x on IMDB reviews); memory stays small
+    # (1.0-1.5x over six runs of benchmarks/jain_wallace_batching.py, 1.2x on IMDB reviews)
     "batch_size": 64,
     "seed": 0,
 }

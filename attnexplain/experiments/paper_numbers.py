@@ -103,9 +103,9 @@ def beside_paper(
     ``dataset_names`` maps the labels in the ``dataset`` column to registered dataset names
     where they differ (a plan entry with options or row caps: ``imdb-train21497`` -> ``imdb``).
     """
-    rows = []
+    rows, names = [], dataset_names or {}
     for row in quantities.itertuples(index=False):
-        name = (dataset_names or {}).get(row.dataset, row.dataset)
+        name = names.get(row.dataset, row.dataset)
         paper_dataset = PAPER_DATASETS.get(name)
         values = JAIN_WALLACE.get((paper_dataset, row.model, row.quantity))
         if values is None:
