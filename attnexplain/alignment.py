@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,3 +72,24 @@ def word_alignment(tokenizer, text: str, max_length: int) -> WordAlignment:
 def classic_alignment(tokens: Sequence[str]) -> WordAlignment:
     """The classic pipeline's tokens are words already: ``<SOS> w1 ... wn <EOS>``."""
     return WordAlignment(list(tokens[1:-1]), [None, *range(len(tokens) - 2), None])
+
+
+def pieces_to_tokens(
+    weights: Sequence[float],
+    piece_offsets: Sequence[tuple[int, int]],
+    token_offsets: Sequence[tuple[int, int]],
+) -> list[float]:
+    """Move weights of a subword tokeniser's pieces onto another tokenisation of the same
+    text: each piece's weight goes to the token whose character span holds the piece's first
+    character (special tokens, with an empty span, and pieces between tokens give theirs to
+    none). Offsets are (start, end) into the same string. Returns one weight per token.
+    """
+    starts = [start for start, _ in token_offsets]
+    out = [0.0] * len(token_offsets)
+    for weight, (start, end) in zip(weights, piece_offsets, strict=True):
+        if end <= start:
+            continue
+        token = bisect.bisect_right(starts, start) - 1
+        if token >= 0 and start < token_offsets[token][1]:
+            out[token] += float(weight)
+    return out

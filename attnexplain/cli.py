@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from attnexplain.attribution import get_method, list_methods
@@ -27,7 +28,8 @@ from attnexplain.models.classic import (
 )
 from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
-from attnexplain.runner import run_plan
+from attnexplain.runner import load_plan, plan_status, run_plan
+from attnexplain.runner.status import format_duration, status_summary
 
 app = typer.Typer(
     add_completion=False,
@@ -277,6 +279,14 @@ def run_command(
         list[str] | None,
         typer.Option(help="Run only this model of the plan, e.g. lstm-additive (repeatable)"),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the units the plan would run, which are finished and an estimate of "
+            "the rest's time; run and write nothing",
+        ),
+    ] = False,
     cache_dir: CacheOption = None,
 ) -> None:
     """Run a plan: train its models, run its experiments, print a summary per experiment.
@@ -284,7 +294,13 @@ def run_command(
     Finished units are kept in the run directory and skipped when the plan runs again, so an
     interrupted run resumes where it stopped; --dataset / --model run part of the plan into
     the same directory."""
+    if dry_run:
+        _print_plan_status(plan_status(plan, out, datasets=dataset, models=model))
+        return
     # a bad plan or selection fails before any training
+    messages = load_plan(plan).messages()
+    for message in messages:
+        typer.echo(f"note: {message}", err=True)
     result = run_plan(plan, out, cache_dir=cache_dir, datasets=dataset, models=model)
     reused = len(result.units) - len(result.ran)
     typer.echo(f"{len(result.units)} units: {len(result.ran)} run, {reused} reused")
@@ -293,12 +309,29 @@ def run_command(
         typer.echo(f"\n{entry.title}")
         table = result.summary(index)
         typer.echo(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    if messages:
+        typer.echo("\nwhat this plan leaves out:")
+        for message in messages:
+            typer.echo(f"- {message}")
     paper = run_beside_paper(result)
     if len(paper):
-        typer.echo("\nbeside the papers (papers-spec A3-A5; rt-sentences stands in for SST)")
+        typer.echo("\nbeside the papers (papers-spec A3-A5, B1; rt-sentences stands in for SST)")
         # the seed column only tells rows apart when the plan has several seeds
         shown = paper.drop(columns=["count"] if paper["seed"].nunique() > 1 else ["seed", "count"])
         typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+
+
+def _print_plan_status(status: pd.DataFrame) -> None:
+    """The units of a dry run, one a line (measured seconds, or ``~`` an estimate, ``?`` none),
+    and a closing line with the counts and the estimated time of the rest."""
+    typer.echo(f"{'status':<9}{'time':>12}  unit")
+    for row in status.itertuples():
+        if row.status == "done":
+            time = format_duration(row.seconds)
+        else:
+            time = "?" if pd.isna(row.estimate_s) else f"~{format_duration(row.estimate_s)}"
+        typer.echo(f"{row.status:<9}{time:>12}  {row.label}")
+    typer.echo(status_summary(status))
 
 
 def main() -> None:

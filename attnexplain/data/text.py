@@ -41,6 +41,12 @@ def tokenize(text: str) -> list[str]:
     return [DIGIT_TOKEN if any(ch.isdigit() for ch in tok) else tok for tok in tokens]
 
 
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """Where each token of :func:`tokenize` lies in ``clean_text(text)``, as (start, end)
+    character offsets (for aligning another tokeniser's pieces with these tokens)."""
+    return [match.span() for match in _TOKEN_RE.finditer(clean_text(text).lower())]
+
+
 @dataclass(frozen=True)
 class Framing:
     """How a pipeline frames its id sequences: the padding id, and how many special tokens it

@@ -78,7 +78,7 @@ def _iterate(
     )
 
 
-def _violins_by_bin(df: pd.DataFrame, column: str, ax: plt.Axes) -> None:
+def violins_by_bin(df: pd.DataFrame, column: str, ax: plt.Axes) -> None:
     """Violins of ``column`` per max-attention bin, split by predicted class (J&W's figures)."""
     sns.violinplot(
         data=df.assign(bin=attention_bin(df["max_attention"])),
@@ -154,7 +154,7 @@ def summarise_permutation(df: pd.DataFrame) -> pd.DataFrame:
 def figure_permutation(df: pd.DataFrame) -> plt.Figure:
     """Violins of the median output change per max-attention bin, split by predicted class."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    _violins_by_bin(df, "median_output_change", ax)
+    violins_by_bin(df, "median_output_change", ax)
     ax.set(ylabel="median output change (TVD)", title="Permuting attention")
     fig.tight_layout()
     return fig
@@ -263,7 +263,7 @@ def figure_adversarial(df: pd.DataFrame) -> plt.Figure:
         xlabel=f"max JSD of adversaries with output change <= {eps:g}",
         title="Adversarial attention",
     )
-    _violins_by_bin(df, "eps_max_jsd", right)
+    violins_by_bin(df, "eps_max_jsd", right)
     right.set(ylabel="eps-max JSD")
     fig.tight_layout()
     return fig

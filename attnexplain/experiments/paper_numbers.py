@@ -1,4 +1,4 @@
-"""The papers' numbers (papers-spec A3-A5) in the shape of our summaries, and a table that puts
+"""The papers' numbers (papers-spec A3-A5, B1) in the shape of our summaries, and a table that puts
 ours beside them.
 
 Only datasets that stand in for a paper dataset with the same classes in the same order are
@@ -24,13 +24,16 @@ EXPERIMENTS_WITH_NUMBERS = (
     "jain_wallace.correlation",
     "jain_wallace.permutation",
     "jain_wallace.adversarial",
+    "wiegreffe_pinter.uniform",
 )
+# the predicted_class of a quantity that is not per class (W&P's F1)
+ALL_CLASSES = "all"
 
 # our dataset -> the paper's dataset it stands in for
 PAPER_DATASETS = {"imdb": "IMDB", "rt-sentences": "SST"}
 
 # (paper dataset, model label, quantity) -> per predicted class (class 0, class 1)
-JAIN_WALLACE: dict[tuple[str, str, str], tuple[float | None, float | None]] = {
+PAPER_NUMBERS: dict[tuple[str, str, str], tuple[float | None, ...]] = {
     # A3, Table 2: mean Kendall tau (additive attention)
     ("SST", "lstm-additive", "tau jw-gradient"): (0.40, 0.38),
     ("SST", "average-additive", "tau jw-gradient"): (0.69, 0.69),
@@ -58,13 +61,19 @@ JAIN_WALLACE: dict[tuple[str, str, str], tuple[float | None, float | None]] = {
     ("SST", "lstm-additive", "adversarial share >= .5"): (0.60, 0.46),
     ("IMDB", "lstm-additive", "adversarial median JSD"): (0.61, 0.56),
     ("IMDB", "lstm-additive", "adversarial share >= .5"): (0.98, 0.86),
+    # W&P Table 2 (papers-spec B1, recalled): positive-class F1, their reproduction of J&W's
+    # BiLSTM with trained attention and with frozen uniform attention (one value, all classes)
+    ("IMDB", "lstm-additive", "F1 trained"): (0.902,),
+    ("IMDB", "lstm-additive", "F1 uniform"): (0.879,),
+    ("SST", "lstm-additive", "F1 trained"): (0.831,),
+    ("SST", "lstm-additive", "F1 uniform"): (0.822,),
 }
 
 
 def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
     """A stacked J&W summary (:meth:`RunResult.summary`: ``dataset``, ``model``, ``seed`` in
     front) as long rows ``dataset, model, seed, quantity, predicted_class, ours, count``, the
-    quantities named as in :data:`JAIN_WALLACE`."""
+    quantities named as in :data:`PAPER_NUMBERS`."""
     columns = ["dataset", "model", "seed", "predicted_class"]
     if experiment not in EXPERIMENTS_WITH_NUMBERS:
         raise UnknownNameError(
@@ -80,6 +89,14 @@ def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
         parts = [
             summary.assign(
                 quantity="permutation " + summary["bin"].astype(str), ours=summary["median"]
+            )
+        ]
+    elif experiment == "wiegreffe_pinter.uniform":
+        parts = [
+            summary.assign(
+                quantity="F1 " + summary["attention"],
+                ours=summary["f1"],
+                predicted_class=ALL_CLASSES,
             )
         ]
     else:  # jain_wallace.adversarial
@@ -107,11 +124,13 @@ def beside_paper(
     for row in quantities.itertuples(index=False):
         name = names.get(row.dataset, row.dataset)
         paper_dataset = PAPER_DATASETS.get(name)
-        values = JAIN_WALLACE.get((paper_dataset, row.model, row.quantity))
+        values = PAPER_NUMBERS.get((paper_dataset, row.model, row.quantity))
         if values is None:
             continue
-        index = list(get_spec(name).classes).index(row.predicted_class)
-        paper = values[index]
+        if row.predicted_class == ALL_CLASSES:
+            paper = values[0]
+        else:
+            paper = values[list(get_spec(name).classes).index(row.predicted_class)]
         if paper is None:
             continue
         rows.append(

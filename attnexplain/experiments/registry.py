@@ -12,6 +12,13 @@ The contract. An experiment has three faces, and the runner and the report need 
 - ``summary(df) -> DataFrame``: a small table of the per-instance frame (a few rows).
 - ``figure(df) -> matplotlib.figure.Figure``.
 
+An experiment that compares its model with other work (a sibling trained another way, another
+experiment's results) declares ``needs(params, setting) -> {role: need}`` (see
+:mod:`.needs`); the runner makes each need a unit of its own, finished first, and calls
+``run(checkpoint, frame, params, progress, context)`` with a :class:`~.needs.RunContext` that
+reads them. ``validate(params)`` checks values beyond their types (an empty grid, a negative
+weight) and raises :class:`InvalidInputError` saying what is wrong.
+
 Registering: add one :class:`Experiment` to :data:`EXPERIMENTS` below (a plain dict, like the
 attribution registry, so the full list is readable in one place). ``defaults`` names every
 parameter a plan may set, with its default; a plan that sets another one, or one of the
@@ -29,7 +36,8 @@ from typing import TYPE_CHECKING, Protocol
 import pandas as pd
 
 from attnexplain.errors import InvalidInputError, UnknownNameError
-from attnexplain.experiments import jain_wallace, predictions
+from attnexplain.experiments import jain_wallace, predictions, wiegreffe_pinter
+from attnexplain.experiments.needs import Needs, RunContext, Setting
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -60,6 +68,27 @@ class Experiment:
     figure: Callable[[pd.DataFrame], Figure]
     defaults: Mapping[str, object]
     description: str
+    needs: Callable[[dict, Setting], Needs] | None = None
+    validate: Callable[[dict], None] | None = None
+
+    def run_unit(
+        self,
+        checkpoint: Checkpoint,
+        frame: pd.DataFrame,
+        params: dict,
+        progress: bool,
+        context: RunContext | None,
+    ) -> pd.DataFrame:
+        """Run with the context when the experiment has needs (the runner's entry point)."""
+        if self.needs is None:
+            return self.run(checkpoint, frame, params, progress)
+        if context is None:
+            raise InvalidInputError(
+                f"experiment {self.name!r} compares its model with other work: run it from a "
+                f"plan (attnexplain run), or call its functions in "
+                f"attnexplain.experiments.wiegreffe_pinter directly"
+            )
+        return self.run(checkpoint, frame, params, progress, context)
 
     def resolve(self, params: Mapping[str, object] | None = None) -> dict:
         """``params`` merged over the defaults, after checking each name and type.
@@ -80,7 +109,10 @@ class Experiment:
                     f"parameter {key!r} of {self.name!r} must be of type {type(default).__name__} "
                     f"like its default {default!r}, got {value!r}"
                 )
-        return {**self.defaults, **params}
+        resolved = {**self.defaults, **params}
+        if self.validate is not None:
+            self.validate(resolved)
+        return resolved
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -135,6 +167,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 ),
             ]
         ),
+        *(Experiment(**spec) for spec in wiegreffe_pinter.REGISTRATIONS),
     ]
 }
 

@@ -93,3 +93,26 @@ def instance_columns(frame: pd.DataFrame, classes: list[str], site: SiteBatch) -
 def attention_bin(values: pd.Series) -> pd.Series:
     """J&W's max-attention bins [0, .25), [.25, .5), [.5, .75), [.75, 1]."""
     return pd.cut(values, MAX_ATTENTION_BINS, labels=list(BIN_LABELS), right=False)
+
+
+@dataclass
+class SiteOutputs:
+    """A model's own attention and output on every row of a frame, in the frame's order.
+
+    ``attention``: per row, [*site, support] float32 (classic: the content tokens; transformers:
+    every unpadded key, per head); ``probabilities``: [rows, classes]."""
+
+    attention: list[np.ndarray]
+    probabilities: np.ndarray
+
+
+def site_outputs(checkpoint: Checkpoint, frame: pd.DataFrame, batch_size: int = 64) -> SiteOutputs:
+    """The model's attention on its support and its output distribution for every row of
+    ``frame`` (what W&P's comparisons and adversaries are trained against)."""
+    attention: list[np.ndarray | None] = [None] * len(frame)
+    probabilities = np.zeros((len(frame), len(checkpoint.classes)), dtype=np.float64)
+    for site in site_batches(checkpoint, frame, batch_size):
+        probabilities[site.rows] = site.probabilities.double().numpy()
+        for row, weights, support in zip(site.rows, site.attention, site.support, strict=True):
+            attention[row] = weights[..., support.reshape(-1)].float().numpy()
+    return SiteOutputs(attention, probabilities)

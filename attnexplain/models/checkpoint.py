@@ -43,7 +43,8 @@ def at_site_layer(checkpoint: Checkpoint, layer: int) -> Checkpoint:
         raise InvalidInputError(
             "a classic model has one attention site; site layers are for transformers"
         )
-    return replace(checkpoint, model=HFClassifier(checkpoint.model.model, layer))
+    model = checkpoint.model
+    return replace(checkpoint, model=HFClassifier(model.model, layer, model.attention_mode))
 
 
 def save_checkpoint(
@@ -62,7 +63,11 @@ def save_checkpoint(
     }
     if isinstance(model, HFClassifier):
         save_hf(directory, model, pipeline)
-        description |= {"architecture": "hf", "max_length": pipeline.max_length}
+        description |= {
+            "architecture": "hf",
+            "max_length": pipeline.max_length,
+            "attention_mode": model.attention_mode,
+        }
     else:
         state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
         atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
@@ -105,8 +110,10 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     weights = _read_weights(directory)
     if config["architecture"] == "hf":
         try:
-            model, pipeline = load_hf(directory, config.get("max_length", 128))
-        except (OSError, ValueError) as exc:
+            model, pipeline = load_hf(
+                directory, config.get("max_length", 128), config.get("attention_mode", "learned")
+            )
+        except (OSError, ValueError, AttnExplainError) as exc:
             raise CheckpointError(
                 f"{directory} holds a damaged transformers model ({exc})"
             ) from exc

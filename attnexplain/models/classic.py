@@ -294,6 +294,13 @@ class ClassicModel(nn.Module):
     def output_size(self) -> int:
         return self.config.output_size
 
+    def forward_with_attention(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, C] and the model's attention [B, T] of one differentiable pass (both
+        families have it: training against a model's attention reads it here)."""
+        state = self.encode_batch(batch)
+        alpha = self.attention(state)
+        return self.decode(state, alpha), alpha
+
     def forward_batch(self, batch: Batch) -> torch.Tensor:
         """Logits [B, C] for a :class:`~attnexplain.data.Batch`."""
         return self(batch.token_ids, batch.lengths, batch.content_mask)

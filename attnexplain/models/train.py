@@ -19,16 +19,15 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch import nn
-from tqdm.auto import tqdm
 
-from attnexplain.data.batching import Framing, bucketed_batches
+from attnexplain.data.batching import Batch, Framing, bucketed_batches
 from attnexplain.data.glove import GLOVE_DIM, glove_matrix
 from attnexplain.data.registry import Dataset
 from attnexplain.data.text import SOS_EOS, TextPipeline, Vocabulary
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
-from attnexplain.models.epochs import run_epochs
+from attnexplain.models.epochs import fit_epoch, run_epochs
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_pretrained
 from attnexplain.models.train_state import clear_train_state
 
@@ -167,11 +166,14 @@ def build_model(
     """
     torch.manual_seed(config.seed)
     if pretrained is not None:
-        if model_kwargs:
+        options = {k: v for k, v in model_kwargs.items() if k != "attention_mode"}
+        if options:
             raise InvalidInputError(
-                f"a pretrained model takes no architecture options, got {sorted(model_kwargs)}"
+                f"a pretrained model takes no architecture options but attention_mode, got "
+                f"{sorted(options)}"
             )
-        return load_pretrained(pretrained, dataset.num_classes, config.max_length, cache)
+        mode = model_kwargs.get("attention_mode", "learned")
+        return load_pretrained(pretrained, dataset.num_classes, config.max_length, cache, mode)
     pipeline = TextPipeline(Vocabulary.build(dataset.train["tokens"], min_df=dataset.min_df))
     embed_dim = GLOVE_DIM if config.embeddings == "glove" else config.embed_dim
     model = ClassicModel(
@@ -220,7 +222,9 @@ def train(
     fingerprint = {
         "dataset": dataset.name,
         "sizes": dataset.sizes(),
-        "model": pretrained or model.config.to_dict(),
+        "model": model.config.to_dict()
+        if pretrained is None
+        else (pretrained if not model_kwargs else {"pretrained": pretrained, **model_kwargs}),
         "train_config": asdict(config),
     }
     metadata = {
@@ -294,26 +298,20 @@ def _train_epoch(
     """One pass over the training data in seeded length-bucketed batches; mean loss.
 
     Seeding per epoch makes dropout (transformers) the same in a resumed run."""
-    model.train()
     torch.manual_seed(config.seed * 1000 + epoch)
-    batches = list(
-        bucketed_batches(
-            train_ids,
-            train_labels,
-            config.batch_size,
-            shuffle_seed=config.seed * 1000 + epoch,
-            framing=framing,
-        )
+    batches = bucketed_batches(
+        train_ids,
+        train_labels,
+        config.batch_size,
+        shuffle_seed=config.seed * 1000 + epoch,
+        framing=framing,
     )
-    total = 0.0
-    for batch in tqdm(
-        batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False
-    ):
-        optimizer.zero_grad()
+
+    def batch_loss(batch: Batch) -> torch.Tensor:
         logits = model.forward_batch(batch)
         target = batch.labels.float().unsqueeze(1) if model.output_size == 1 else batch.labels
-        loss = loss_fn(logits, target)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch)
-    return total / len(train_ids)
+        return loss_fn(logits, target)
+
+    return fit_epoch(
+        model, optimizer, batches, batch_loss, progress, f"epoch {epoch}/{config.epochs}"
+    )

@@ -176,7 +176,12 @@ class ModelEntry(_Section):
 
     @model_validator(mode="after")
     def _one_family(self) -> ModelEntry:
-        given = [key for key in ARCHITECTURE_KEYS if getattr(self, key) is not None]
+        # a transformer's attention mode says whether its site is frozen uniform (W&P)
+        given = [
+            key
+            for key in ARCHITECTURE_KEYS
+            if getattr(self, key) is not None and not (self.pretrained and key == "attention_mode")
+        ]
         if self.pretrained and given:
             raise ValueError(
                 f"a pretrained model takes no {', '.join(given)}; remove "
@@ -191,9 +196,11 @@ class ModelEntry(_Section):
         return self
 
     def architecture(self) -> dict[str, Any]:
-        """ClassicConfig keyword arguments, defaults filled in; empty for pretrained models."""
+        """ClassicConfig keyword arguments, defaults filled in; for pretrained models only a
+        non-default attention mode (``{"attention_mode": "uniform"}``), else empty."""
         if self.pretrained:
-            return {}
+            mode = self.attention_mode
+            return {} if mode in (None, TRAINABLE_MODES[0]) else {"attention_mode": mode}
         defaults = {f.name: f.default for f in fields(ClassicConfig) if f.name in ARCHITECTURE_KEYS}
         given = self.model_dump(include=set(ARCHITECTURE_KEYS), exclude_none=True)
         return defaults | given
@@ -203,7 +210,8 @@ class ModelEntry(_Section):
         """A short name for tables: ``lstm-additive``, ``average-dot-uniform-h64``, ``minilm``."""
         if self.pretrained:
             layer = "" if self.site_layer is None else f"-layer{self.site_layer}"
-            return self.pretrained + layer
+            mode = "".join(f"-{value}" for value in self.architecture().values())
+            return self.pretrained + mode + layer
         arch, default = self.architecture(), ModelEntry().architecture()
         parts = [arch["encoder"], arch["attention"]]
         if arch["attention_mode"] != default["attention_mode"]:
@@ -237,10 +245,21 @@ class TrainEntry(FinetuneEntry):
 
 
 class ExperimentEntry(_Section):
-    """A registered experiment and the parameters it runs with."""
+    """A registered experiment and the parameters it runs with; ``datasets`` / ``models``
+    (names or labels) restrict it to some of the plan's entries, and ``note`` says why
+    (``run`` prints it: a plan that cuts a step short says so)."""
 
     name: Annotated[str, _one_of("experiment", list_experiments())]
     params: dict[str, Any] = Field(default_factory=dict)
+    datasets: list[str] | None = None
+    models: list[str] | None = None
+    note: str | None = None
+
+    def applies_to(self, dataset: DatasetEntry, model: ModelEntry) -> bool:
+        """Whether the plan runs this entry on ``dataset`` x ``model``."""
+        return (self.datasets is None or {dataset.name, dataset.label} & set(self.datasets)) and (
+            self.models is None or model.label in self.models
+        )
 
     @field_validator("params")
     @classmethod
@@ -286,6 +305,27 @@ class Plan(_Section):
     train: TrainEntry = Field(default_factory=TrainEntry)
     finetune: FinetuneEntry = Field(default_factory=FinetuneEntry)
     experiments: Annotated[list[ExperimentEntry], Field(min_length=1)]
+    notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_restrictions(self) -> Plan:
+        known = {
+            "datasets": {n for d in self.datasets for n in (d.name, d.label)},
+            "models": {m.label for m in self.models},
+        }
+        for index, entry in enumerate(self.experiments):
+            for field_name, names in known.items():
+                unknown = sorted(set(getattr(entry, field_name) or ()) - names)
+                if unknown:
+                    raise ValueError(
+                        f"experiments[{index}].{field_name}: the plan has no "
+                        f"{', '.join(map(repr, unknown))}; it lists {', '.join(sorted(names))}"
+                    )
+        return self
+
+    def messages(self) -> list[str]:
+        """The plan's notes and its experiments' notes: what it leaves out and why."""
+        return [*self.notes, *(f"{e.title}: {e.note}" for e in self.experiments if e.note)]
 
     def train_config(self, model: ModelEntry, seed: int) -> TrainConfig:
         """The training recipe of ``model`` under this plan, with ``seed``."""

@@ -58,10 +58,13 @@ class RunResult:
         store, params = RunStore(self.directory), wanted.resolved_params()
         tables = []
         for unit in self.units:
+            # needs of other experiments may run this one on other rows: not the plan's
             matches = (
                 isinstance(unit, ExperimentUnit)
                 and unit.experiment == wanted.name
                 and unit.params == params
+                and unit.split == self.plan.split
+                and unit.max_instances == self.plan.max_instances
             )
             if not matches or not store.is_done(unit.key):
                 continue
@@ -77,6 +80,26 @@ class RunResult:
                 table.insert(0, column, value)
             tables.append(table)
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def resolve_run(
+    plan: Plan | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    datasets: Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
+) -> tuple[Plan, RunStore, str | None]:
+    """What a run of ``plan`` (a :class:`Plan` or a YAML file) carries out, and where.
+
+    Returns the plan cut to ``datasets`` / ``models`` (see :meth:`Plan.select`), the store of
+    ``out`` (default ``runs/<plan name>``) and the plan's file (None for a :class:`Plan`).
+    Touches no file of the run directory. Raises :class:`PlanError` for a bad plan or selection.
+    """
+    plan_file = None
+    if not isinstance(plan, Plan):
+        plan_file, plan = str(plan), load_plan(plan)
+    if datasets is not None or models is not None:
+        plan = plan.select(datasets, models)
+    return plan, RunStore(Path(out) if out is not None else DEFAULT_RUNS / plan.name), plan_file
 
 
 def run_plan(
@@ -98,12 +121,7 @@ def run_plan(
     are named by their config, so plans may share a directory (``manifest.json`` describes
     the latest run); two runs must not write to one directory at the same time.
     """
-    plan_file = None
-    if not isinstance(plan, Plan):
-        plan_file, plan = str(plan), load_plan(plan)
-    if datasets is not None or models is not None:
-        plan = plan.select(datasets, models)
-    store = RunStore(Path(out) if out is not None else DEFAULT_RUNS / plan.name)
+    plan, store, plan_file = resolve_run(plan, out, datasets, models)
     units = expand(plan)
     manifest = Manifest(store, plan, units, plan_file)
     pending = [unit for unit in units if not store.is_done(unit.key)]

@@ -6,6 +6,7 @@
         unit.json               the unit's kind, label and config (what its key hashes)
         checkpoint/             training units: the checkpoint folder (resumable mid-training)
         result.parquet          experiment units: the per-instance table
+        work/                   experiment units that train models (W&P): resumable work
         done                    written last, atomically: the unit is finished (timing, metrics)
 
 Every file is written atomically (temporary file + ``os.replace``), and ``done`` only after
@@ -29,6 +30,7 @@ DONE_FILE = "done"
 UNIT_FILE = "unit.json"
 RESULT_FILE = "result.parquet"
 CHECKPOINT_FOLDER = "checkpoint"
+WORK_FOLDER = "work"
 MANIFEST_FILE = "manifest.json"
 
 
@@ -59,6 +61,11 @@ class RunStore:
     def checkpoint_dir(self, key: str) -> Path:
         return self.unit_dir(key) / CHECKPOINT_FOLDER
 
+    def work_dir(self, key: str) -> Path:
+        """Where an experiment unit keeps work that must survive an interruption (models it
+        trains resume from here)."""
+        return self.unit_dir(key) / WORK_FOLDER
+
     def result_path(self, key: str) -> Path:
         return self.unit_dir(key) / RESULT_FILE
 
@@ -88,3 +95,13 @@ class RunStore:
     def finished(self, key: str) -> Finished:
         """The record of a finished unit."""
         return Finished(**json.loads((self.unit_dir(key) / DONE_FILE).read_text()))
+
+    def finished_keys(self) -> list[str]:
+        """Keys of every finished unit in the directory, whichever plan it came from (none when
+        the directory does not exist)."""
+        return sorted(done.parent.name for done in self.root.glob(f"units/*/{DONE_FILE}"))
+
+    def description(self, key: str) -> dict[str, Any] | None:
+        """What :meth:`begin` wrote of ``key`` (kind, label, config); None where it is missing."""
+        path = self.unit_dir(key) / UNIT_FILE
+        return json.loads(path.read_text()) if path.is_file() else None

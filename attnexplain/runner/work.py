@@ -7,11 +7,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from attnexplain.data.registry import Dataset
+from attnexplain.experiments.needs import RunContext, trained_checkpoint_dir
 from attnexplain.experiments.registry import get_experiment
 from attnexplain.models.checkpoint import at_site_layer, load_checkpoint
 from attnexplain.models.train import train
@@ -65,11 +67,37 @@ class UnitWorker:
         if unit.max_instances is not None:
             frame = frame.iloc[: unit.max_instances]
         experiment = get_experiment(unit.experiment)
-        table = experiment.run(
-            checkpoint, frame.reset_index(drop=True), dict(unit.params), self.progress
+        table = experiment.run_unit(
+            checkpoint,
+            frame.reset_index(drop=True),
+            dict(unit.params),
+            self.progress,
+            None if experiment.needs is None else self._context(unit),
         )
         self.store.write_result(unit.key, table)
         return {"instances": len(table)}
+
+    def _context(self, unit: ExperimentUnit) -> RunContext:
+        """What an experiment with needs reads: its needs' checkpoints and tables, the whole
+        dataset and a work folder that survives interruptions."""
+        checkpoints, results = {}, {}
+        for role, need in unit.needs:
+            if isinstance(need, TrainingUnit):
+                checkpoints[role] = partial(load_checkpoint, self.store.checkpoint_dir(need.key))
+            else:
+                results[role] = partial(self.store.read_result, need.key)
+                trained = trained_checkpoint_dir(self.store.work_dir(need.key))
+                checkpoints[role] = partial(load_checkpoint, trained)
+        dataset = self._dataset(unit.training.dataset)
+        return RunContext(
+            dataset,
+            dataset.splits[unit.split].reset_index(drop=True),
+            self.store.work_dir(unit.key),
+            self.cache_dir,
+            self.progress,
+            checkpoints,
+            results,
+        )
 
     def _dataset(self, entry: DatasetEntry) -> Dataset:
         # Every model and seed of a plan reads the same few datasets; load each once.
