@@ -87,3 +87,52 @@ def test_unknown_pretrained_model_is_one_error_line():
     assert result.stderr.strip() == (
         "error: unknown model 'bert-huge'; choose classic or one of minilm"
     )
+
+
+def test_wiegreffe_pinter_runs_on_a_fine_tuned_minilm(tmp_path):
+    from attnexplain.experiments.site_attention import site_outputs
+    from attnexplain.experiments.wiegreffe_pinter import word_weights
+    from attnexplain.hooks import capture
+    from attnexplain.runner import parse_plan, run_plan
+
+    plan = {
+        "name": "wp-minilm",
+        "datasets": [{"name": "rt-sentences", "max_rows": {"train": 192, "dev": 64, "test": 64}}],
+        "models": [{"pretrained": "minilm"}],
+        "seeds": [10],
+        "max_instances": 16,
+        "finetune": {"epochs": 1},
+        "experiments": [
+            {"name": "wiegreffe_pinter.uniform"},
+            {"name": "wiegreffe_pinter.seeds", "params": {"extra_seeds": 1, "jw_overlay": False}},
+            {"name": "wiegreffe_pinter.adversary", "params": {"epochs": 1, "patience": 1}},
+            {
+                "name": "wiegreffe_pinter.diagnostic",
+                "params": {"variants": ["uniform", "base", "wp-adversary"], "epochs": 1},
+            },
+        ],
+    }
+    result = run_plan(parse_plan(plan), tmp_path, progress=False)
+    uniform_unit = next(u for u in result.units if u.label.endswith("minilm-uniform / seed 10"))
+    uniform = load_checkpoint(tmp_path / "units" / uniform_unit.key / "checkpoint")
+    assert uniform.model.attention_mode == "uniform"  # the mode survives the checkpoint
+    # in the uniform model's forward pass the site's [CLS] row is 1/n over the unpadded keys
+    batch = next(iter(_batches(uniform, load_dataset("rt-sentences"))))
+    site = uniform.model._site_split().site
+    with capture(uniform.model.model, site) as cache:
+        uniform.model.forward_batch(batch)
+    rows = cache[site][:, :, 0]
+    expected = batch.padding_mask.float() / batch.padding_mask.sum(1, keepdim=True)
+    assert torch.allclose(rows, expected.unsqueeze(1).expand_as(rows), atol=1e-6)
+    assert result.summary(0)["attention"].tolist() == ["trained", "uniform"]
+    assert result.results(1)["jsd"].between(0, 0.7).all()
+    assert result.summary(2)["count"].iloc[0] == 16
+    diagnostic = result.summary(3)
+    assert diagnostic["attention"].tolist() == ["uniform", "base", "wp-adversary"]
+    # MiniLM's [CLS] attention as weights over the classic tokens: one per token, sum 1
+    base_unit = next(u for u in result.units if u.label.endswith("/ minilm / seed 10"))
+    base = load_checkpoint(tmp_path / "units" / base_unit.key / "checkpoint")
+    frame = load_dataset("rt-sentences").test.iloc[:8]
+    weights = word_weights(base, frame, site_outputs(base, frame).attention)
+    assert [len(w) for w in weights] == [len(tokens) for tokens in frame["tokens"]]
+    assert all(abs(float(w.sum()) - 1) < 1e-5 for w in weights)
