@@ -96,9 +96,6 @@ class RunContext:
         """The per-instance table of the experiment the need ``role`` ran."""
         return self._lookup(self._results, role, "a result table")()
 
-    def has(self, role: str) -> bool:
-        return role in self._checkpoints or role in self._results
-
     @staticmethod
     def _lookup(table: Mapping[str, Callable], role: str, what: str) -> Callable:
         if role not in table:

@@ -26,6 +26,8 @@ its attention moved onto the classic tokens (see :func:`word_weights`).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import torch
@@ -174,11 +176,17 @@ def uniform_comparison(
 
 def summarise_uniform(df: pd.DataFrame) -> pd.DataFrame:
     """F1 and accuracy of the trained-attention and the uniform model."""
+    return f1_table(df, {"trained": "predicted", "uniform": "uniform_predicted"})
+
+
+def f1_table(df: pd.DataFrame, predictions: dict[str, str]) -> pd.DataFrame:
+    """F1 and accuracy of each ``attention`` name's prediction column against ``label``
+    (``classes`` in ``df`` decides binary or macro F1)."""
     if df.empty:
         return pd.DataFrame()
     classes, labels = int(df["classes"].iloc[0]), df["label"].to_numpy()
     rows = []
-    for attention, column in (("trained", "predicted"), ("uniform", "uniform_predicted")):
+    for attention, column in predictions.items():
         predicted = df[column].to_numpy()
         rows.append(
             {
@@ -191,21 +199,26 @@ def summarise_uniform(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure_uniform(df: pd.DataFrame) -> plt.Figure:
-    """F1 of trained vs uniform attention."""
-    summary = summarise_uniform(df)
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    ax.bar(
-        summary["attention"],
-        summary["f1"],
-        color=[COLORS["trained"], COLORS["uniform"]][: len(summary)],
-    )
+def bar_figure(summary: pd.DataFrame, colors: list[str], xlabel: str, title: str) -> plt.Figure:
+    """F1 per attention variant as labelled bars."""
+    fig, ax = plt.subplots(figsize=(1.3 * len(summary) + 2, 3.8))
+    ax.bar(summary["attention"], summary["f1"], color=colors[: len(summary)])
     for x, value in enumerate(summary["f1"]):
         ax.text(x, value, f"{value:.3f}", ha="center", va="bottom")
-    ax.set(ylabel="F1 (positive class; macro if multi-class)", ylim=(0, 1.05))
-    ax.set_title("Trained vs uniform attention")
+    ax.set(xlabel=xlabel, ylabel="F1 (positive class; macro if multi-class)", ylim=(0, 1.05))
+    ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def figure_uniform(df: pd.DataFrame) -> plt.Figure:
+    """F1 of trained vs uniform attention."""
+    return bar_figure(
+        summarise_uniform(df),
+        [COLORS["trained"], COLORS["uniform"]],
+        "attention of the model",
+        "Trained vs uniform attention",
+    )
 
 
 # ---------------------------------------------------------------- B2: seeds
@@ -344,12 +357,7 @@ def figure_seeds(df: pd.DataFrame) -> plt.Figure:
             marker="x",
             label="J&W adversary",
         )
-    right.set(
-        xlabel="JSD of attention from the base model's",
-        ylabel="output change (TVD)",
-        xlim=(0, 0.7),
-        title="Seeds vs J&W adversaries",
-    )
+    _distance_axes(right, "", "Seeds vs J&W adversaries")
     right.legend()
     fig.tight_layout()
     return fig
@@ -426,12 +434,7 @@ def summarise_adversary(df: pd.DataFrame) -> pd.DataFrame:
 def figure_adversary(df: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter(df["jsd"], df["output_change"], s=8, alpha=0.5, color=COLORS["jw"])
-    ax.set(
-        xlabel="JSD of the adversary's attention from the model's",
-        ylabel="output change (TVD)",
-        xlim=(0, 0.7),
-        title="Model-consistent adversary",
-    )
+    _distance_axes(ax, "", "Model-consistent adversary")
     fig.tight_layout()
     return fig
 
@@ -530,15 +533,20 @@ def figure_consistent(df: pd.DataFrame) -> plt.Figure:
                 s=60,
                 label=source,
             )
-    ax.set(
-        xlabel="mean JSD of attention from the model's",
-        ylabel="mean output change (TVD)",
-        xlim=(0, 0.7),
-        title="Model-consistent adversaries",
-    )
+    _distance_axes(ax, "mean ", "Model-consistent adversaries")
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def _distance_axes(ax: plt.Axes, statistic: str, title: str) -> None:
+    """Labels of a JSD-of-attention vs output-change plot (JSD in nats, at most ln 2)."""
+    ax.set(
+        xlabel=f"{statistic}JSD of attention from the model's (nats)",
+        ylabel=f"{statistic}output change (TVD)",
+        xlim=(0, 0.7),
+        title=title,
+    )
 
 
 # ---------------------------------------------------------------- B3: diagnostic
@@ -628,7 +636,7 @@ def _diagnostic_recipe(checkpoint: Checkpoint, epochs: int) -> TrainConfig:
     config = _base_config(checkpoint)
     if isinstance(checkpoint.model, HFClassifier):
         config = TrainConfig(seed=config.seed)
-    return TrainConfig(**{**config.__dict__, "epochs": epochs})
+    return replace(config, epochs=epochs)
 
 
 def _jw_weights(checkpoint: Checkpoint, adversarial: pd.DataFrame) -> list[np.ndarray]:
@@ -679,38 +687,16 @@ def word_weights(
 
 def summarise_diagnostic(df: pd.DataFrame) -> pd.DataFrame:
     """F1 and accuracy of each diagnostic variant."""
-    if df.empty:
-        return pd.DataFrame()
-    classes, labels = int(df["classes"].iloc[0]), df["label"].to_numpy()
-    rows = []
-    for column in [c for c in df.columns if c.startswith("predicted_")]:
-        predicted = df[column].to_numpy()
-        rows.append(
-            {
-                "attention": column.removeprefix("predicted_"),
-                "f1": f1(labels, predicted, classes),
-                "accuracy": float(accuracy_score(labels, predicted)),
-                "count": len(df),
-            }
-        )
-    return pd.DataFrame(rows)
+    columns = [c for c in df.columns if c.startswith("predicted_")]
+    return f1_table(df, {c.removeprefix("predicted_"): c for c in columns})
 
 
 def figure_diagnostic(df: pd.DataFrame) -> plt.Figure:
     """F1 of the diagnostic MLP per attention variant."""
     summary = summarise_diagnostic(df)
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.bar(summary["attention"], summary["f1"], color="#56B4E9")
-    for x, value in enumerate(summary["f1"]):
-        ax.text(x, value, f"{value:.3f}", ha="center", va="bottom")
-    ax.set(
-        xlabel="attention the MLP is given",
-        ylabel="F1 (positive class; macro if multi-class)",
-        ylim=(0, 1.05),
-        title="Diagnostic MLP",
+    return bar_figure(
+        summary, ["#56B4E9"] * len(summary), "attention the MLP is given", "Diagnostic MLP"
     )
-    fig.tight_layout()
-    return fig
 
 
 REGISTRATIONS = [

@@ -30,6 +30,7 @@ from attnexplain.models.train import (
     _loss_function,
     _optimizer,
     build_model,
+    epoch_batches,
     predict_proba,
 )
 from attnexplain.models.train_state import clear_train_state
@@ -125,10 +126,7 @@ def train_diagnostic(
         return loss_fn(logits, target)
 
     def train_epoch(epoch: int) -> float:
-        torch.manual_seed(config.seed * 1000 + epoch)
-        batches = bucketed_batches(
-            sequences, labels, config.batch_size, shuffle_seed=config.seed * 1000 + epoch
-        )
+        batches = epoch_batches(sequences, labels, config, epoch, pipeline.framing)
         return fit_epoch(model, optimizer, batches, batch_loss, progress, f"diagnostic {epoch}")
 
     metadata = {"diagnostic": attention_mode, "train_config": asdict(config)}
@@ -231,14 +229,7 @@ def train_consistent_adversary(
         return loss.mean()
 
     def train_epoch(epoch: int) -> float:
-        torch.manual_seed(config.seed * 1000 + epoch)
-        batches = bucketed_batches(
-            sequences,
-            labels,
-            config.batch_size,
-            shuffle_seed=config.seed * 1000 + epoch,
-            framing=pipeline.framing,
-        )
+        batches = epoch_batches(sequences, labels, config, epoch, pipeline.framing)
         return fit_epoch(model, optimizer, batches, batch_loss, progress, f"adversary {epoch}")
 
     metadata = {"adversary": asdict(adversary), "train_config": asdict(config)}

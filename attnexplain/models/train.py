@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -298,14 +298,7 @@ def _train_epoch(
     """One pass over the training data in seeded length-bucketed batches; mean loss.
 
     Seeding per epoch makes dropout (transformers) the same in a resumed run."""
-    torch.manual_seed(config.seed * 1000 + epoch)
-    batches = bucketed_batches(
-        train_ids,
-        train_labels,
-        config.batch_size,
-        shuffle_seed=config.seed * 1000 + epoch,
-        framing=framing,
-    )
+    batches = epoch_batches(train_ids, train_labels, config, epoch, framing)
 
     def batch_loss(batch: Batch) -> torch.Tensor:
         logits = model.forward_batch(batch)
@@ -314,4 +307,16 @@ def _train_epoch(
 
     return fit_epoch(
         model, optimizer, batches, batch_loss, progress, f"epoch {epoch}/{config.epochs}"
+    )
+
+
+def epoch_batches(
+    ids: list[list[int]], labels: np.ndarray, config: TrainConfig, epoch: int, framing: Framing
+) -> Iterator[Batch]:
+    """The seeded, length-bucketed training batches of ``epoch``: a function of seed and epoch
+    only, so that a resumed run sees the batches (and dropout draws) an uninterrupted one
+    does."""
+    torch.manual_seed(config.seed * 1000 + epoch)
+    return bucketed_batches(
+        ids, labels, config.batch_size, shuffle_seed=config.seed * 1000 + epoch, framing=framing
     )
