@@ -176,6 +176,8 @@ def test_multi_class_datasets_run_with_macro_f1(tmp_path):
     assert set(uniform["label"]) == {0, 1, 2} and (uniform["classes"] == 3).all()
     table = result.summary(1)
     assert list(table["attention"]) == ["uniform", "base"] and table["f1"].between(0, 1).all()
+    # the summary says which F1 it is
+    assert (table["f1 of"] == "macro, 3 classes").all()
 
 
 def test_an_experiment_with_needs_called_without_a_run_explains_what_to_do(reference):
@@ -194,3 +196,24 @@ def test_expand_lists_needs_before_the_experiment_that_reads_them():
     position = {unit.key: i for i, unit in enumerate(units)}
     for unit in units:
         assert all(position[key] < position[unit.key] for key in unit.depends_on)
+
+
+def test_uniform_f1_sits_beside_the_papers_table_2():
+    from attnexplain.experiments.paper_numbers import beside_paper, summary_quantities
+
+    ours = pd.DataFrame(
+        {
+            "dataset": ["rt-sentences", "rt-sentences", "imdb-train21497"],
+            "model": ["lstm-additive"] * 3,
+            "seed": [10] * 3,
+            "attention": ["trained", "uniform", "uniform"],
+            "f1": [0.8, 0.79, 0.88],
+            "count": [1000] * 3,
+        }
+    )
+    table = beside_paper(
+        summary_quantities("wiegreffe_pinter.uniform", ours), {"imdb-train21497": "imdb"}
+    )
+    assert table["paper"].tolist() == [0.831, 0.822, 0.879]
+    assert table["paper_dataset"].tolist() == ["SST", "SST", "IMDB"]
+    assert np.allclose(table["difference"], [0.8 - 0.831, 0.79 - 0.822, 0.88 - 0.879])

@@ -192,6 +192,7 @@ def f1_table(df: pd.DataFrame, predictions: dict[str, str]) -> pd.DataFrame:
             {
                 "attention": attention,
                 "f1": f1(labels, predicted, classes),
+                "f1 of": "positive class" if classes == 2 else f"macro, {classes} classes",
                 "accuracy": float(accuracy_score(labels, predicted)),
                 "count": len(df),
             }
