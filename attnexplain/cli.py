@@ -294,13 +294,13 @@ def run_command(
     Finished units are kept in the run directory and skipped when the plan runs again, so an
     interrupted run resumes where it stopped; --dataset / --model run part of the plan into
     the same directory."""
-    if dry_run:
-        _print_plan_status(plan_status(plan, out, datasets=dataset, models=model))
-        return
     # a bad plan or selection fails before any training
     messages = load_plan(plan).messages()
     for message in messages:
         typer.echo(f"note: {message}", err=True)
+    if dry_run:
+        _print_plan_status(plan_status(plan, out, datasets=dataset, models=model))
+        return
     result = run_plan(plan, out, cache_dir=cache_dir, datasets=dataset, models=model)
     reused = len(result.units) - len(result.ran)
     typer.echo(f"{len(result.units)} units: {len(result.ran)} run, {reused} reused")
