@@ -217,3 +217,16 @@ def test_uniform_f1_sits_beside_the_papers_table_2():
     assert table["paper"].tolist() == [0.831, 0.822, 0.879]
     assert table["paper_dataset"].tolist() == ["SST", "SST", "IMDB"]
     assert np.allclose(table["difference"], [0.8 - 0.831, 0.79 - 0.822, 0.88 - 0.879])
+
+
+def test_a_selection_of_a_plan_with_restricted_entries_reads_back_from_its_manifest():
+    from attnexplain.runner import load_plan
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "experiments" / "wiegreffe_pinter.yaml")
+    selected = plan.select(["rt-sentences"], ["lstm-additive"])
+    # what manifest.json stores, parsed back as RunResult.load does
+    again = parse_plan(selected.model_dump(mode="json", exclude_none=True))
+    assert all(entry.datasets in (None, ["rt-sentences"]) for entry in again.experiments)
+    assert {u.key for u in expand(again)} <= {u.key for u in expand(plan)}
+    # IMDB's own entries (fewer seeds, fewer lambdas) are gone with IMDB
+    assert not any(entry.note and "IMDB" in entry.note for entry in again.experiments)

@@ -357,7 +357,40 @@ class Plan(_Section):
                     f"it lists {', '.join(known)}"
                 )
             update[field_name] = [entry for entry in entries if name_of(entry) in wanted]
-        return self.model_copy(update=update)
+        selected = self.model_copy(update=update)
+        # experiment entries keep only the restrictions the selection left (an entry that
+        # applies to none of them is dropped), so the selected plan validates on its own
+        experiments = [
+            entry
+            for entry in self.experiments
+            if any(
+                entry.applies_to(dataset, model)
+                for dataset in selected.datasets
+                for model in selected.models
+            )
+        ]
+        return parse_plan(
+            {
+                **selected.model_dump(exclude_none=True),
+                "experiments": [
+                    entry.model_dump(exclude_none=True) | selected._restricted_to_self(entry)
+                    for entry in experiments
+                ],
+            },
+            f"{self.name} (selection)",
+        )
+
+    def _restricted_to_self(self, entry: ExperimentEntry) -> dict[str, list[str]]:
+        """``entry``'s dataset / model restrictions cut to the names this plan lists."""
+        names = {
+            "datasets": {n for d in self.datasets for n in (d.name, d.label)},
+            "models": {m.label for m in self.models},
+        }
+        return {
+            key: [name for name in getattr(entry, key) if name in names[key]]
+            for key in names
+            if getattr(entry, key) is not None
+        }
 
 
 def parse_plan(data: Any, source: str = "<plan>") -> Plan:
