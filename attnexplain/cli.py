@@ -28,6 +28,7 @@ from attnexplain.models.classic import (
 )
 from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
+from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS
 from attnexplain.runner import load_plan, plan_status, run_plan
 from attnexplain.runner.status import format_duration, status_summary
 
@@ -246,6 +247,13 @@ def explain_command(
             f"one of {', '.join(list_methods())}"
         ),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the texts' token heatmaps to this HTML file (one self-contained page, "
+            "transformers at the word level) instead of printing tables"
+        ),
+    ] = None,
 ) -> None:
     """Score every token of texts with attribution methods; print a coloured table per text
     (red: supports the predicted class, blue: against it; stronger colour, larger score)."""
@@ -255,6 +263,11 @@ def explain_command(
     for name in methods:
         get_method(name)  # unknown names fail before the checkpoint loads
     loaded = load_checkpoint(checkpoint)
+    if html is not None:
+        from attnexplain.report import write_explanations
+
+        typer.echo(f"wrote {write_explanations(loaded, texts, methods, html, checkpoint)}")
+        return
     frame = explain(loaded, texts, methods)
     sequences = [loaded.pipeline.encode(text) for text in texts]
     probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.framing)
@@ -285,6 +298,14 @@ def run_command(
             "--dry-run",
             help="Print the units the plan would run, which are finished and an estimate of "
             "the rest's time; run and write nothing",
+        ),
+    ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Then write the run's report (HTML and PDF) into RUN-DIR/report; see "
+            "`attnexplain report`",
         ),
     ] = False,
     cache_dir: CacheOption = None,
@@ -319,6 +340,46 @@ def run_command(
         # the seed column only tells rows apart when the plan has several seeds
         shown = paper.drop(columns=["count"] if paper["seed"].nunique() > 1 else ["seed", "count"])
         typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    if report:
+        _write_report(result.directory, None, FORMATS, DEFAULT_INSTANCES, cache_dir)
+
+
+def _write_report(
+    run_dir: Path,
+    out: Path | None,
+    formats: str | tuple[str, ...],
+    instances: int | list[int],
+    cache_dir: Path | None,
+) -> None:
+    from attnexplain.report import build
+
+    for written in build(run_dir, out, formats, instances, cache_dir).values():
+        typer.echo(f"report: {written}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory, e.g. runs/quick")],
+    formats: Annotated[
+        str, typer.Option("--format", help="html, pdf or both, comma-separated")
+    ] = ",".join(FORMATS),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for report.html / report.pdf [default: RUN-DIR/report]"),
+    ] = None,
+    instance: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Row of the plan's split to explain with token heatmaps, repeatable "
+            f"[default: the first {DEFAULT_INSTANCES}]"
+        ),
+    ] = None,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Write the report of a run directory: a summary (what ran, test metrics, versions, seeds,
+    git revision, time per unit, what was reused), a section per experiment, our numbers beside
+    the papers' and token heatmaps. Works on unfinished runs and names their missing units."""
+    _write_report(run_dir, out, formats, instance or DEFAULT_INSTANCES, cache_dir)
 
 
 def _print_plan_status(status: pd.DataFrame) -> None:

@@ -32,6 +32,20 @@ ALL_CLASSES = "all"
 # our dataset -> the paper's dataset it stands in for
 PAPER_DATASETS = {"imdb": "IMDB", "rt-sentences": "SST"}
 
+# Where each quantity's paper numbers come from (papers-spec's tags), by the quantity's first
+# word: [table] a paper table, checked against the authors' committed result files; [derived]
+# read off the authors' committed figures; [recalled] recollection of the paper, unverified.
+SOURCES = {
+    "tau": "table",
+    "sig.": "table",
+    "permutation": "derived",
+    "adversarial": "derived",
+    "F1": "recalled",
+}
+# How close a re-run should land, where the papers-spec says (A3: re-runs of J&W's Table 2
+# "land within about +-0.07"); quantities without one have no claim to hold or fail.
+TOLERANCES = {"tau": 0.07}
+
 # (paper dataset, model label, quantity) -> per predicted class (class 0, class 1)
 PAPER_NUMBERS: dict[tuple[str, str, str], tuple[float | None, ...]] = {
     # A3, Table 2: mean Kendall tau (additive attention)
@@ -142,6 +156,28 @@ def beside_paper(
             }
         )
     return pd.DataFrame(rows)
+
+
+def source_tag(quantity: str) -> str:
+    """The source tag of a quantity of :data:`PAPER_NUMBERS`: ``table``, ``derived`` or
+    ``recalled``."""
+    return SOURCES[quantity.split(" ", 1)[0]]
+
+
+def judge_claims(beside: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`beside_paper` table with ``source`` (its tag), ``tolerance`` (NaN where the
+    papers-spec states none) and ``holds`` (``yes`` / ``no`` within the tolerance, ``no
+    tolerance stated`` without one) added."""
+    first_word = beside["quantity"].str.split(" ", n=1).str[0]
+    tolerance = first_word.map(TOLERANCES).astype(float)
+    within = beside["difference"].abs() <= tolerance
+    return beside.assign(
+        source=beside["quantity"].map(source_tag),
+        tolerance=tolerance,
+        holds=within.map({True: "yes", False: "no"}).where(
+            tolerance.notna(), "no tolerance stated"
+        ),
+    )
 
 
 def run_beside_paper(result: RunResult) -> pd.DataFrame:

@@ -53,20 +53,25 @@ class RunResult:
         seed, stacked."""
         return self._stack(entry, get_experiment(self.plan.experiments[entry].name).summary)
 
+    def entry_units(self, entry: int) -> list[ExperimentUnit]:
+        """The units of the plan's ``entry``-th experiment (not the runs of that experiment
+        that other experiments need on other rows or with other parameters)."""
+        wanted, plan = self.plan.experiments[entry], self.plan
+        params = wanted.resolved_params()
+        return [
+            unit
+            for unit in self.units
+            if isinstance(unit, ExperimentUnit)
+            and unit.experiment == wanted.name
+            and unit.params == params
+            and unit.split == plan.split
+            and unit.max_instances == plan.max_instances
+        ]
+
     def _stack(self, entry: int, transform: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
-        wanted = self.plan.experiments[entry]
-        store, params = RunStore(self.directory), wanted.resolved_params()
-        tables = []
-        for unit in self.units:
-            # needs of other experiments may run this one on other rows: not the plan's
-            matches = (
-                isinstance(unit, ExperimentUnit)
-                and unit.experiment == wanted.name
-                and unit.params == params
-                and unit.split == self.plan.split
-                and unit.max_instances == self.plan.max_instances
-            )
-            if not matches or not store.is_done(unit.key):
+        store, tables = RunStore(self.directory), []
+        for unit in self.entry_units(entry):
+            if not store.is_done(unit.key):
                 continue
             table = transform(store.read_result(unit.key))
             training = unit.training
