@@ -13,6 +13,13 @@ sequence closes up, special tokens stay. A classic model has no output for an in
 with no content tokens (its attention has nothing to attend to), so a metric that deletes
 every content token of an instance is NaN there; :func:`attnexplain.metrics.nan_summary`
 counts them.
+
+Every metric takes ``fast`` (default True): on a classic model with the average encoder,
+whose token states do not depend on their neighbours, every variant is decoded from one
+encoding (:mod:`attnexplain.attribution.fast_erasure`); everything else re-runs the model on
+each variant (the CNN and BiLSTM fast paths serve leave-one-out, where each instance has one
+variant per token; for the few variants per instance here they cost as much as a re-run).
+Both give the same numbers up to float rounding.
 """
 
 from __future__ import annotations
@@ -40,7 +47,12 @@ def _check(batch: Batch, scores: torch.Tensor) -> None:
 
 
 def _top_percent_change(
-    model: Model, batch: Batch, scores: torch.Tensor, percents: Sequence[int], keep_top: bool
+    model: Model,
+    batch: Batch,
+    scores: torch.Tensor,
+    percents: Sequence[int],
+    keep_top: bool,
+    fast: bool,
 ) -> torch.Tensor:
     """p(x) - p(variant) [batch, bins] for the variant that keeps only (``keep_top``) or
     deletes the top ``percents`` of each instance's content tokens."""
@@ -55,28 +67,36 @@ def _top_percent_change(
     keep = top if keep_top else content[rows] & ~top
     full = output_distribution(model, batch)
     predicted = full.argmax(-1)
-    erased = erased_probabilities(model, batch, rows, keep)
+    erased = erased_probabilities(model, batch, rows, keep, fast=fast)
     chosen = erased.gather(-1, predicted[rows].unsqueeze(-1)).reshape(len(batch), len(percents))
     return full.gather(-1, predicted.unsqueeze(-1)) - chosen
 
 
 def comprehensiveness(
-    model: Model, batch: Batch, scores: torch.Tensor, percents: Sequence[int] = ERASER_PERCENTS
+    model: Model,
+    batch: Batch,
+    scores: torch.Tensor,
+    percents: Sequence[int] = ERASER_PERCENTS,
+    fast: bool = True,
 ) -> torch.Tensor:
     """p(x) - p(x without its top-scoring tokens), per bin.
 
     scores: [batch, tokens] (e.g. ``attribute(...).scores``); percents: bins in percent of
-    each instance's content tokens. Returns [batch, bins].
+    each instance's content tokens; fast: see the module docstring. Returns [batch, bins].
     """
-    return _top_percent_change(model, batch, scores, percents, keep_top=False)
+    return _top_percent_change(model, batch, scores, percents, keep_top=False, fast=fast)
 
 
 def sufficiency(
-    model: Model, batch: Batch, scores: torch.Tensor, percents: Sequence[int] = ERASER_PERCENTS
+    model: Model,
+    batch: Batch,
+    scores: torch.Tensor,
+    percents: Sequence[int] = ERASER_PERCENTS,
+    fast: bool = True,
 ) -> torch.Tensor:
     """p(x) - p(only the top-scoring tokens), per bin. Arguments and shape as
     :func:`comprehensiveness`."""
-    return _top_percent_change(model, batch, scores, percents, keep_top=True)
+    return _top_percent_change(model, batch, scores, percents, keep_top=True, fast=fast)
 
 
 def aopc(per_bin: torch.Tensor) -> torch.Tensor:
@@ -84,11 +104,13 @@ def aopc(per_bin: torch.Tensor) -> torch.Tensor:
     return per_bin.mean(-1)
 
 
-def decision_flip(model: Model, batch: Batch, scores: torch.Tensor, k: int = 1) -> torch.Tensor:
+def decision_flip(
+    model: Model, batch: Batch, scores: torch.Tensor, k: int = 1, fast: bool = True
+) -> torch.Tensor:
     """Whether deleting the ``k`` top-scoring content tokens changes the predicted class.
 
-    scores: [batch, tokens]. Returns [batch] float64: 1 flipped, 0 not, NaN where the model
-    has no output for what is left (module docstring).
+    scores: [batch, tokens]; fast: see the module docstring. Returns [batch] float64: 1
+    flipped, 0 not, NaN where the model has no output for what is left (module docstring).
     """
     _check(batch, scores)
     if k < 1:
@@ -96,6 +118,6 @@ def decision_flip(model: Model, batch: Batch, scores: torch.Tensor, k: int = 1) 
     content = batch.content_mask
     keep = content & ~top_k_mask(scores, content, k)
     rows = torch.arange(len(batch), device=content.device)
-    erased = erased_probabilities(model, batch, rows, keep)
+    erased = erased_probabilities(model, batch, rows, keep, fast=fast)
     flipped = (erased.argmax(-1) != output_distribution(model, batch).argmax(-1)).double()
     return flipped.masked_fill(erased.isnan().any(-1), np.nan)

@@ -1,9 +1,11 @@
 """Leave-one-out: all deletions of a batch in a few forward passes vs one forward pass per
 deleted token, on the same model and instances, measured side by side in one run.
 
-The loop is what J&W's code does (rerun the model once per deleted token); the batched form is
-``attribute(model, batch, "leave-one-out")``. Both give the same scores (checked here, and in
-tests/test_attribution.py). Usage:
+The loop is what J&W's code does (rerun the model once per deleted token); the other form is
+``attribute(model, batch, "leave-one-out")``, which for classic models now takes the fast path
+that reuses what a deletion leaves unchanged (benchmarks/analyses.py compares it with the
+generic batched path too). Both give the same scores (checked here, and in
+tests/test_attribution.py and tests/test_fast_erasure.py). Usage:
 
     python benchmarks/leave_one_out.py [--encoder lstm] [--instances 64] [--max-length 60]
 

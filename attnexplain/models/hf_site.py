@@ -4,6 +4,12 @@ then decode many candidate attentions through the site layer and what follows.
 The site is one layer's attention, all heads, at the query row the classifier reads: row 0
 (``[CLS]``) for encoders, the last real token for decoders (GPT-2, Llama), whose
 ``...ForSequenceClassification`` heads read that token.
+
+Decoding runs only what a candidate changes (:mod:`attnexplain.models.site_rows`): the site
+layer for the query row alone and, above it, only the rows whose output reaches the
+classifier. ``decode(..., fast=False)`` runs the site layer and everything above on every
+row, with the candidate put in through the hooks: the reference the fast path is tested
+against (1e-5).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from attnexplain.errors import HookError
 from attnexplain.hooks import capture, intervene, layer_site
 from attnexplain.hooks.interventions import SiteCall
 from attnexplain.hooks.transformers_backend import attention_sites
+from attnexplain.models.site_rows import RowDecoder
 
 
 @dataclass
@@ -124,6 +131,7 @@ class SiteSplit:
         self.site = layer_site(self.layer)
         self.layers = _layer_stack(model, modules)
         self.causal = bool(getattr(modules[self.layer], "is_causal", False))
+        self._rows = RowDecoder(self, modules)
 
     def query_rows(self, batch: Batch) -> torch.Tensor:
         """[batch] long: 0 for encoders, the last real token for decoders."""
@@ -171,35 +179,61 @@ class SiteSplit:
 
         return intervene(self.model, {self.site: uniform_at_query})
 
-    def decode(self, state: TransformerState, attention: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, state: TransformerState, attention: torch.Tensor, fast: bool = True
+    ) -> torch.Tensor:
         """Logits for candidate weights at the site's query rows.
 
         attention: [batch, heads, tokens] -> logits [batch, classes]; or [batch, K, heads,
-        tokens] -> [batch, K, classes]. Only the site layer and those above it run.
+        tokens] -> [batch, K, classes]. Only the site layer and those above it run: with
+        ``fast`` (the default) only their rows that reach the classifier
+        (:mod:`attnexplain.models.site_rows`), otherwise all their rows. ``fast`` falls back
+        to the full decode while a capture or intervention session is open on the model (it
+        must see every call of the site) and in training mode (dropout). Differentiable in
+        ``attention`` (and in ``state.hidden`` and the weights, whenever gradients are being
+        recorded).
         """
         candidates = attention.dim() == 4
         k = attention.shape[1] if candidates else 1
         flat = attention.reshape(-1, *attention.shape[-2:]) if candidates else attention
-        expanded = state.repeat(k) if candidates else state
+        if fast and self.row_decode_blocker() is None:
+            logits = self._rows.decode(state, flat, k)
+        else:
+            logits = self._decode_full(state, flat, k)
+        return logits.reshape(attention.shape[0], k, -1) if candidates else logits
+
+    def row_decode_blocker(self) -> str | None:
+        """Why :meth:`decode` cannot run the query rows alone right now (a sentence), or None."""
+        return self._rows.blocker()
+
+    def _decode_full(self, state: TransformerState, flat: torch.Tensor, k: int) -> torch.Tensor:
+        """Every row of the site layer and above, the candidates put in through the hooks."""
+        expanded = state.repeat(k) if k > 1 else state
 
         def put_rows(pattern: torch.Tensor, call: SiteCall) -> torch.Tensor:
             return _with_rows(pattern, expanded.query, flat)
 
         with self._from_site(expanded.hidden), intervene(self.model, {self.site: put_rows}):
-            logits = self.model(
+            return self.model(
                 input_ids=expanded.token_ids, attention_mask=expanded.padding_mask
             ).logits
-        return logits.reshape(attention.shape[0], k, -1) if candidates else logits
 
     @contextmanager
     def _from_site(self, hidden: torch.Tensor) -> Iterator[None]:
         """Layers below the site pass through; the site layer reads ``hidden``."""
-        below = [self.layers[i] for i in range(self.layer)]
-        handle = self.layers[self.layer].register_forward_pre_hook(
-            _replace_hidden(hidden), with_kwargs=True
+        with self._starting_at(self.layer, hidden):
+            yield
+
+    @contextmanager
+    def _starting_at(self, index: int, hidden: torch.Tensor) -> Iterator[None]:
+        """Layers below ``index`` pass through; layer ``index`` reads ``hidden`` (its other
+        pre-hooks see ``hidden`` too)."""
+        below = [self.layers[i] for i in range(index)]
+        handle = self.layers[index].register_forward_pre_hook(
+            _replace_hidden(hidden), with_kwargs=True, prepend=True
         )
         try:
-            for i in range(self.layer):
+            for i in range(index):
                 self.layers[i] = _Skip()
             yield
         finally:
