@@ -389,3 +389,14 @@ def test_cli_bad_plan_prints_one_error_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: plan ")
     assert "models[1].encoder: unknown encoder 'gru'" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_unit_finished_meanwhile_by_another_run_is_not_computed_again(reference, monkeypatch):
+    # two runs of parts of one plan share a directory: each unit is done once
+    store = runner_work.RunStore(reference.directory)
+    unit = next(u for u in reference.units if isinstance(u, ExperimentUnit))
+    monkeypatch.setattr(
+        runner_work.UnitWorker, "_experiment", lambda self, unit: pytest.fail("computed again")
+    )
+    finished = runner_work.UnitWorker(store, progress=False)(unit)
+    assert finished == store.finished(unit.key)

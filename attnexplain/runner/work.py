@@ -38,6 +38,10 @@ class UnitWorker:
     _datasets: dict[str, Dataset] = field(default_factory=dict, repr=False)
 
     def __call__(self, unit: Unit) -> Finished:
+        if self.store.is_done(unit.key):
+            # finished meanwhile by another run of the same directory (parts of a long plan
+            # run side by side with --dataset / --model): not again
+            return self.store.finished(unit.key)
         started = time.perf_counter()
         if self.progress:
             tqdm.write(f"{unit.kind}: {unit.label}", file=sys.stderr)
