@@ -316,7 +316,7 @@ def run_command(
     interrupted run resumes where it stopped; --dataset / --model run part of the plan into
     the same directory."""
     # a bad plan or selection fails before any training
-    messages = load_plan(plan).messages()
+    messages = load_plan(plan).select(dataset, model).messages()
     for message in messages:
         typer.echo(f"note: {message}", err=True)
     if dry_run:
