@@ -104,7 +104,9 @@ def test_wiegreffe_pinter_runs_on_a_fine_tuned_minilm(tmp_path):
         "finetune": {"epochs": 1},
         "experiments": [
             {"name": "wiegreffe_pinter.uniform"},
-            {"name": "wiegreffe_pinter.seeds", "params": {"extra_seeds": 1, "jw_overlay": False}},
+            # the seeds overlay J&W's adversaries: [heads, tokens] weights per adversary
+            {"name": "jain_wallace.adversarial", "params": {"steps": 5, "batch_size": 16}},
+            {"name": "wiegreffe_pinter.seeds", "params": {"extra_seeds": 1}},
             {"name": "wiegreffe_pinter.adversary", "params": {"epochs": 1, "patience": 1}},
             {
                 "name": "wiegreffe_pinter.diagnostic",
@@ -125,9 +127,10 @@ def test_wiegreffe_pinter_runs_on_a_fine_tuned_minilm(tmp_path):
     expected = batch.padding_mask.float() / batch.padding_mask.sum(1, keepdim=True)
     assert torch.allclose(rows, expected.unsqueeze(1).expand_as(rows), atol=1e-6)
     assert result.summary(0)["attention"].tolist() == ["trained", "uniform"]
-    assert result.results(1)["jsd"].between(0, 0.7).all()
-    assert result.summary(2)["count"].iloc[0] == 16
-    diagnostic = result.summary(3)
+    seeds = result.results(2)
+    assert seeds["jsd"].between(0, 0.7).all() and seeds["jw_jsd"].between(0, 0.7).all()
+    assert result.summary(3)["count"].iloc[0] == 16
+    diagnostic = result.summary(4)
     assert diagnostic["attention"].tolist() == ["uniform", "base", "wp-adversary"]
     # MiniLM's [CLS] attention as weights over the classic tokens: one per token, sum 1
     base_unit = next(u for u in result.units if u.label.endswith("/ minilm / seed 10"))

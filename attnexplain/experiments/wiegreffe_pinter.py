@@ -302,7 +302,7 @@ def chosen_adversaries(adversarial: pd.DataFrame, checkpoint: Checkpoint) -> pd.
             if within.any()
             else int(moved.argmin())
         )
-        weights = np.asarray(record.adversaries[k], dtype=np.float32)
+        weights = dense(record.adversaries[k])
         rows.append(
             {
                 "instance": record.instance,
@@ -313,6 +313,15 @@ def chosen_adversaries(adversarial: pd.DataFrame, checkpoint: Checkpoint) -> pd.
             }
         )
     return pd.DataFrame(rows)
+
+
+def dense(values: object) -> np.ndarray:
+    """A float32 array from nested lists or the nested object arrays parquet gives back for
+    list columns (a transformer's adversary: [heads, tokens])."""
+    array = np.asarray(values)
+    if array.dtype == object:
+        return np.stack([dense(value) for value in array])
+    return array.astype(np.float32)
 
 
 def _classic_framing(checkpoint: Checkpoint) -> tuple[int, int]:
