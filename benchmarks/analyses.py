@@ -42,7 +42,7 @@ from attnexplain.attribution import attribute
 from attnexplain.attribution.erasure import leave_one_out
 from attnexplain.data import Framing, collate
 from attnexplain.experiments import jain_wallace as jw
-from attnexplain.experiments.site_attention import SiteBatch
+from attnexplain.experiments.site_attention import site_batch
 from attnexplain.faithfulness import comprehensiveness, decision_flip, sufficiency
 from attnexplain.metrics import tvd
 from attnexplain.models import ClassicConfig, ClassicModel
@@ -87,16 +87,6 @@ class Analysis:
 
     name: str
     paths: dict[str, Callable[[], torch.Tensor]]
-
-
-def site_batch(model, batch) -> SiteBatch:
-    """What J&W's site experiments compute once per batch (as ``site_batches`` does)."""
-    with torch.no_grad():
-        state = model.encode_batch(batch)
-        attention = model.attention(state)
-        probabilities = model.probabilities(model.decode(state, attention))
-    support = state.support.reshape(len(batch), *[1] * (attention.dim() - 2), -1)
-    return SiteBatch(batch, state, attention, support, probabilities, batch.index.numpy())
 
 
 class FullDecode:

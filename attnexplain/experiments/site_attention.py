@@ -48,12 +48,17 @@ def site_batches(
     model.eval()
     sequences = pipeline.encode_split(frame)
     for batch in bucketed_batches(sequences, batch_size=batch_size, framing=pipeline.framing):
-        with torch.no_grad():
-            state = model.encode_batch(batch)
-            attention = model.attention(state)
-            probabilities = model.probabilities(model.decode(state, attention))
-        support = state.support.reshape(len(batch), *[1] * (attention.dim() - 2), -1)
-        yield SiteBatch(batch, state, attention, support, probabilities, batch.index.numpy())
+        yield site_batch(model, batch)
+
+
+def site_batch(model, batch: Batch) -> SiteBatch:
+    """One batch encoded at the site: its attention, support and the model's own output."""
+    with torch.no_grad():
+        state = model.encode_batch(batch)
+        attention = model.attention(state)
+        probabilities = model.probabilities(model.decode(state, attention))
+    support = state.support.reshape(len(batch), *[1] * (attention.dim() - 2), -1)
+    return SiteBatch(batch, state, attention, support, probabilities, batch.index.numpy())
 
 
 def decode_probabilities(
