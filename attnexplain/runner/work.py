@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -27,15 +27,15 @@ from attnexplain.runner.units import ExperimentUnit, TrainingUnit, Unit
 class UnitWorker:
     """Callable on a unit whose dependencies are finished; returns its :class:`Finished`.
 
-    Holds no state but a per-process cache of loaded datasets, so an executor can hand it to
-    other processes. Training writes straight into the unit's checkpoint folder, where
-    :func:`~attnexplain.models.train.train` resumes an interrupted run from its last epoch.
+    Holds no state (loaded datasets are cached per process, in :func:`_load_dataset`), so an
+    executor can hand it to other processes and machines. Training writes straight into the
+    unit's checkpoint folder, where :func:`~attnexplain.models.train.train` resumes an
+    interrupted run from its last epoch.
     """
 
     store: RunStore
     cache_dir: str | os.PathLike | None = None
     progress: bool = True
-    _datasets: dict[str, Dataset] = field(default_factory=dict, repr=False)
 
     def __call__(self, unit: Unit) -> Finished:
         if self.store.is_done(unit.key):
@@ -104,8 +104,21 @@ class UnitWorker:
         )
 
     def _dataset(self, entry: DatasetEntry) -> Dataset:
-        # Every model and seed of a plan reads the same few datasets; load each once.
-        key = json.dumps(entry.identity(), sort_keys=True)
-        if key not in self._datasets:
-            self._datasets[key] = entry.load(self.cache_dir)
-        return self._datasets[key]
+        cache = None if self.cache_dir is None else str(self.cache_dir)
+        return _load_dataset(json.dumps(entry.identity(), sort_keys=True), cache, entry)
+
+
+DATASETS_KEPT = 4
+_DATASETS: dict[tuple[str, str | None], Dataset] = {}
+
+
+def _load_dataset(identity: str, cache_dir: str | None, entry: DatasetEntry) -> Dataset:
+    """``entry``'s dataset, loaded once per process: every model and seed of a plan reads the
+    same few datasets (``identity`` is the entry's identity as JSON). Keeps the
+    :data:`DATASETS_KEPT` most recently loaded."""
+    key = (identity, cache_dir)
+    dataset = _DATASETS.pop(key, None) or entry.load(cache_dir)
+    _DATASETS[key] = dataset  # now the most recent
+    while len(_DATASETS) > DATASETS_KEPT:
+        del _DATASETS[next(iter(_DATASETS))]
+    return dataset
