@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -328,6 +329,13 @@ def run_command(
             "`attnexplain report`",
         ),
     ] = False,
+    reuse: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Another run directory whose finished units of this plan are copied in "
+            "instead of recomputed (equal keys are equal work; repeatable)"
+        ),
+    ] = None,
     executor: ExecutorOption = "local",
     workers: WorkersOption = None,
     address: AddressOption = None,
@@ -348,7 +356,13 @@ def run_command(
     _, store, _ = resolve_run(plan, out, dataset, model)
     chosen = make_executor(executor, workers, address, store.root)
     result = run_plan(
-        plan, out, cache_dir=cache_dir, executor=chosen, datasets=dataset, models=model
+        plan,
+        out,
+        cache_dir=cache_dir,
+        executor=chosen,
+        datasets=dataset,
+        models=model,
+        reuse=reuse or (),
     )
     reused = len(result.units) - len(result.ran)
     typer.echo(f"{len(result.units)} units: {len(result.ran)} run, {reused} reused")
@@ -369,6 +383,66 @@ def run_command(
         typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     if report:
         _write_report(result.directory, None, FORMATS, DEFAULT_INSTANCES, cache_dir)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Run the papers' full plans (J&W, W&P, transformers; many hours on 2 CPU "
+            "cores) instead of the main job, resuming where an earlier call stopped",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Show what is left and how long it should take; run nothing"
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the run directories, one per plan [default: runs]"),
+    ] = None,
+    executor: ExecutorOption = "processes",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Reproduce Jain & Wallace 2019 and Wiegreffe & Pinter 2019 on real data, write the HTML
+    and PDF report and print which of the papers' claims hold.
+
+    Without options: the main job (experiments/reproduce.yaml: rt-sentences and an IMDB
+    subset, BiLSTM and Average; about 4 minutes on 2 CPU cores). Finished units are kept, so
+    an interrupted call resumes."""
+    from attnexplain.experiments.claims import judge
+    from attnexplain.reproduce import jobs, reproduce
+
+    planned = jobs(full, out)
+    for job in planned:
+        for message in load_plan(job.plan).messages():
+            typer.echo(f"note ({job.plan.stem}): {message}", err=True)
+    if dry_run:
+        for job in planned:
+            typer.echo(f"\n{job.plan.stem} -> {job.out}")
+            _print_plan_status(plan_status(job.plan, job.out, reference=job.reference))
+        return
+    started = time.perf_counter()
+    chosen = make_executor(executor, workers, address, planned[0].out.parent)
+    results = reproduce(full, out, chosen, cache_dir)
+    for result in results:
+        _write_report(result.directory, None, FORMATS, DEFAULT_INSTANCES, cache_dir)
+    claims = judge(results)
+    typer.echo("\nthe papers' claims on these runs (tolerances: reports/README.md):")
+    for row in claims.itertuples():
+        typer.echo(f"  {row.holds:<8} {row.paper}: {row.claim[:88]}")
+    counts = claims["holds"].value_counts()
+    typer.echo(
+        f"{counts.get('yes', 0)} hold, {counts.get('no', 0)} do not, "
+        f"{counts.get('not run', 0)} not in these runs; "
+        f"wall time {format_duration(time.perf_counter() - started)}"
+    )
 
 
 def _write_report(

@@ -3,12 +3,14 @@ may take, estimated from the timings of the units finished there (of any plan)."
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -62,7 +64,23 @@ def _timings_by_group(store: RunStore, seconds: dict[str, float]) -> dict[str, l
     return groups
 
 
-def _row(unit: Unit, seconds: dict[str, float], groups: dict[str, list[float]]) -> dict[str, Any]:
+def reference_seconds(manifest: str | os.PathLike) -> dict[str, float]:
+    """Seconds of every finished unit of another run's ``manifest.json`` (a committed
+    reference run), by key."""
+    payload = json.loads(Path(manifest).read_text())
+    return {
+        unit["key"]: unit["seconds"]
+        for unit in payload["units"]
+        if unit["status"] == "done" and unit["seconds"] is not None
+    }
+
+
+def _row(
+    unit: Unit,
+    seconds: dict[str, float],
+    groups: dict[str, list[float]],
+    reference: dict[str, float],
+) -> dict[str, Any]:
     """``unit``'s line of :func:`plan_status`: its measured seconds, or its estimate."""
     row = {"key": unit.key, "kind": unit.kind, "label": unit.label}
     if unit.key in seconds:
@@ -74,7 +92,9 @@ def _row(unit: Unit, seconds: dict[str, float], groups: dict[str, list[float]]) 
         }
     group = estimate_group(unit)
     timings = groups.get(group, [])
-    if not timings:
+    if unit.key in reference:
+        basis, estimate = "the same unit in the reference run", reference[unit.key]
+    elif not timings:
         basis, estimate = f"no finished {group!r} unit", math.nan
     else:
         plural = "" if len(timings) == 1 else "s"
@@ -88,6 +108,7 @@ def plan_status(
     out: str | os.PathLike | None = None,
     datasets: Iterable[str] | None = None,
     models: Iterable[str] | None = None,
+    reference: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Every unit :func:`~attnexplain.runner.run_plan` would run for these arguments (same
     meaning), without running or writing anything.
@@ -95,12 +116,15 @@ def plan_status(
     One row per unit in run order: ``key``, ``kind``, ``label``, ``status`` (``done`` or
     ``pending``), ``seconds`` (measured, done units), ``estimate_s`` (pending units: the median
     seconds of the finished units of its :func:`estimate_group` in the run directory, from any
-    plan; NaN without one) and ``basis`` (how the estimate was made).
+    plan; NaN without one) and ``basis`` (how the estimate was made). ``reference``: the
+    ``manifest.json`` of another run (a committed reference run) whose timing of a unit with
+    the same key is that unit's estimate, before any median.
     """
     plan, store, _ = resolve_run(plan, out, datasets, models)
     seconds = _finished_seconds(store)
     groups = _timings_by_group(store, seconds)
-    rows = [_row(unit, seconds, groups) for unit in expand(plan)]
+    measured = {} if reference is None else reference_seconds(reference)
+    rows = [_row(unit, seconds, groups, measured) for unit in expand(plan)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

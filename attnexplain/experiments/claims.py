@@ -1,0 +1,383 @@
+"""The papers' claims, each judged on the runs that can test it.
+
+A :class:`Claim` is a statement of Jain & Wallace 2019 or Wiegreffe & Pinter 2019, the paper's
+number (or "figure only"), the tolerance we judge it with and a function that reads our runs.
+:func:`judge` returns one row per claim: what we measured and whether the claim holds, or that
+the runs hold nothing to test it with. :data:`UNTESTABLE` lists the claims no data we can get
+can test, and why.
+
+Numbers compare only where a dataset stands in for a paper dataset
+(:data:`~attnexplain.experiments.paper_numbers.PAPER_DATASETS`); orderings (BiLSTM below
+Average, adversaries beyond seeds, the diagnostic's ranking) are judged on every dataset run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from attnexplain.experiments.paper_numbers import run_beside_paper
+from attnexplain.runner.run import RunResult
+
+JW = "J&W 2019"
+WP = "W&P 2019"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What our runs say about a claim: ``ours`` in words and numbers, and whether it holds."""
+
+    ours: str
+    holds: bool
+
+
+class Evidence:
+    """The summaries of every experiment in some runs, stacked per experiment, with the
+    registered dataset name (``dataset_name``) beside each row's label, and our numbers beside
+    the papers' (:func:`~attnexplain.experiments.paper_numbers.run_beside_paper`)."""
+
+    def __init__(self, results: Iterable[RunResult]) -> None:
+        summaries: dict[str, list[pd.DataFrame]] = {}
+        beside = []
+        for result in results:
+            names = {dataset.label: dataset.name for dataset in result.plan.datasets}
+            for index, entry in enumerate(result.plan.experiments):
+                summary = result.summary(index)
+                if len(summary):
+                    summary.insert(1, "dataset_name", summary["dataset"].map(names))
+                    summaries.setdefault(entry.name, []).append(summary)
+            beside.append(run_beside_paper(result))
+        self.summaries = {
+            name: pd.concat(tables, ignore_index=True).drop_duplicates(
+                subset=[c for c in tables[0].columns if c != "count"]
+            )
+            for name, tables in summaries.items()
+        }
+        self.beside = pd.concat(beside, ignore_index=True) if beside else pd.DataFrame()
+
+    def summary(self, experiment: str) -> pd.DataFrame:
+        """The stacked summaries of ``experiment`` (empty when no run has it)."""
+        return self.summaries.get(experiment, pd.DataFrame())
+
+    def paper_rows(self, model: str, quantity: str) -> pd.DataFrame:
+        """Rows of the beside-the-papers table for ``model`` whose quantity starts with
+        ``quantity`` and has a paper number."""
+        if not len(self.beside):
+            return self.beside
+        rows = self.beside[
+            (self.beside["model"] == model)
+            & self.beside["quantity"].str.startswith(quantity)
+            & self.beside["paper"].notna()
+        ]
+        return rows.drop_duplicates(subset=["dataset", "model", "quantity", "predicted_class"])
+
+
+@dataclass(frozen=True)
+class Claim:
+    paper: str
+    claim: str
+    paper_number: str
+    tolerance: str
+    judge: Callable[[Evidence], Verdict | None]
+
+
+def _within(model: str, quantity: str, tolerance: float) -> Callable[[Evidence], Verdict | None]:
+    """Every paper number of ``quantity`` for ``model`` is matched within ``tolerance``."""
+
+    def judge(evidence: Evidence) -> Verdict | None:
+        rows = evidence.paper_rows(model, quantity)
+        if not len(rows):
+            return None
+        parts = [
+            f"{dataset} {_values(group['ours'])}"
+            for dataset, group in rows.groupby("dataset", sort=False)
+        ]
+        gap = rows["difference"].abs().max()
+        return Verdict(f"{', '.join(parts)} (largest gap {gap:.2f})", bool(gap <= tolerance))
+
+    return judge
+
+
+def _values(values: pd.Series) -> str:
+    """Two values (one per class) as ``a/b``, more as their range ``lo-hi``."""
+    if len(values) <= 2:
+        return "/".join(f"{value:.2f}" for value in values)
+    return f"{values.min():.2f}-{values.max():.2f}"
+
+
+def _bilstm_below_average(evidence: Evidence) -> Verdict | None:
+    table = evidence.summary("jain_wallace.correlation")
+    if not len(table):
+        return None
+    table = table[table["method"] == "jw-gradient"]
+    keys = ["dataset", "seed", "predicted_class"]
+    lstm = table[table["model"] == "lstm-additive"].set_index(keys)["mean_tau"]
+    average = table[table["model"] == "average-additive"].set_index(keys)["mean_tau"]
+    pairs = pd.concat([lstm.rename("lstm"), average.rename("average")], axis=1).dropna()
+    if not len(pairs):
+        return None
+    below = int((pairs["lstm"] < pairs["average"]).sum())
+    return Verdict(
+        f"BiLSTM tau {pairs['lstm'].min():.2f}-{pairs['lstm'].max():.2f}, Average "
+        f"{pairs['average'].min():.2f}-{pairs['average'].max():.2f}; BiLSTM lower in "
+        f"{below} of {len(pairs)} dataset / class pairs",
+        below == len(pairs),
+    )
+
+
+def _uniform_costs_little(evidence: Evidence) -> Verdict | None:
+    rows = evidence.paper_rows("lstm-additive", "F1 ")
+    if not len(rows):
+        return None
+    parts, holds = [], True
+    for dataset, group in rows.groupby("dataset", sort=False):
+        values = group.set_index("quantity")
+        if {"F1 trained", "F1 uniform"} - set(values.index):
+            continue
+        ours = values.loc["F1 trained", "ours"] - values.loc["F1 uniform", "ours"]
+        paper = values.loc["F1 trained", "paper"] - values.loc["F1 uniform", "paper"]
+        holds &= bool(ours <= paper + 0.02)
+        parts.append(f"{dataset} drop {ours:+.3f} (paper {paper:+.3f})")
+    return Verdict(", ".join(parts), holds) if parts else None
+
+
+def _adversaries_beyond_seeds(evidence: Evidence) -> Verdict | None:
+    table = evidence.summary("wiegreffe_pinter.seeds")
+    if not len(table) or table["jw median jsd"].isna().all():
+        return None
+    table = table.dropna(subset=["jw median jsd"])
+    beyond = int((table["jw median jsd"] > table["seed median jsd"]).sum())
+    return Verdict(
+        f"seeds' median JSD {table['seed median jsd'].min():.2f}-"
+        f"{table['seed median jsd'].max():.2f}, J&W adversaries' "
+        f"{table['jw median jsd'].min():.2f}-{table['jw median jsd'].max():.2f}; adversaries "
+        f"further in {beyond} of {len(table)} dataset / model / class rows",
+        beyond == len(table),
+    )
+
+
+def _diagnostic_rows(evidence: Evidence) -> pd.DataFrame | None:
+    table = evidence.summary("wiegreffe_pinter.diagnostic")
+    if not len(table):
+        return None
+    return table.pivot_table(
+        index=["dataset", "model", "seed"], columns="attention", values="f1", aggfunc="first"
+    )
+
+
+def _diagnostic_ranking(evidence: Evidence) -> Verdict | None:
+    table = _diagnostic_rows(evidence)
+    if table is None or not {"uniform", "trained", "base"} <= set(table.columns):
+        return None
+    table = table.dropna(subset=["uniform", "trained", "base"])
+    ordered = (table["base"] >= table["trained"]) & (table["trained"] > table["uniform"])
+    parts = [
+        f"{dataset} {model}: base {row.base:.3f}, trained {row.trained:.3f}, "
+        f"uniform {row.uniform:.3f}"
+        for (dataset, model, _), row in table.iterrows()
+    ]
+    return Verdict(
+        f"{'; '.join(parts)}; ordering holds in {int(ordered.sum())} of {len(table)}",
+        bool(ordered.all()),
+    )
+
+
+def _diagnostic_adversaries(evidence: Evidence) -> Verdict | None:
+    table = _diagnostic_rows(evidence)
+    if table is None or "base" not in table.columns:
+        return None
+    adversaries = [column for column in table.columns if "adversary" in str(column)]
+    if not adversaries:
+        return None
+    stacked = table[["base", *adversaries]].melt(
+        id_vars="base", value_vars=adversaries, ignore_index=False
+    )
+    stacked = stacked.dropna()
+    worse = int((stacked["value"] < stacked["base"]).sum())
+    gap = (stacked["base"] - stacked["value"]).min(), (stacked["base"] - stacked["value"]).max()
+    return Verdict(
+        f"adversaries' attention below the base model's in {worse} of {len(stacked)} MLPs "
+        f"(F1 lower by {gap[0]:+.3f} to {gap[1]:+.3f})",
+        worse == len(stacked),
+    )
+
+
+def _consistent_adversary_exists(evidence: Evidence) -> Verdict | None:
+    table = evidence.summary("wiegreffe_pinter.consistent")
+    if not len(table):
+        return None
+    found = []
+    for (dataset, model, _seed), group in table.groupby(["dataset", "model", "seed"]):
+        seeds = group[group["source"] == "seeds"]
+        trained = group[group["lambda"].notna()]
+        if not len(seeds) or not len(trained):
+            continue
+        limit = float(seeds["mean output change"].iloc[0])
+        good = trained[(trained["mean jsd"] >= 0.5) & (trained["mean output change"] <= limit)]
+        if len(good):
+            best = good.sort_values("mean jsd").iloc[-1]
+            found.append(
+                f"{dataset} {model}: lambda {best['lambda']:g}, JSD {best['mean jsd']:.2f} at "
+                f"output change {best['mean output change']:.3f} (seeds {limit:.3f})"
+            )
+    tested = table.groupby(["dataset", "model", "seed"]).ngroups
+    summary = "; ".join(found) if found else "none"
+    return Verdict(f"{len(found)} of {tested} models: {summary}", bool(found))
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        JW,
+        "A BiLSTM's attention correlates only weakly with gradient importance (mean Kendall "
+        "tau per predicted class)",
+        "SST .40 / .38, IMDB .37 / .37 (Table 2)",
+        "+-.07 (papers-spec A3: re-runs land within it)",
+        _within("lstm-additive", "tau jw-gradient", 0.07),
+    ),
+    Claim(
+        JW,
+        "... and weakly with leave-one-out importance",
+        "SST .34 / .33, IMDB .30 / .31 (Table 2)",
+        "+-.07 (papers-spec A3)",
+        _within("lstm-additive", "tau leave-one-out", 0.07),
+    ),
+    Claim(
+        JW,
+        "An Average encoder's attention correlates strongly with gradient importance",
+        "SST .69 / .69, IMDB .65 / .66 (Table 2)",
+        "+-.07 (papers-spec A3)",
+        _within("average-additive", "tau jw-gradient", 0.07),
+    ),
+    Claim(
+        JW,
+        "Attention agrees less with gradients in a contextual (BiLSTM) encoder than in the "
+        "Average encoder",
+        "tau ~.1-.45 vs ~.65-.8 on every dataset (Table 2)",
+        "an ordering: BiLSTM tau < Average tau for every dataset and class",
+        _bilstm_below_average,
+    ),
+    Claim(
+        JW,
+        "Permuting a BiLSTM's attention barely changes its output (median |change| per "
+        "max-attention bin)",
+        "SST .020-.080; IMDB .05-.06 negative, .26-.54 positive (figures)",
+        "+-.05 per bin (ours: the paper's numbers are read off its figures)",
+        _within("lstm-additive", "permutation", 0.05),
+    ),
+    Claim(
+        JW,
+        "Adversarial attention far from the original (JSD near the .69 maximum) leaves a "
+        "BiLSTM's prediction within eps for most instances (median eps-max JSD)",
+        "SST .54 / .50, IMDB .61 / .56 (figures)",
+        "+-.10 (ours: read off figures)",
+        _within("lstm-additive", "adversarial median JSD", 0.10),
+    ),
+    Claim(
+        WP,
+        "Freezing attention to uniform costs a BiLSTM little F1 on these tasks",
+        "IMDb .902 -> .879, SST .831 -> .822 (Table 2, recalled)",
+        "our drop at most the paper's + .02",
+        _uniform_costs_little,
+    ),
+    Claim(
+        WP,
+        "Retraining with another seed already moves attention; J&W's adversaries must be read "
+        "against it, and they move it much further",
+        "figure only (seed JSD vs adversaries)",
+        "an ordering: adversaries' median JSD > seeds' for every row",
+        _adversaries_beyond_seeds,
+    ),
+    Claim(
+        WP,
+        "A model trained to be consistent with the base model's predictions can still move "
+        "its attention far (JSD >= .5) at an output change within seed variance, on some "
+        "datasets",
+        "figure only (lambda sweep)",
+        "JSD >= .5 at a mean output change <= the seeds' on at least one model",
+        _consistent_adversary_exists,
+    ),
+    Claim(
+        WP,
+        "Diagnostic MLP: the base model's attention helps at least as much as attention the "
+        "MLP learns, which beats uniform (base >= trained > uniform)",
+        "ordering (Table 3, recalled)",
+        "an ordering, per dataset and base model",
+        _diagnostic_ranking,
+    ),
+    Claim(
+        WP,
+        "Diagnostic MLP: attention from adversaries does worse than the base model's",
+        "ordering (Table 3, recalled)",
+        "an ordering: adversary F1 < base F1 for every MLP",
+        _diagnostic_adversaries,
+    ),
+)
+
+UNTESTABLE: tuple[tuple[str, str, str], ...] = (
+    (
+        f"{JW}, {WP}",
+        "Every Diabetes and Anemia number (MIMIC-III), incl. W&P's 'attention matters where "
+        "uniform clearly hurts'",
+        "MIMIC-III needs credentialed access; no package ships it.",
+    ),
+    (
+        f"{JW}, {WP}",
+        "AG News and 20 Newsgroups numbers",
+        "Not obtainable offline; bbc-politics-business and bbc-tech-entertainment run the same "
+        "experiments, but with other texts their numbers are not comparable.",
+    ),
+    (
+        JW,
+        "ADR tweets numbers",
+        "The ADR tweet corpus is not redistributable; sentiment tweets stand in (no comparison).",
+    ),
+    (
+        JW,
+        "SNLI and question answering (CNN, bAbI) results",
+        "The toolkit's models classify single texts; NLI and QA models are not implemented.",
+    ),
+    (
+        f"{JW}, {WP}",
+        "SST exactly",
+        "rt-sentences (the same Rotten Tomatoes sentences, labelled by the sign of the crowd "
+        "score, with our own split) stands in; comparisons with SST numbers are approximate.",
+    ),
+)
+
+
+def judge(results: Iterable[RunResult]) -> pd.DataFrame:
+    """One row per claim of :data:`CLAIMS`: ``paper``, ``claim``, ``paper_number``, ``ours``,
+    ``holds`` (``yes`` / ``no`` / ``not run``) and ``tolerance``."""
+    evidence = Evidence(results)
+    rows = []
+    for claim in CLAIMS:
+        verdict = claim.judge(evidence)
+        rows.append(
+            {
+                "paper": claim.paper,
+                "claim": claim.claim,
+                "paper_number": claim.paper_number,
+                "ours": "not in these runs" if verdict is None else verdict.ours,
+                "holds": "not run" if verdict is None else ("yes" if verdict.holds else "no"),
+                "tolerance": claim.tolerance,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """:func:`judge`'s table and :data:`UNTESTABLE` as Markdown."""
+    lines = [
+        "| paper | claim | paper's number | ours | holds? | tolerance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in table.itertuples():
+        lines.append(
+            f"| {row.paper} | {row.claim} | {row.paper_number} | {row.ours} | {row.holds} | "
+            f"{row.tolerance} |"
+        )
+    lines += ["", "| paper | claim | why it cannot be tested here |", "|---|---|---|"]
+    lines += [f"| {paper} | {claim} | {why} |" for paper, claim, why in UNTESTABLE]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""``attnexplain reproduce``: the papers' experiments on real data, then their report.
+
+The main job (:data:`MAIN_PLAN`) runs both papers on rt-sentences and an IMDB subset in a few
+minutes; ``full=True`` runs the papers' full plans (:data:`FULL_PLANS`), each into its own run
+directory, copying units another of them has finished (equal keys are equal work) and resuming
+where an earlier call stopped. Plans are read from the ``experiments/`` folder of the source
+checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from attnexplain.errors import AttnExplainError
+from attnexplain.runner.executors import Executor
+from attnexplain.runner.run import DEFAULT_RUNS, RunResult, run_plan
+
+MAIN_PLAN = "reproduce.yaml"
+# the cheapest first: the transformer plan is shortest, the J&W plan longest
+FULL_PLANS = ("wiegreffe_pinter_transformers.yaml", "wiegreffe_pinter.yaml", "jain_wallace.yaml")
+# the committed reference reproduction, relative to the checkout
+REFERENCE = Path("reports") / "reference"
+
+
+def plans_folder() -> Path:
+    """The ``experiments/`` folder beside the package (a source checkout)."""
+    folder = Path(__file__).resolve().parents[1] / "experiments"
+    if not (folder / MAIN_PLAN).is_file():
+        raise AttnExplainError(
+            f"reproduce reads its plans from the source checkout's experiments/ folder, which "
+            f"is not at {folder}; clone the repository and install it with pip install -e ."
+        )
+    return folder
+
+
+@dataclass(frozen=True)
+class Job:
+    """One plan of a reproduction and the run directory it goes into."""
+
+    plan: Path
+    out: Path
+
+    @property
+    def reference(self) -> Path | None:
+        """The ``manifest.json`` of this plan's committed reference run (its unit timings
+        estimate a dry run), None where none is committed."""
+        manifest = self.plan.parent.parent / REFERENCE / self.out.name / "manifest.json"
+        return manifest if manifest.is_file() else None
+
+
+def jobs(full: bool = False, out: str | os.PathLike | None = None) -> list[Job]:
+    """The plans :func:`reproduce` runs and their run directories (``out``/<plan name>;
+    default ``runs/<plan name>``, where ``attnexplain run PLAN`` puts them too)."""
+    folder, root = plans_folder(), Path(out) if out is not None else DEFAULT_RUNS
+    names = FULL_PLANS if full else (MAIN_PLAN,)
+    return [Job(folder / name, root / Path(name).stem) for name in names]
+
+
+def reproduce(
+    full: bool = False,
+    out: str | os.PathLike | None = None,
+    executor: Executor | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[RunResult]:
+    """Run the main job (or, ``full``, the papers' full plans) and return their results.
+
+    Finished units are kept: after an interruption the same call resumes. With ``full``, each
+    plan also takes the finished units of the other plans' run directories."""
+    planned = jobs(full, out)
+    results = []
+    for job in planned:
+        others: Sequence[Path] = [other.out for other in planned if other is not job]
+        results.append(
+            run_plan(
+                job.plan,
+                job.out,
+                cache_dir=cache_dir,
+                progress=progress,
+                executor=executor,
+                reuse=[other for other in others if other.is_dir()],
+            )
+        )
+    return results
