@@ -164,7 +164,7 @@ class _ProcessPool:
 @dataclass
 class ProcessExecutor:
     """``workers`` processes on this machine (default: one per CPU, at most 4), each with
-    ``cpu_count // workers`` torch threads. A worker process that dies (killed, out of memory)
+    ``cpu_count // workers`` torch threads (``OMP_NUM_THREADS`` where set). A worker process that dies (killed, out of memory)
     fails the units it and the pool had in hand; re-running the plan runs them again."""
 
     workers: int | None = None
@@ -178,7 +178,7 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=get_context("spawn"),  # torch and threads do not survive fork
             initializer=_start_process,
-            initargs=(work, max(1, cpus // workers)),
+            initargs=(work, int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, cpus // workers)),
         )
         try:
             yield from schedule(_ProcessPool(pool), units)
