@@ -164,8 +164,9 @@ class _ProcessPool:
 @dataclass
 class ProcessExecutor:
     """``workers`` processes on this machine (default: one per CPU, at most 4), each with
-    ``cpu_count // workers`` torch threads (``OMP_NUM_THREADS`` where set). A worker process that dies (killed, out of memory)
-    fails the units it and the pool had in hand; re-running the plan runs them again."""
+    ``cpu_count // workers`` torch threads (``OMP_NUM_THREADS`` where set). A worker process
+    that dies (killed, out of memory) fails the units it and the pool had in hand; re-running
+    the plan runs them again."""
 
     workers: int | None = None
 
