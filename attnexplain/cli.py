@@ -405,6 +405,13 @@ def reproduce_command(
         Path | None,
         typer.Option(help="Folder of the run directories, one per plan [default: runs]"),
     ] = None,
+    export_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="Then copy the reports, manifests, summary CSVs and the judged claims (no "
+            "checkpoints) into this folder, as reports/reference was made"
+        ),
+    ] = None,
     executor: ExecutorOption = "processes",
     workers: WorkersOption = None,
     address: AddressOption = None,
@@ -417,7 +424,7 @@ def reproduce_command(
     subset, BiLSTM and Average; about 4 minutes on 2 CPU cores). Finished units are kept, so
     an interrupted call resumes."""
     from attnexplain.experiments.claims import judge
-    from attnexplain.reproduce import jobs, reproduce
+    from attnexplain.reproduce import export, jobs, reproduce
 
     planned = jobs(full, out)
     for job in planned:
@@ -443,6 +450,8 @@ def reproduce_command(
         f"{counts.get('not run', 0)} not in these runs; "
         f"wall time {format_duration(time.perf_counter() - started)}"
     )
+    if export_to is not None:
+        typer.echo(f"exported: {export(results, export_to, 'full' if full else 'main')}")
 
 
 def _write_report(

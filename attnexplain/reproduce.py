@@ -10,13 +10,17 @@ checkout.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from attnexplain.errors import AttnExplainError
+from attnexplain.experiments.claims import claims_markdown, judge
+from attnexplain.report.build import REPORT_FOLDER
 from attnexplain.runner.executors import Executor
 from attnexplain.runner.run import DEFAULT_RUNS, RunResult, run_plan
+from attnexplain.runner.store import MANIFEST_FILE
 
 MAIN_PLAN = "reproduce.yaml"
 # the cheapest first: the transformer plan is shortest, the J&W plan longest
@@ -85,3 +89,25 @@ def reproduce(
             )
         )
     return results
+
+
+def export(results: Sequence[RunResult], folder: str | os.PathLike, name: str) -> Path:
+    """Copy what a reader of a reproduction needs, and no checkpoint, into ``folder``: per run
+    ``<plan name>/report.html``, ``report.pdf`` (from the run's ``report/``), ``manifest.json``
+    and ``summaries/<n>-<experiment>.csv`` (one per plan entry); and ``<name>-claims.csv`` /
+    ``<name>-claims.md``, the papers' claims judged on all the runs. Returns the Markdown's
+    path. This is how ``reports/reference`` is made."""
+    folder = Path(folder)
+    for result in results:
+        target = folder / result.plan.name
+        (target / "summaries").mkdir(parents=True, exist_ok=True)
+        for name in ("report.html", "report.pdf"):
+            shutil.copyfile(result.directory / REPORT_FOLDER / name, target / name)
+        shutil.copyfile(result.directory / MANIFEST_FILE, target / MANIFEST_FILE)
+        for index, entry in enumerate(result.plan.experiments):
+            summary = result.summary(index)
+            summary.to_csv(target / "summaries" / f"{index}-{entry.name}.csv", index=False)
+    claims = judge(results)
+    claims.to_csv(folder / f"{name}-claims.csv", index=False)
+    (folder / f"{name}-claims.md").write_text(claims_markdown(claims))
+    return folder / f"{name}-claims.md"

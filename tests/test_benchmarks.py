@@ -31,3 +31,29 @@ def test_jain_wallace_batching_prints_a_speed_up_per_batch_size():
         ("permutation (100)", "4"),
     ]
     assert all(float(speed_up) > 0 for *_, speed_up in rows)
+
+
+def test_reproduce_benchmark_prints_wall_time_throughput_and_memory(tmp_path):
+    plan = tmp_path / "toy.yaml"
+    plan.write_text(
+        "name: toy\n"
+        "datasets: [{name: synthetic, options: {n: 400, seed: 2}}]\n"
+        "models: [{encoder: average, hidden_size: 16}]\n"
+        "seeds: [1]\nsplit: test\nmax_instances: 10\n"
+        "train: {epochs: 1, embeddings: random, embed_dim: 16}\n"
+        "experiments: [{name: jain_wallace.correlation}]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "reproduce.py"), "--plan", str(plan)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    wall = re.search(r"^end-to-end wall time \(report included\): ([\d.]+) s$", done.stdout, re.M)
+    assert wall and float(wall.group(1)) > 0
+    row = re.search(
+        r"^jain_wallace.correlation +1 +[\d.]+ +10.0 +([\d.]+) +[\d.]+ +(\d+)$", done.stdout, re.M
+    )
+    assert row, done.stdout
+    assert float(row.group(1)) > 0 and int(row.group(2)) > 100  # instances/s, peak MiB

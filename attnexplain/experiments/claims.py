@@ -33,12 +33,19 @@ class Verdict:
     holds: bool
 
 
+@dataclass(frozen=True)
 class Evidence:
-    """The summaries of every experiment in some runs, stacked per experiment, with the
-    registered dataset name (``dataset_name``) beside each row's label, and our numbers beside
-    the papers' (:func:`~attnexplain.experiments.paper_numbers.run_beside_paper`)."""
+    """What claims are judged on: the summaries of every experiment, stacked per experiment
+    name, with the registered dataset name (``dataset_name``) beside each row's dataset label;
+    and our numbers beside the papers'
+    (:func:`~attnexplain.experiments.paper_numbers.run_beside_paper`)."""
 
-    def __init__(self, results: Iterable[RunResult]) -> None:
+    summaries: dict[str, pd.DataFrame]
+    beside: pd.DataFrame
+
+    @classmethod
+    def of(cls, results: Iterable[RunResult]) -> Evidence:
+        """The evidence in some runs (a unit shared by two runs counts once)."""
         summaries: dict[str, list[pd.DataFrame]] = {}
         beside = []
         for result in results:
@@ -49,13 +56,13 @@ class Evidence:
                     summary.insert(1, "dataset_name", summary["dataset"].map(names))
                     summaries.setdefault(entry.name, []).append(summary)
             beside.append(run_beside_paper(result))
-        self.summaries = {
+        stacked = {
             name: pd.concat(tables, ignore_index=True).drop_duplicates(
                 subset=[c for c in tables[0].columns if c != "count"]
             )
             for name, tables in summaries.items()
         }
-        self.beside = pd.concat(beside, ignore_index=True) if beside else pd.DataFrame()
+        return cls(stacked, pd.concat(beside, ignore_index=True) if beside else pd.DataFrame())
 
     def summary(self, experiment: str) -> pd.DataFrame:
         """The stacked summaries of ``experiment`` (empty when no run has it)."""
@@ -348,9 +355,13 @@ UNTESTABLE: tuple[tuple[str, str, str], ...] = (
 
 
 def judge(results: Iterable[RunResult]) -> pd.DataFrame:
+    """:func:`verdicts` on the evidence of ``results``."""
+    return verdicts(Evidence.of(results))
+
+
+def verdicts(evidence: Evidence) -> pd.DataFrame:
     """One row per claim of :data:`CLAIMS`: ``paper``, ``claim``, ``paper_number``, ``ours``,
     ``holds`` (``yes`` / ``no`` / ``not run``) and ``tolerance``."""
-    evidence = Evidence(results)
     rows = []
     for claim in CLAIMS:
         verdict = claim.judge(evidence)

@@ -166,9 +166,11 @@ class ProcessExecutor:
     """``workers`` processes on this machine (default: one per CPU, at most 4), each with
     ``cpu_count // workers`` torch threads (``OMP_NUM_THREADS`` where set). A worker process
     that dies (killed, out of memory) fails the units it and the pool had in hand; re-running
-    the plan runs them again."""
+    the plan runs them again. ``fresh``: a new process for every unit (slower: each reloads
+    its data), so that the memory a process reports is that unit's alone."""
 
     workers: int | None = None
+    fresh: bool = False
 
     def map(self, work: Work, units: Sequence[Unit]) -> Iterator[Outcome]:
         cpus = os.cpu_count() or 1
@@ -179,6 +181,7 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=get_context("spawn"),  # torch and threads do not survive fork
             initializer=_start_process,
+            max_tasks_per_child=1 if self.fresh else None,
             initargs=(work, int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, cpus // workers)),
         )
         try:

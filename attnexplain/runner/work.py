@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class UnitWorker:
             tqdm.write(f"{unit.kind}: {unit.label}", file=sys.stderr)
         self.store.begin(unit)
         details = self._train(unit) if isinstance(unit, TrainingUnit) else self._experiment(unit)
+        details["peak_rss_mb"] = peak_rss_mb()
         finished = Finished(unit.key, time.perf_counter() - started, now(), details)
         self.store.mark_done(finished)
         return finished
@@ -109,6 +111,14 @@ class UnitWorker:
 
 
 DATASETS_KEPT = 4
+
+
+def peak_rss_mb() -> int:
+    """The peak resident memory of this process so far, in MiB (with a fresh process per unit,
+    ``ProcessExecutor(fresh=True)``, the unit's own peak)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux: KiB
+
+
 _DATASETS: dict[tuple[str, str | None], Dataset] = {}
 
 

@@ -1,0 +1,97 @@
+"""`attnexplain reproduce`: its plans, its dry run, and the papers' claims judged on runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from attnexplain.experiments.claims import CLAIMS, UNTESTABLE, Evidence, claims_markdown, verdicts
+from attnexplain.reproduce import FULL_PLANS, MAIN_PLAN, jobs
+from attnexplain.runner import load_plan
+from tests.conftest import run_cli
+
+
+def test_the_main_job_runs_both_papers_on_real_data():
+    (job,) = jobs()
+    plan = load_plan(job.plan)
+    assert job.plan.name == MAIN_PLAN and job.out.as_posix() == "runs/reproduce"
+    assert [dataset.name for dataset in plan.datasets] == ["imdb", "rt-sentences"]
+    assert [model.label for model in plan.models] == ["lstm-additive", "average-additive"]
+    assert {entry.name for entry in plan.experiments} == {
+        "jain_wallace.correlation",
+        "jain_wallace.permutation",
+        "jain_wallace.adversarial",
+        "wiegreffe_pinter.uniform",
+        "wiegreffe_pinter.seeds",
+        "wiegreffe_pinter.diagnostic",
+    }
+    assert plan.messages(), "the plan says what it cuts"
+
+
+def test_full_runs_every_full_plan_into_its_own_directory(tmp_path):
+    planned = jobs(full=True, out=tmp_path)
+    assert [job.plan.name for job in planned] == list(FULL_PLANS)
+    assert [job.out for job in planned] == [
+        tmp_path / name.removesuffix(".yaml") for name in FULL_PLANS
+    ]
+    for job in planned:
+        load_plan(job.plan)  # valid
+
+
+def test_dry_run_on_a_fresh_directory_estimates_from_the_reference_run(tmp_path):
+    done = run_cli("reproduce", "--dry-run", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "note (reproduce): IMDB is a subset" in done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("34 units: 0 finished, 34 to run; estimated time for the rest: ~")
+    assert "without an estimate" not in summary
+    assert not (tmp_path / "reproduce").exists()  # a dry run writes nothing
+
+
+def beside(rows: list[tuple[str, str, str, float, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["dataset", "model", "quantity", "ours", "paper"])
+    return frame.assign(
+        seed=10, predicted_class="negative", difference=frame["ours"] - frame["paper"]
+    )
+
+
+def verdict(evidence: Evidence, start: str) -> pd.Series:
+    table = verdicts(evidence)
+    return table[table["claim"].str.startswith(start)].iloc[0]
+
+
+@pytest.mark.parametrize(("ours", "holds"), [(0.33, "yes"), (0.47, "yes"), (0.48, "no")])
+def test_a_number_claim_holds_within_its_stated_tolerance(ours, holds):
+    evidence = Evidence(
+        {}, beside([("rt-sentences", "lstm-additive", "tau jw-gradient", ours, 0.40)])
+    )
+    row = verdict(evidence, "A BiLSTM's attention correlates only weakly with gradient")
+    assert row["holds"] == holds
+    assert row["ours"] == f"rt-sentences {ours:.2f} (largest gap {abs(ours - 0.40):.2f})"
+    assert "+-.07" in row["tolerance"]
+
+
+def test_ordering_claims_are_judged_on_every_dataset_run():
+    correlation = pd.DataFrame(
+        {
+            "dataset": ["bbc", "bbc", "tweets", "tweets"],
+            "model": ["lstm-additive", "average-additive"] * 2,
+            "seed": 10,
+            "method": "jw-gradient",
+            "predicted_class": "negative",
+            "mean_tau": [0.3, 0.6, 0.7, 0.5],  # tweets: the BiLSTM above the Average
+        }
+    )
+    evidence = Evidence({"jain_wallace.correlation": correlation}, pd.DataFrame())
+    row = verdict(evidence, "Attention agrees less with gradients")
+    assert row["holds"] == "no"
+    assert "BiLSTM lower in 1 of 2 dataset / class pairs" in row["ours"]
+
+
+def test_claims_without_evidence_say_not_run_and_the_untestable_are_listed():
+    table = verdicts(Evidence({}, pd.DataFrame()))
+    assert len(table) == len(CLAIMS) and set(table["holds"]) == {"not run"}
+    text = claims_markdown(table)
+    assert text.count("| not run |") == len(CLAIMS)
+    assert all(why in text for _, _, why in UNTESTABLE)
+    assert "MIMIC-III needs credentialed access" in text
