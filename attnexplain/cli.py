@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Annotated
@@ -443,7 +444,8 @@ def reproduce_command(
     claims = judge(results)
     typer.echo("\nthe papers' claims on these runs (tolerances: reports/README.md):")
     for row in claims.itertuples():
-        typer.echo(f"  {row.holds:<8} {row.paper}: {row.claim[:88]}")
+        line = f"  {row.holds:<8} {row.paper}: {row.claim}"
+        typer.echo(textwrap.fill(line, width=100, subsequent_indent=" " * 11))
     counts = claims["holds"].value_counts()
     typer.echo(
         f"{counts.get('yes', 0)} hold, {counts.get('no', 0)} do not, "

@@ -101,8 +101,8 @@ def export(results: Sequence[RunResult], folder: str | os.PathLike, name: str) -
     for result in results:
         target = folder / result.plan.name
         (target / "summaries").mkdir(parents=True, exist_ok=True)
-        for name in ("report.html", "report.pdf"):
-            shutil.copyfile(result.directory / REPORT_FOLDER / name, target / name)
+        for file in ("report.html", "report.pdf"):
+            shutil.copyfile(result.directory / REPORT_FOLDER / file, target / file)
         shutil.copyfile(result.directory / MANIFEST_FILE, target / MANIFEST_FILE)
         for index, entry in enumerate(result.plan.experiments):
             summary = result.summary(index)

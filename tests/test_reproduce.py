@@ -95,3 +95,17 @@ def test_claims_without_evidence_say_not_run_and_the_untestable_are_listed():
     assert text.count("| not run |") == len(CLAIMS)
     assert all(why in text for _, _, why in UNTESTABLE)
     assert "MIMIC-III needs credentialed access" in text
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_writes_the_report_and_judges_the_claims(tmp_path):
+    # the README's main job, as a user runs it (about 4 minutes on 2 CPU cores)
+    done = run_cli("reproduce", "--out", str(tmp_path), "--export-to", str(tmp_path / "export"))
+    assert done.returncode == 0, done.stderr
+    for name in ("report.html", "report.pdf"):
+        assert (tmp_path / "reproduce" / "report" / name).stat().st_size > 100_000
+        assert (tmp_path / "export" / "reproduce" / name).is_file()
+    assert f"report: {tmp_path / 'reproduce' / 'report' / 'report.html'}" in done.stdout
+    assert len(list((tmp_path / "export" / "reproduce" / "summaries").glob("*.csv"))) == 6
+    claims = pd.read_csv(tmp_path / "export" / "main-claims.csv")
+    assert len(claims) == len(CLAIMS) and (claims["holds"] == "yes").sum() >= 5

@@ -267,7 +267,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         JW,
-        "Permuting a BiLSTM's attention barely changes its output (median |change| per "
+        "Permuting a BiLSTM's attention barely changes its output (median absolute change per "
         "max-attention bin)",
         "SST .020-.080; IMDB .05-.06 negative, .26-.54 positive (figures)",
         "+-.05 per bin (ours: the paper's numbers are read off its figures)",
