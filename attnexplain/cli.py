@@ -6,6 +6,7 @@ Every error a user can cause prints one line ``error: ...`` on stderr and exits 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 import time
@@ -432,9 +433,17 @@ def reproduce_command(
         for message in load_plan(job.plan).messages():
             typer.echo(f"note ({job.plan.stem}): {message}", err=True)
     if dry_run:
+        side_by_side = (workers or min(os.cpu_count() or 1, 4)) if executor == "processes" else 1
         for job in planned:
             typer.echo(f"\n{job.plan.stem} -> {job.out}")
-            _print_plan_status(plan_status(job.plan, job.out, reference=job.reference))
+            status = plan_status(job.plan, job.out, reference=job.reference)
+            _print_plan_status(status)
+            pending = status.loc[status["status"] == "pending", "estimate_s"].sum()
+            if side_by_side > 1 and pending > 0:
+                typer.echo(
+                    f"about {format_duration(pending / side_by_side)} with {side_by_side} "
+                    "workers side by side (units do not always divide evenly)"
+                )
         return
     started = time.perf_counter()
     chosen = make_executor(executor, workers, address, planned[0].out.parent)
