@@ -42,9 +42,10 @@ def test_dry_run_on_a_fresh_directory_estimates_from_the_reference_run(tmp_path)
     done = run_cli("reproduce", "--dry-run", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "note (reproduce): IMDB is a subset" in done.stderr
-    summary = done.stdout.strip().splitlines()[-1]
+    *_, summary, side_by_side = done.stdout.strip().splitlines()
     assert summary.startswith("34 units: 0 finished, 34 to run; estimated time for the rest: ~")
     assert "without an estimate" not in summary
+    assert side_by_side.startswith("about ") and "workers side by side" in side_by_side
     assert not (tmp_path / "reproduce").exists()  # a dry run writes nothing
 
 
