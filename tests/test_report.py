@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape as html_escape
 from transformers import BertTokenizerFast
 
 import attnexplain.data.registry as data_registry
@@ -121,7 +122,7 @@ def titles(run_dir) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sections(titles) -> list[str]:
-    return ["Summary", *titles, "Explanations of instances", "All units"]
+    return ["Summary", "The papers' claims", *titles, "Explanations of instances", "All units"]
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,19 @@ def test_every_experiment_of_the_plan_has_a_section_from_the_registry(html, titl
     consistent = html.split(titles[-1])[-1]
     for source in ("lambda=0.001", "seeds", "uniform", "J&amp;W adversary"):
         assert f"<td>{source}</td>" in consistent
+
+
+def test_the_claims_section_judges_every_claim_this_run_can_test(html):
+    from attnexplain.experiments.claims import CLAIMS
+
+    claims = html.split('<section id="claims">')[1].split("</section>")[0]
+    assert claims.count("<tr>") == len(CLAIMS) + 1  # the header row
+    # synthetic data stands in for no paper dataset: the number claims are not run, while the
+    # W&P consistent sweep of this run is judged
+    assert "<td>not run</td>" in claims
+    consistent = next(c for c in CLAIMS if c.claim.startswith("A model trained to be consistent"))
+    row = claims.split(html_escape(consistent.claim))[1].split("</tr>")[0]
+    assert "<td>yes</td>" in row or "<td>no</td>" in row
 
 
 def test_explanations_show_four_methods_and_the_fragile_instances(html):

@@ -22,6 +22,7 @@ import pandas as pd
 
 from attnexplain.data.registry import Dataset
 from attnexplain.errors import AttnExplainError, InvalidInputError
+from attnexplain.experiments.claims import judge
 from attnexplain.experiments.paper_numbers import judge_claims, run_beside_paper
 from attnexplain.experiments.registry import Experiment, get_experiment
 from attnexplain.models.checkpoint import Checkpoint, at_site_layer, load_checkpoint
@@ -111,6 +112,7 @@ class ReportContext:
     training: Table
     timing: Table
     paper: Table | None
+    claims: Table
     sections: list[ExperimentSection]
     explanations: list[Explanations]
     units: Table
@@ -325,6 +327,12 @@ def experiment_section(
     )
 
 
+def claims_table(result: RunResult) -> Table:
+    """The papers' claims judged on this run (:mod:`attnexplain.experiments.claims`)."""
+    judged = judge([result]).rename(columns={"paper_number": "paper's number", "holds": "holds?"})
+    return to_table(judged, shared=())
+
+
 def paper_table(result: RunResult) -> Table | None:
     """Our numbers beside the papers', with source tags and whether each claim holds."""
     beside = run_beside_paper(result)
@@ -476,6 +484,7 @@ def gather(
         training=training_table(result, states),
         timing=timing_table(states),
         paper=paper_table(result),
+        claims=claims_table(result),
         sections=[experiment_section(result, i, by_key) for i in range(len(plan.experiments))],
         explanations=[
             model_explanations(result, unit, by_key, datasets, instances) for unit in explained
