@@ -18,10 +18,12 @@ from attnexplain.hooks.interventions import (
     zero_keys,
 )
 from attnexplain.hooks.sites import CLASSIC_SITE, Site, layer_site
+from attnexplain.hooks.target import HookTarget
 
 __all__ = [
     "CLASSIC_SITE",
     "AttentionCache",
+    "HookTarget",
     "Intervention",
     "Site",
     "SiteCall",

@@ -21,39 +21,39 @@ from attnexplain.hooks.classic_backend import ClassicBackend
 from attnexplain.hooks.interventions import Intervention
 from attnexplain.hooks.session import Backend, HookSession
 from attnexplain.hooks.sites import Site
-from attnexplain.models.classic import ClassicModel
-from attnexplain.models.hf import HFClassifier
+from attnexplain.hooks.target import hooked_module
 
 # Model -> its open session. A plain dict: the session refers to its model, so weak keys would
 # not free anything; entries are removed when the last context on the model closes.
 _SESSIONS: dict[nn.Module, HookSession] = {}
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """An :class:`HFClassifier` is hooked through the transformers model it wraps, so the
-    wrapper and the inner model share one session."""
-    return model.model if isinstance(model, HFClassifier) else model
+def _is_instance(model: nn.Module, module_name: str, class_name: str) -> bool:
+    """``isinstance(model, module_name.class_name)``, without importing ``module_name``: whoever
+    holds such a model has imported its module already. Keeps the hooks free of imports of
+    transformers (~2 s) and of the model packages (which depend on the hooks, not the reverse).
+    """
+    module = sys.modules.get(module_name)
+    return module is not None and isinstance(model, getattr(module, class_name))
 
 
 def _backend(model: nn.Module) -> Backend:
-    if isinstance(model, ClassicModel):
+    if _is_instance(model, "attnexplain.models.classic", "ClassicModel"):
         return ClassicBackend(model)
-    # Whoever holds a transformers model has imported transformers already; looking it up here
-    # instead of importing it keeps `import attnexplain` fast for classic-only work (~2 s).
-    transformers = sys.modules.get("transformers")
-    if transformers is not None and isinstance(model, transformers.PreTrainedModel):
+    if _is_instance(model, "transformers", "PreTrainedModel"):
         from attnexplain.hooks.transformers_backend import TransformersBackend
 
         return TransformersBackend(model)
     raise HookError(
-        "attention hooks work on attnexplain's ClassicModel and on transformers models "
-        f"(PreTrainedModel); got {type(model).__name__}"
+        "attention hooks work on attnexplain's ClassicModel, on transformers models "
+        "(PreTrainedModel) and on wrappers of those that implement attnexplain.hooks.HookTarget "
+        f"(such as HFClassifier); got {type(model).__name__}"
     )
 
 
 @contextmanager
 def _session(model: nn.Module, sites: list[Site]) -> Iterator[HookSession]:
-    model = _unwrap(model)
+    model = hooked_module(model)
     session = _SESSIONS.get(model)
     if session is None:
         session = HookSession(_backend(model))
@@ -77,7 +77,7 @@ def list_sites(model: nn.Module) -> list[str]:
 
     Raises ``HookError`` for a model whose attention cannot be hooked.
     """
-    model = _unwrap(model)
+    model = hooked_module(model)
     session = _SESSIONS.get(model)
     return (session.backend if session is not None else _backend(model)).site_names()
 
@@ -126,7 +126,8 @@ def capture(
         try:
             yield cache
         finally:
-            session.caches.remove(cache)
+            # By identity: list.remove would compare caches as mappings of tensors.
+            session.caches = [other for other in session.caches if other is not cache]
 
 
 @contextmanager

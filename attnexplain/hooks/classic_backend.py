@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from attnexplain.hooks.session import HookSession
 from attnexplain.hooks.sites import CLASSIC_SITE
-from attnexplain.models.classic import ClassicModel
+
+if TYPE_CHECKING:  # the model package depends on the hooks, not the reverse
+    from attnexplain.models.classic import ClassicModel
 
 
 class ClassicBackend:

@@ -7,6 +7,7 @@ were entered and then hands the result (what multiplies the values) to every act
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -51,7 +52,7 @@ class HookSession:
         self.interventions: list[tuple[Site, Intervention]] = []
         self.caches: list[AttentionCache] = []
         self.users = 0
-        self._fired: set[str] = set()
+        self._calls: Counter[str] = Counter()  # hook -> calls in the current forward pass
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def check_sites(self, sites: Iterable[Site]) -> None:
@@ -97,7 +98,7 @@ class HookSession:
         pattern: [batch, heads, queries, keys] (classic: [batch, tokens]); allowed: bool,
         broadcastable to it, True where the query may attend. Returns the pattern to use.
         """
-        self._fired.add(hook)
+        self._calls[hook] += 1
         for site, fn in self.interventions:
             if site.hook == hook:
                 pattern = apply_intervention(fn, site, pattern, allowed, module)
@@ -106,17 +107,25 @@ class HookSession:
         return pattern
 
     def _start_forward(self, module: nn.Module, args: Any) -> None:
-        self._fired = set()
+        self._calls = Counter()
 
     def _end_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         # An intervention that silently did not run would be read as "attention does not
         # matter", so a forward pass that missed a requested site is an error, not a warning.
-        if not self._fired:
+        if not self._calls:
             raise HookError(self.backend.no_site_message())
+        repeated = sorted(hook for hook, calls in self._calls.items() if calls > 1)
+        if repeated:
+            raise HookError(
+                f"{type(module).__name__} ran the attention at site(s) {', '.join(repeated)} "
+                "more than once in one forward pass (its layers share an attention module), so "
+                "a site would mix several layers; attnexplain does not support this model's "
+                "attention. Use a model whose layers each have their own attention module."
+            )
         required = {site.hook for site, _ in self.interventions}
         for cache in self.caches:
             required |= cache.hooks or set()
-        missing = sorted(required - self._fired)
+        missing = sorted(required - self._calls.keys())
         if missing:
             raise HookError(
                 f"{type(module).__name__} ran a forward pass that did not pass the requested "

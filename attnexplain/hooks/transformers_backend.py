@@ -5,14 +5,17 @@ attention (softmax(Q K^T * scaling + mask) V) whose probabilities pass through t
 before they multiply V. The model's own implementation is put back when the session closes.
 Nothing else is patched: other models, and this one outside the session, run as before.
 
-Which models are supported is decided three ways, cheapest first:
+Which models are supported is decided four ways, cheapest first:
 
 1. a module whose ``forward`` source mentions ``ALL_ATTENTION_FUNCTIONS`` is an attention
    site; a model without any raises :class:`HookError` (DeBERTa-v2, MPNet, XLNet, ...);
-2. after ``set_attn_implementation`` the config must report the new implementation
+2. a model that runs one attention module at several layers (ALBERT's layer groups, or one
+   module registered under several layers) raises :class:`HookError`: a site is one call;
+3. after ``set_attn_implementation`` the config must report the new implementation
    (transformers refuses, with only a log line, for models it knows do not dispatch);
-3. every forward pass must call the function at least once, and at every requested site
-   (checked by the session), so a model that bypasses the interface can never pass silently.
+4. every forward pass must call the function at least once, at every requested site, and
+   at most once per site (checked by the session), so a model that bypasses the interface
+   or loops over one attention module can never pass silently.
 """
 
 from __future__ import annotations
@@ -115,13 +118,63 @@ def _first_index(path: str) -> int | None:
     return next((int(part) for part in path.split(".") if part.isdigit()), None)
 
 
+def _shared_attention(model: nn.Module) -> str | None:
+    """How ``model`` runs one attention module at several layers (a sentence), or None.
+
+    Seen before any forward pass: ALBERT-style layer groups and one module registered under
+    several layers. Anything else that calls a module twice per forward pass is caught by the
+    session after that pass.
+    """
+    return _shared_layer_groups(model) or _shared_module(model)
+
+
+def _shared_layer_groups(model: nn.Module) -> str | None:
+    """ALBERT's sharing: ``config.num_hidden_groups`` groups of layer modules, fewer than
+    ``num_hidden_layers``, run in turn (each module once per layer of its group)."""
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    groups = getattr(config, "num_hidden_groups", None)
+    if isinstance(layers, int) and isinstance(groups, int) and groups < layers:
+        return (
+            f"shares its attention modules across its {layers} layers: they run "
+            f"{groups} layer group(s) in turn (config.num_hidden_groups={groups})"
+        )
+    return None
+
+
+def _shared_module(model: nn.Module) -> str | None:
+    """One attention module registered under several layer indices of ``model``."""
+    layer_indices: dict[nn.Module, set[int]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        index = _first_index(path)
+        if index is not None and _dispatches(type(module)):
+            layer_indices.setdefault(module, set()).add(index)
+    for module, indices in layer_indices.items():
+        if len(indices) > 1:
+            return (
+                f"shares one attention module ({type(module).__name__}) across its layers "
+                f"{', '.join(map(str, sorted(indices)))}"
+            )
+    return None
+
+
 def attention_sites(model: nn.Module) -> dict[str, nn.Module]:
     """Site name -> attention module, in forward order.
 
     One attention module per layer (encoders, decoder-only models): ``layers.{i}.attn.pattern``.
     Otherwise (encoder-decoder models, cross-attention) layer numbers repeat, so each site is
     named by its module path instead: ``model.decoder.layers.0.encoder_attn.pattern``.
+
+    Raises ``HookError`` for a model that runs one attention module at several layers (ALBERT):
+    its per-layer patterns would all land on one site.
     """
+    shared = _shared_attention(model)
+    if shared is not None:
+        raise HookError(
+            f"{type(model).__name__} {shared}, so per-layer attention sites are not supported: "
+            "one site would mix every layer that runs the module. Use a model whose layers "
+            "each have their own attention module (BERT, RoBERTa, ELECTRA, ...)."
+        )
     found = [(path, m) for path, m in model.named_modules() if _dispatches(type(m))]
     layers = [_first_index(path) for path, _ in found]
     if None not in layers and len(set(layers)) == len(layers):

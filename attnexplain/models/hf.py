@@ -113,6 +113,11 @@ class HFClassifier(nn.Module):
         self.attention_mode = attention_mode
         self._split: SiteSplit | None = None
 
+    def hooked_module(self) -> nn.Module:
+        """The wrapped transformers model: ``attnexplain.hooks`` capture and intervene on it
+        (this class implements :class:`attnexplain.hooks.HookTarget`)."""
+        return self.model
+
     def _site_split(self) -> SiteSplit:
         # Imported here: the split needs transformers, which `import attnexplain` avoids.
         from attnexplain.models.hf_site import SiteSplit

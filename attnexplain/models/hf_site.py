@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,7 +70,21 @@ class TransformerState:
 
 
 class _Skip(nn.Module):
-    """Stands in for a layer below the site during decoding: passes hidden states through."""
+    """Stands in for a layer below the site during decoding: passes hidden states [batch,
+    tokens, dim] through. Other attributes are the layer's, for models whose layer loop reads
+    them (ModernBERT picks each layer's mask by ``layer.attention_type``)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self._layer = (layer,)  # in a tuple: not registered as a submodule
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "_layer":  # not set yet (a copy being built): no layer to ask
+                raise
+            return getattr(self._layer[0], name)
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return hidden_states
@@ -89,6 +104,18 @@ def _layer_stack(model: nn.Module, attention_modules: list[nn.Module]) -> nn.Mod
         f"could not find the layer stack of {type(model).__name__}: the split "
         f"encode/decode works on models with one attention module per layer"
     )
+
+
+def _check_reads_one_row(model: nn.Module) -> None:
+    """Raise ``HookError`` for a classifier head that pools every row (ModernBERT's
+    ``classifier_pooling="mean"``): the split needs a head that reads one row."""
+    pooling = getattr(model.config, "classifier_pooling", "cls")
+    if pooling != "cls":
+        raise HookError(
+            f"{type(model).__name__} pools every row into its classifier "
+            f"(config.classifier_pooling={pooling!r}), but the site split needs a classifier "
+            "that reads one row ([CLS] or the last token); use classifier_pooling='cls'"
+        )
 
 
 def _replace_hidden(hidden: torch.Tensor):
@@ -121,6 +148,7 @@ class SiteSplit:
                 f"{type(model).__name__} does not dispatch its attention through "
                 f"transformers' AttentionInterface: it cannot be split at a site"
             )
+        _check_reads_one_row(model)
         modules = list(sites.values())
         if not -len(modules) <= layer < len(modules):
             raise HookError(
@@ -234,7 +262,7 @@ class SiteSplit:
         )
         try:
             for i in range(index):
-                self.layers[i] = _Skip()
+                self.layers[i] = _Skip(below[i])
             yield
         finally:
             for i, module in enumerate(below):
