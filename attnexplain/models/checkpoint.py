@@ -88,11 +88,17 @@ def _read_config(directory: Path) -> dict:
             f"(pass the folder that `attnexplain train` printed)"
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(
-            f"{path} is not valid JSON ({exc}): the checkpoint is damaged; train again"
+            f"{path} is not valid UTF-8 JSON ({exc}): the checkpoint is damaged; train again"
         ) from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{path} holds a JSON {type(config).__name__}, not an object: the checkpoint is "
+            f"damaged; train again"
+        )
+    return config
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
@@ -126,6 +132,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(
             f"{directory / CONFIG_FILE} does not describe a model ({exc})"
         ) from exc
+    _check_vocabulary(len(pipeline.vocab), weights, directory)
     _check_fits(model, weights, directory)
     model.load_state_dict(weights)
     model.eval()
@@ -143,6 +150,19 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
             f"{path} is truncated or not a safetensors file ({exc}); "
             f"the checkpoint is damaged: train again"
         ) from exc
+
+
+def _check_vocabulary(vocab_size: int, weights: dict[str, torch.Tensor], where: Path) -> None:
+    """A vocabulary of another size than the embedding matrix would map texts to the wrong
+    rows: refuse it."""
+    embedding = weights.get("embedding.weight")
+    if embedding is not None and embedding.shape[0] != vocab_size:
+        raise CheckpointError(
+            f"{where / CONFIG_FILE} lists a vocabulary of {vocab_size} tokens, but the "
+            f"embedding matrix in {where / WEIGHTS_FILE} has {embedding.shape[0]} rows: the "
+            f"two files do not belong together; use the attnexplain.json saved with these "
+            f"weights, or train again"
+        )
 
 
 def _check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:

@@ -56,6 +56,23 @@ class ClassicConfig:
                 )
         if self.num_classes < 2:
             raise InvalidInputError(f"num_classes must be >= 2, got {self.num_classes}")
+        for name, least in (
+            ("vocab_size", 1),
+            ("embed_dim", 1),
+            ("hidden_size", self.min_hidden_size),
+        ):
+            if getattr(self, name) < least:
+                raise InvalidInputError(
+                    f"{name} must be >= {least} for a {self.encoder}+{self.attention} model, "
+                    f"got {getattr(self, name)}: pass a larger {name}"
+                )
+
+    @property
+    def min_hidden_size(self) -> int:
+        """The smallest ``hidden_size`` that leaves no layer empty: 2 where it is halved (the
+        cnn encoder's channels per kernel, the additive scorer of the average encoder)."""
+        halved = self.encoder == "cnn" or (self.encoder, self.attention) == ("average", "additive")
+        return 2 if halved else 1
 
     @property
     def output_size(self) -> int:

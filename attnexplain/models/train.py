@@ -10,6 +10,7 @@ length-bucketed batches, best epoch by dev ROC-AUC (binary) or accuracy (multi-c
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch import nn
+from tqdm.auto import tqdm
 
 from attnexplain.data.batching import Batch, Framing, bucketed_batches
 from attnexplain.data.glove import GLOVE_DIM, glove_matrix
@@ -61,8 +63,18 @@ class TrainConfig:
             raise InvalidInputError(
                 f"unknown embeddings {self.embeddings!r}; choose one of {', '.join(EMBEDDINGS)}"
             )
-        if self.epochs < 1 or self.batch_size < 1:
-            raise InvalidInputError("epochs and batch_size must be >= 1")
+        for name in ("epochs", "batch_size", "embed_dim", "max_length"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise InvalidInputError(
+                f"seed must be >= 0, got {self.seed}: pass a non-negative seed (e.g. 10)"
+            )
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise InvalidInputError(
+                f"lr must be > 0 and weight_decay >= 0, got lr {self.lr}, "
+                f"weight_decay {self.weight_decay}"
+            )
 
 
 @dataclass
@@ -74,6 +86,7 @@ class TrainResult:
     dev: dict[str, float]
     best_epoch: int
     wall_time_s: float
+    selected_by: str
     history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -88,20 +101,30 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     predicted = probabilities.argmax(1)
     binary = probabilities.shape[1] == 2
     f1 = f1_score(labels, predicted, average="binary" if binary else "macro", zero_division=0)
-    try:
-        auc = roc_auc_score(
-            labels,
-            probabilities[:, 1] if binary else probabilities,
-            multi_class="ovr",
-            labels=list(range(probabilities.shape[1])),
-        )
-    except ValueError:
-        auc = float("nan")
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
         "f1": float(f1),
-        "roc_auc": float(auc),
+        "roc_auc": _roc_auc(labels, probabilities),
     }
+
+
+def _roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """ROC-AUC (one-vs-rest macro for multi-class); NaN where it is undefined: a class absent
+    from ``labels``, or scores that are not finite."""
+    classes = probabilities.shape[1]
+    if len(np.unique(labels)) < classes:
+        return float("nan")
+    try:
+        return float(
+            roc_auc_score(
+                labels,
+                probabilities[:, 1] if classes == 2 else probabilities,
+                multi_class="ovr",
+                labels=list(range(classes)),
+            )
+        )
+    except ValueError:
+        return float("nan")
 
 
 @torch.no_grad()
@@ -128,6 +151,29 @@ def evaluate(model: torch.nn.Module, pipeline, frame) -> dict[str, float]:
     """Metrics of ``model`` on a dataset split; ``pipeline`` turns its rows into ids."""
     probabilities = predict_proba(model, pipeline.encode_split(frame), pipeline.framing)
     return classification_metrics(frame["label"].to_numpy(), probabilities)
+
+
+def _selection_metric(dataset: Dataset) -> tuple[str, str]:
+    """The dev metric that picks the best epoch, and how the checkpoint describes it.
+
+    ROC-AUC for binary tasks and accuracy for multi-class ones; accuracy also when a binary dev
+    split holds one class, whose ROC-AUC is undefined (NaN would never pick an epoch). Raises
+    :class:`InvalidInputError` for an empty dev split.
+    """
+    if len(dataset.dev) == 0:
+        raise InvalidInputError(
+            f"the dev split of {dataset.name!r} is empty, and the best epoch is chosen on it: "
+            f"use more data, or a larger dev fraction"
+        )
+    metric = "roc_auc" if dataset.num_classes == 2 else "accuracy"
+    present = set(dataset.dev["label"])
+    if metric == "roc_auc" and len(present) == 1:
+        only = dataset.classes[present.pop()]
+        return "accuracy", (
+            f"dev accuracy (dev ROC-AUC is undefined: every dev row is of class {only!r}; "
+            f"give the dev split rows of both classes to select by ROC-AUC)"
+        )
+    return metric, f"dev {metric}"
 
 
 def _loss_function(model: ClassicModel | HFClassifier, labels: np.ndarray) -> nn.Module:
@@ -213,12 +259,14 @@ def train(
     """
     config = config or TrainConfig()
     started = time.perf_counter()
+    select_by, selected_by = _selection_metric(dataset)
+    if progress and selected_by != f"dev {select_by}":
+        tqdm.write(f"note: best epoch by {selected_by}", file=sys.stderr)
     model, pipeline = build_model(dataset, model_kwargs or {}, config, pretrained, cache)
     train_ids = pipeline.encode_split(dataset.train)
     train_labels = dataset.train["label"].to_numpy()
     loss_fn = _loss_function(model, train_labels)
     optimizer = _optimizer(model, config)
-    select_by = "roc_auc" if dataset.num_classes == 2 else "accuracy"
     fingerprint = {
         "dataset": dataset.name,
         "sizes": dataset.sizes(),
@@ -231,7 +279,7 @@ def train(
         "dataset": dataset.name,
         "pretrained": pretrained,
         "train_config": asdict(config),
-        "selected_by": f"dev {select_by}",
+        "selected_by": selected_by,
     }
 
     def report_epoch(epoch: int, dev: dict[str, float]) -> None:
@@ -262,6 +310,13 @@ def train(
         progress=progress,
         after_epoch=None if after_epoch is None else report_epoch,
     )
+    if best_epoch == 0:
+        clear_train_state(out_dir)
+        raise InvalidInputError(
+            f"no epoch of training on {dataset.name!r} had a defined {selected_by} (it was NaN "
+            f"after every epoch), so no checkpoint was saved: lower the learning rate, or "
+            f"check that the dev split's texts and labels are usable"
+        )
     best_model = load_checkpoint(out_dir).model
     test = evaluate(best_model, pipeline, dataset.test)
     dev = {k: history[best_epoch - 1][k] for k in test}
@@ -281,7 +336,7 @@ def train(
         },
     )
     clear_train_state(out_dir)
-    return TrainResult(Path(out_dir), test, dev, best_epoch, wall, history)
+    return TrainResult(Path(out_dir), test, dev, best_epoch, wall, selected_by, history)
 
 
 def _train_epoch(

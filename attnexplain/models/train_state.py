@@ -49,7 +49,7 @@ def load_train_state(
     directory = Path(directory)
     if not (directory / PROGRESS_FILE).is_file() or not (directory / STATE_FILE).is_file():
         return None
-    progress = json.loads((directory / PROGRESS_FILE).read_text())
+    progress = _read_progress(directory / PROGRESS_FILE)
     if progress.get("fingerprint") != fingerprint:
         raise CheckpointError(
             f"{directory} holds an unfinished training run with other settings; pass another "
@@ -67,6 +67,20 @@ def load_train_state(
             slots.setdefault(int(index), {})[key] = value
     state["state"] = slots
     optimizer.load_state_dict(state)
+    return progress
+
+
+def _read_progress(path: Path) -> dict:
+    """The progress of an unfinished run; :class:`CheckpointError` for a damaged file."""
+    try:
+        progress = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        progress = None
+    if not isinstance(progress, dict):
+        raise CheckpointError(
+            f"{path} is damaged (not a JSON object), so the unfinished run cannot resume: "
+            f"delete it to start over"
+        )
     return progress
 
 

@@ -44,6 +44,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -193,6 +194,11 @@ class ModelEntry(_Section):
                 "site_layer picks the attention layer of a pretrained transformer; a classic "
                 "model has one attention site: remove site_layer"
             )
+        if not self.pretrained:
+            try:  # sizes that depend on the encoder (cnn halves hidden_size)
+                ClassicConfig(vocab_size=1, **self.architecture())
+            except AttnExplainError as exc:
+                raise ValueError(str(exc)) from exc
         return self
 
     def architecture(self) -> dict[str, Any]:
@@ -299,7 +305,7 @@ class Plan(_Section):
     name: Annotated[str, AfterValidator(_safe_name)]
     datasets: Annotated[list[DatasetItem], Field(min_length=1)]
     models: Annotated[list[ModelEntry], Field(min_length=1)]
-    seeds: Annotated[list[int], Field(min_length=1)]
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)]
     split: Annotated[str, _one_of("split", SPLITS)] = "test"
     max_instances: PositiveInt | None = None
     train: TrainEntry = Field(default_factory=TrainEntry)
