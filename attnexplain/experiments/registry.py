@@ -25,7 +25,8 @@ parameter a plan may set, with its default; a plan that sets another one, or one
 wrong type, is rejected before anything runs. The Jain & Wallace experiments are
 registered as ``jain_wallace.correlation``, ``jain_wallace.permutation`` and
 ``jain_wallace.adversarial``; Serrano & Smith's as ``serrano_smith.zero_top`` and
-``serrano_smith.flip_fraction``.
+``serrano_smith.flip_fraction``; the league table of explanation methods as
+``league.methods``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ from typing import TYPE_CHECKING, Protocol
 import pandas as pd
 
 from attnexplain.errors import InvalidInputError, UnknownNameError
-from attnexplain.experiments import jain_wallace, predictions, serrano_smith, wiegreffe_pinter
+from attnexplain.experiments import (
+    jain_wallace,
+    league,
+    predictions,
+    serrano_smith,
+    wiegreffe_pinter,
+)
 from attnexplain.experiments.needs import Needs, RunContext, Setting
 
 if TYPE_CHECKING:
@@ -170,6 +177,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         *(Experiment(**spec) for spec in wiegreffe_pinter.REGISTRATIONS),
         *(Experiment(**spec) for spec in serrano_smith.REGISTRATIONS),
+        *(Experiment(**spec) for spec in league.REGISTRATIONS),
     ]
 }
 
