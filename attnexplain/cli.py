@@ -616,8 +616,7 @@ def main() -> None:
         sys.exit(130)
     except typer.exceptions.TyperException as exc:  # click's: a bad option value, no command
         _usage_error(exc)
-    if isinstance(code, int) and code:  # typer.Exit(code)
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(code), as click exits
 
 
 def _usage_error(exc: typer.exceptions.TyperException) -> None:
