@@ -8,10 +8,13 @@ not as an approximation), and those methods return it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from attnexplain.attribution.adapter import Model
 from attnexplain.attribution.attention_graph import attention_flow, attention_rollout
+from attnexplain.attribution.layerwise import rows_of
 from attnexplain.attribution.norms import attention_norm
 from attnexplain.attribution.result import MethodOutput
 from attnexplain.data.batching import Batch
@@ -48,17 +51,28 @@ def raw_attention(model: Model, batch: Batch, heads: str | int = "mean") -> Meth
     return MethodOutput(aggregate_heads(model.attention(model.encode_batch(batch)), heads))
 
 
-def grad_attention(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
-    """alpha_t * d p_target / d alpha_t (Serrano & Smith 2019), the first-order share of the
-    output owed to each attention weight, summed over heads. Signed, [batch, tokens]."""
+def site_gradient(
+    model: Model, batch: Batch, objective: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The site attention and the gradient of ``objective(logits)`` (a scalar) with respect
+    to it, both [batch, tokens] (classic) or [batch, heads, tokens] (transformers' site row)."""
     with torch.no_grad():
         state = model.encode_batch(batch)
         attention = model.attention(state)
     attention = attention.detach().requires_grad_()
-    probabilities = model.probabilities(model.decode(state, attention))
-    chosen = probabilities.gather(-1, target.unsqueeze(-1)).sum()
-    (gradient,) = torch.autograd.grad(chosen, attention)
-    product = attention.detach() * gradient
+    (gradient,) = torch.autograd.grad(objective(model.decode(state, attention)), attention)
+    return attention.detach(), gradient
+
+
+def grad_attention(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
+    """alpha_t * d p_target / d alpha_t (Serrano & Smith 2019), the first-order share of the
+    output owed to each attention weight, summed over heads. Signed, [batch, tokens]."""
+
+    def chosen(logits: torch.Tensor) -> torch.Tensor:
+        return model.probabilities(logits).gather(-1, target.unsqueeze(-1)).sum()
+
+    attention, gradient = site_gradient(model, batch, chosen)
+    product = attention * gradient
     return MethodOutput(product.reshape(len(batch), -1, product.shape[-1]).sum(1))
 
 
@@ -83,9 +97,7 @@ def rollout(model: Model, batch: Batch) -> MethodOutput:
     if not isinstance(model, HFClassifier):
         return raw_attention(model, batch)
     patterns, query = _all_layers(model, batch)
-    return MethodOutput(
-        attention_rollout(patterns)[torch.arange(len(batch), device=query.device), query]
-    )
+    return MethodOutput(rows_of(attention_rollout(patterns), query))
 
 
 def flow(model: Model, batch: Batch) -> MethodOutput:

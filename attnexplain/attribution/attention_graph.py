@@ -29,7 +29,17 @@ def attention_rollout(patterns: torch.Tensor) -> torch.Tensor:
     patterns: [batch, layers, heads, tokens, tokens], first layer first. Returns [batch,
     tokens, tokens]: row i is output position i's mix of input tokens (rows sum to 1).
     """
-    layers = residual_attention(patterns)
+    return compose(residual_attention(patterns))
+
+
+def compose(layers: torch.Tensor) -> torch.Tensor:
+    """The product of per-layer token-to-token matrices, last layer leftmost: L_n ... L_1.
+
+    layers: [batch, layers, tokens, tokens], first layer first, row i of a layer mixing the
+    previous layer's tokens into position i. Returns [batch, tokens, tokens]. Every rollout
+    (of attention, of gradient-weighted attention, of ALTI or value-zeroing matrices) is this
+    product of its own layer matrices.
+    """
     rollout = layers[:, 0]
     for layer in range(1, layers.shape[1]):
         rollout = layers[:, layer] @ rollout

@@ -9,7 +9,15 @@ from typing import Protocol
 
 import torch
 
-from attnexplain.attribution import attention, captum_methods, erasure, gradient
+from attnexplain.attribution import (
+    alti,
+    attention,
+    captum_methods,
+    erasure,
+    generic_rollout,
+    gradient,
+    value_zeroing,
+)
 from attnexplain.attribution.adapter import check_model, predicted_class
 from attnexplain.attribution.result import Attribution, MethodOutput
 from attnexplain.data.batching import Batch
@@ -52,6 +60,9 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("attention-flow", attention.flow, "attention"),
         MethodSpec("attention-norm", attention.norm_attention, "attention"),
         MethodSpec("grad-attention", attention.grad_attention, "attention"),
+        MethodSpec("gradient-rollout", generic_rollout.gradient_rollout, "attention"),
+        MethodSpec("value-zeroing", value_zeroing.value_zeroing, "attention"),
+        MethodSpec("alti", alti.alti, "attention"),
         MethodSpec("jw-gradient", gradient.jw_gradient, "gradient"),
         MethodSpec("leave-one-out", erasure.leave_one_out, "erasure"),
         MethodSpec("saliency", captum_methods.saliency, "captum"),
