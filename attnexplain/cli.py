@@ -496,6 +496,13 @@ def reproduce_command(
         Path | None,
         typer.Option(help="Folder of the run directories, one per plan [default: runs]"),
     ] = None,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="Run nothing: write the reports of what is finished and judge the claims on it",
+        ),
+    ] = False,
     export_to: Annotated[
         Path | None,
         typer.Option(
@@ -515,7 +522,7 @@ def reproduce_command(
     subset, BiLSTM and Average; about 4 minutes on 2 CPU cores). Finished units are kept, so
     an interrupted call resumes."""
     from attnexplain.experiments.claims import judge
-    from attnexplain.reproduce import export, jobs, reproduce
+    from attnexplain.reproduce import export, finished_results, jobs, reproduce, write_reports
 
     planned = jobs(full, out)
     for job in planned:
@@ -535,10 +542,13 @@ def reproduce_command(
                 )
         return
     started = time.perf_counter()
-    chosen = make_executor(executor, workers, address, planned[0].out.parent)
-    results = reproduce(full, out, chosen, cache_dir)
-    for result in results:
-        _write_report(result.directory, None, FORMATS, DEFAULT_INSTANCES, cache_dir)
+    if report_only:
+        results = finished_results(full, out)
+    else:
+        chosen = make_executor(executor, workers, address, planned[0].out.parent)
+        results = reproduce(full, out, chosen, cache_dir)
+    for written in write_reports(results, cache_dir):
+        typer.echo(f"report: {written}")
     claims = judge(results)
     typer.echo("\nthe papers' claims on these runs (tolerances: reports/README.md):")
     for row in claims.itertuples():
@@ -560,10 +570,12 @@ def _write_report(
     formats: str | tuple[str, ...],
     instances: int | list[int],
     cache_dir: Path | None,
+    plan: Path | None = None,
 ) -> None:
     from attnexplain.report import build
 
-    for written in build(run_dir, out, formats, instances, cache_dir).values():
+    whole = None if plan is None else load_plan(plan)
+    for written in build(run_dir, out, formats, instances, cache_dir, whole).values():
         typer.echo(f"report: {written}")
 
 
@@ -584,12 +596,19 @@ def report_command(
             f"[default: the first {DEFAULT_INSTANCES}]"
         ),
     ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            help="Report the directory as this whole plan sees it (after --dataset / --model "
+            "runs) [default: the plan of its latest run]"
+        ),
+    ] = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Write the report of a run directory: a summary (what ran, test metrics, versions, seeds,
     git revision, time per unit, what was reused), a section per experiment, our numbers beside
     the papers' and token heatmaps. Works on unfinished runs and names their missing units."""
-    _write_report(run_dir, out, formats, instance or DEFAULT_INSTANCES, cache_dir)
+    _write_report(run_dir, out, formats, instance or DEFAULT_INSTANCES, cache_dir, plan)
 
 
 def _print_plan_status(status: pd.DataFrame) -> None:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.claims import claims_markdown, judge
-from attnexplain.report.build import REPORT_FOLDER
+from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS, REPORT_FOLDER, build
 from attnexplain.runner.executors import Executor
+from attnexplain.runner.plan import load_plan
 from attnexplain.runner.run import DEFAULT_RUNS, RunResult, run_plan
 from attnexplain.runner.store import MANIFEST_FILE
+from attnexplain.runner.units import expand
 
 MAIN_PLAN = "reproduce.yaml"
 # the cheapest first: the transformer plan is shortest, the J&W plan longest; the league (and
@@ -95,6 +97,33 @@ def reproduce(
             )
         )
     return results
+
+
+def finished_results(full: bool = False, out: str | os.PathLike | None = None) -> list[RunResult]:
+    """What :func:`reproduce` has produced so far, running nothing: each plan over its run
+    directory (the plans whose directory does not exist yet are left out)."""
+    results = []
+    for job in jobs(full, out):
+        if (job.out / MANIFEST_FILE).is_file():
+            plan = load_plan(job.plan)
+            results.append(RunResult(job.out, plan, expand(plan)))
+    if not results:
+        raise AttnExplainError(
+            f"nothing reproduced yet under {jobs(full, out)[0].out.parent}: run "
+            "`attnexplain reproduce` first"
+        )
+    return results
+
+
+def write_reports(
+    results: Sequence[RunResult], cache_dir: str | os.PathLike | None = None
+) -> list[Path]:
+    """The HTML and PDF report of every run, each as its whole plan sees the directory."""
+    written = []
+    for result in results:
+        files = build(result.directory, None, FORMATS, DEFAULT_INSTANCES, cache_dir, result.plan)
+        written += files.values()
+    return written
 
 
 def export(results: Sequence[RunResult], folder: str | os.PathLike, name: str) -> Path:

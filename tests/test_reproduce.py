@@ -110,3 +110,12 @@ def test_reproduce_end_to_end_writes_the_report_and_judges_the_claims(tmp_path):
     assert len(list((tmp_path / "export" / "reproduce" / "summaries").glob("*.csv"))) == 6
     claims = pd.read_csv(tmp_path / "export" / "main-claims.csv")
     assert len(claims) == len(CLAIMS) and (claims["holds"] == "yes").sum() >= 5
+
+
+def test_report_only_reports_what_is_finished_and_runs_nothing(tmp_path):
+    done = run_cli("reproduce", "--report-only", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: nothing reproduced yet under {tmp_path}: run `attnexplain reproduce` first"
+    )
+    assert not any(tmp_path.iterdir())

