@@ -20,14 +20,11 @@ and TVD of attention are averaged over heads, and max-attention bins use the hea
 
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from tqdm.auto import tqdm
 
 from attnexplain.attribution import attribute
 from attnexplain.experiments.site_attention import (
@@ -35,7 +32,7 @@ from attnexplain.experiments.site_attention import (
     attention_bin,
     decode_probabilities,
     instance_columns,
-    site_batches,
+    iterate_site_batches,
     token_attention,
 )
 from attnexplain.hooks.interventions import shuffle_allowed
@@ -63,19 +60,6 @@ def _head_mean(values: torch.Tensor, dims: int) -> torch.Tensor:
     while values.dim() > dims:
         values = values.mean(-1)
     return values
-
-
-def _iterate(
-    checkpoint: Checkpoint, frame: pd.DataFrame, batch_size: int, progress: bool, what: str
-):
-    total = math.ceil(len(frame) / batch_size)
-    return tqdm(
-        site_batches(checkpoint, frame, batch_size),
-        total=total,
-        disable=not progress,
-        desc=what,
-        leave=False,
-    )
 
 
 def violins_by_bin(df: pd.DataFrame, column: str, ax: plt.Axes) -> None:
@@ -127,7 +111,9 @@ def run_permutation(
     params = {**PERMUTATION_DEFAULTS, **(params or {})}
     generator = torch.Generator().manual_seed(params["seed"])
     parts = []
-    for site in _iterate(checkpoint, frame, params["batch_size"], progress, "permutation"):
+    for site in iterate_site_batches(
+        checkpoint, frame, params["batch_size"], progress, "permutation"
+    ):
         deltas = permutation_deltas(checkpoint, site, params["permutations"], generator)
         parts.append(
             pd.DataFrame(
@@ -209,7 +195,9 @@ def run_adversarial(
     for parameter in checkpoint.model.parameters():
         parameter.requires_grad_(False)
     parts = []
-    for site in _iterate(checkpoint, frame, params["batch_size"], progress, "adversarial"):
+    for site in iterate_site_batches(
+        checkpoint, frame, params["batch_size"], progress, "adversarial"
+    ):
         adversaries = adversarial_search(checkpoint, site, params, generator)
         with torch.no_grad():
             moved = tvd(
@@ -279,7 +267,9 @@ def run_correlation(
     tokens; transformers' attention is the head mean of the site row."""
     params = {**CORRELATION_DEFAULTS, **(params or {})}
     model, parts = checkpoint.model, []
-    for site in _iterate(checkpoint, frame, params["batch_size"], progress, "correlation"):
+    for site in iterate_site_batches(
+        checkpoint, frame, params["batch_size"], progress, "correlation"
+    ):
         attention = token_attention(site)
         columns = instance_columns(frame, checkpoint.classes, site)
         mask = site.batch.content_mask

@@ -18,8 +18,7 @@ import torch
 
 from attnexplain.attribution import attribute, list_methods
 from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
-from attnexplain.experiments.jain_wallace import _iterate
-from attnexplain.experiments.site_attention import SiteBatch
+from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
 from attnexplain.faithfulness import aopc, comprehensiveness, sufficiency
 from attnexplain.metrics import auprc, kendall_tau, spearman
 from attnexplain.models.checkpoint import Checkpoint
@@ -107,7 +106,7 @@ def run_league(
     params = {**LEAGUE_DEFAULTS, **(params or {})}
     methods = params["methods"] or default_methods()
     model, parts = checkpoint.model, []
-    for site in _iterate(checkpoint, frame, params["batch_size"], progress, "league"):
+    for site in iterate_site_batches(checkpoint, frame, params["batch_size"], progress, "league"):
         scores = _scores(model, site, sorted({*methods, *REFERENCES.values()}))
         references = {name: scores[name] for name in REFERENCES.values()}
         if any(isinstance(value, str) for value in references.values()):

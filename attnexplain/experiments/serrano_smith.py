@@ -29,11 +29,11 @@ import torch
 
 from attnexplain.attribution import attribute, get_method
 from attnexplain.errors import InvalidInputError
-from attnexplain.experiments.jain_wallace import _iterate as iterate_sites
 from attnexplain.experiments.site_attention import (
     SiteBatch,
     decode_probabilities,
     instance_columns,
+    iterate_site_batches,
     token_attention,
 )
 from attnexplain.hooks.interventions import zero_keys
@@ -149,7 +149,7 @@ def run_zero_top(
     params = {**ZERO_TOP_DEFAULTS, **(params or {})}
     generator = torch.Generator().manual_seed(params["seed"])
     parts = []
-    for site in iterate_sites(checkpoint, frame, params["batch_size"], progress, "zero top"):
+    for site in iterate_site_batches(checkpoint, frame, params["batch_size"], progress, "zero top"):
         columns = instance_columns(frame, checkpoint.classes, site)
         parts.append(pd.DataFrame({**columns, **zero_top_columns(checkpoint, site, generator)}))
     return pd.concat(parts).sort_values("instance").reset_index(drop=True)
@@ -287,7 +287,9 @@ def run_flip_fraction(
     validate_flip_fraction(params)
     generator = torch.Generator().manual_seed(params["seed"])
     parts = []
-    for site in iterate_sites(checkpoint, frame, params["batch_size"], progress, "flip fraction"):
+    for site in iterate_site_batches(
+        checkpoint, frame, params["batch_size"], progress, "flip fraction"
+    ):
         columns = instance_columns(frame, checkpoint.classes, site)
         columns |= flip_fraction_columns(checkpoint, site, params, generator)
         parts.append(pd.DataFrame(columns))

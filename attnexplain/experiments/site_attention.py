@@ -10,12 +10,14 @@ transformers: every unpadded key of the classifier's row).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from attnexplain.data.batching import Batch, bucketed_batches
 from attnexplain.models.checkpoint import Checkpoint
@@ -49,6 +51,20 @@ def site_batches(
     sequences = pipeline.encode_split(frame)
     for batch in bucketed_batches(sequences, batch_size=batch_size, framing=pipeline.framing):
         yield site_batch(model, batch)
+
+
+def iterate_site_batches(
+    checkpoint: Checkpoint, frame: pd.DataFrame, batch_size: int, progress: bool, what: str
+) -> Iterator[SiteBatch]:
+    """:func:`site_batches` behind a progress bar labelled ``what``, the loop every
+    per-instance experiment runs."""
+    return tqdm(
+        site_batches(checkpoint, frame, batch_size),
+        total=math.ceil(len(frame) / batch_size),
+        disable=not progress,
+        desc=what,
+        leave=False,
+    )
 
 
 def site_batch(model, batch: Batch) -> SiteBatch:
