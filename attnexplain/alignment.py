@@ -74,6 +74,15 @@ def classic_alignment(tokens: Sequence[str]) -> WordAlignment:
     return WordAlignment(list(tokens[1:-1]), [None, *range(len(tokens) - 2), None])
 
 
+def text_alignment(pipeline, text: str) -> WordAlignment:
+    """The words of ``text`` and, per position of ``pipeline``'s encoding of it (specials
+    included), the word it belongs to; ``pipeline`` is a classic ``TextPipeline`` (its tokens
+    are the words) or a ``WordpieceTokenizer``."""
+    if hasattr(pipeline, "align"):
+        return pipeline.align(text)
+    return classic_alignment(pipeline.tokens(text))
+
+
 def pieces_to_tokens(
     weights: Sequence[float],
     piece_offsets: Sequence[tuple[int, int]],

@@ -52,3 +52,27 @@ def test_unknown_methods_are_refused():
     experiment = get_experiment("league.methods")
     with pytest.raises(InvalidInputError, match="unknown: \\['shap-magic'\\]"):
         experiment.resolve({"methods": ["attention", "shap-magic"]})
+
+
+@pytest.mark.large
+def test_wordpieces_take_the_planted_flag_of_their_word(synthetic):
+    from transformers import AutoTokenizer
+
+    from attnexplain.data import collate
+    from attnexplain.experiments.league import rationale_tensor
+    from attnexplain.experiments.site_attention import SiteBatch
+    from attnexplain.models.hf import WordpieceTokenizer, pretrained_folder
+
+    pipeline = WordpieceTokenizer(AutoTokenizer.from_pretrained(pretrained_folder("minilm")))
+    frame = synthetic.splits["test"].head(6)
+    batch = collate(pipeline.encode_split(frame), framing=pipeline.framing)
+    site = SiteBatch(batch, None, None, None, None, np.arange(len(frame)))
+    truth = rationale_tensor(frame, site, pipeline)
+    pieces = 0
+    for row, (text, flags) in enumerate(zip(frame["text"], frame["rationale"], strict=True)):
+        alignment = pipeline.align(text)
+        expected = [0.0 if w is None else float(flags[w]) for w in alignment.word_ids]
+        assert truth[row, : len(expected)].tolist() == expected
+        assert truth[row, len(expected) :].sum() == 0
+        pieces += len(alignment.word_ids) - 2 - len(flags)
+    assert pieces > 0  # the pseudo-words are split into several wordpieces

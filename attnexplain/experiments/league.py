@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from attnexplain.alignment import text_alignment
 from attnexplain.attribution import attribute, list_methods
 from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
 from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
@@ -55,18 +56,21 @@ def validate_league(params: dict) -> None:
         )
 
 
-def rationale_tensor(frame: pd.DataFrame, site: SiteBatch) -> torch.Tensor | None:
-    """[batch, tokens] 0/1 planted flags at the content positions (after ``<SOS>`` or
-    ``[CLS]``), or None when the data plants none or its words are not the model's tokens one
-    to one (wordpieces)."""
+def rationale_tensor(frame: pd.DataFrame, site: SiteBatch, pipeline: object) -> torch.Tensor | None:
+    """[batch, tokens] 0/1: the planted flag of the word each token belongs to (a wordpiece
+    takes its word's flag; specials and padding 0), or None when the data plants no rationale
+    or the pipeline's words are not the planted words one to one."""
     if "rationale" not in frame.columns:
         return None
-    rows = frame["rationale"].iloc[site.rows].tolist()
     truth = torch.zeros(site.batch.content_mask.shape)
-    for row, flags in enumerate(rows):
-        if len(flags) != int(site.batch.content_mask[row].sum()):
-            return None  # tokens are not the planted words one to one
-        truth[row, 1 : 1 + len(flags)] = torch.tensor(flags, dtype=torch.float)
+    for row, index in enumerate(site.rows):
+        flags = frame["rationale"].iloc[index]
+        alignment = text_alignment(pipeline, frame["text"].iloc[index])
+        if len(alignment.words) > len(flags):
+            return None  # the tokenizer splits words the data does not
+        for position, word in enumerate(alignment.word_ids[: truth.shape[1]]):
+            if word is not None:
+                truth[row, position] = float(flags[word])
     return truth
 
 
@@ -111,7 +115,7 @@ def run_league(
         references = {name: scores[name] for name in REFERENCES.values()}
         if any(isinstance(value, str) for value in references.values()):
             raise AttnExplainError(f"the league's references failed: {references}")
-        truth = rationale_tensor(frame, site)
+        truth = rationale_tensor(frame, site, checkpoint.pipeline)
         for name in methods:
             part = {"instance": site.rows, "method": name}
             if isinstance(scores[name], str):

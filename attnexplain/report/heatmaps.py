@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attnexplain.alignment import WordAlignment, aggregate_to_words, classic_alignment
-from attnexplain.data.text import TextPipeline
+from attnexplain.alignment import WordAlignment, aggregate_to_words, text_alignment
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.site_attention import site_outputs
 from attnexplain.experiments.wiegreffe_pinter import chosen_adversaries
@@ -60,15 +59,6 @@ def largest(*scores: np.ndarray) -> float:
     values = np.abs(np.concatenate([np.asarray(s, dtype=float) for s in scores]))
     values = values[np.isfinite(values)]
     return float(values.max()) if values.size else 0.0
-
-
-def text_alignment(checkpoint: Checkpoint, text: str) -> WordAlignment:
-    """The words of ``text`` and, per position of the model's encoding of it (specials
-    included), the word it belongs to."""
-    pipeline = checkpoint.pipeline
-    if isinstance(pipeline, TextPipeline):
-        return classic_alignment(pipeline.tokens(text))
-    return pipeline.align(text)
 
 
 def _per_word(
@@ -133,7 +123,7 @@ def explain_heatmaps(
     captions = captions or [""] * len(texts)
     heatmaps = []
     for instance, text in enumerate(texts):
-        alignment = text_alignment(checkpoint, text)
+        alignment = text_alignment(checkpoint.pipeline, text)
         rows = []
         for method in methods:
             chosen = frame[(frame["instance"] == instance) & (frame["method"] == method)]
@@ -176,7 +166,7 @@ def fragile_heatmaps(
     for position, (name, i) in enumerate(picks):
         record = chosen.iloc[i]
         text = rows["text"].iloc[position]
-        alignment = text_alignment(checkpoint, text)
+        alignment = text_alignment(checkpoint.pipeline, text)
         model = support_to_words(checkpoint, own.attention[position], alignment)
         adversary = support_to_words(checkpoint, record["jw_weights"], alignment)
         scale = largest(model, adversary)
