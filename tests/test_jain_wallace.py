@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import BertTokenizerFast
 
 from attnexplain import TrainConfig, load_checkpoint, train
 from attnexplain.data import collate
@@ -16,9 +15,8 @@ from attnexplain.experiments import jain_wallace as jw
 from attnexplain.experiments.paper_numbers import beside_paper, summary_quantities
 from attnexplain.hooks import capture
 from attnexplain.metrics import tvd
-from attnexplain.models.checkpoint import Checkpoint, at_site_layer
-from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
-from tests.tiny_transformers import tiny_model
+from attnexplain.models.checkpoint import at_site_layer
+from tests.tiny_transformers import tiny_bert_checkpoint
 
 QUICK = TrainConfig(epochs=1, embeddings="random", embed_dim=16, seed=1)
 FAST_ADVERSARY = {"steps": 60, "adversaries": 3, "lr": 0.05}
@@ -38,17 +36,7 @@ def frame(synthetic):
 
 @pytest.fixture(scope="module")
 def tiny_bert():
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        *sorted({w for t in ["ba", "ko", "ti", "mu"] for w in (t, "##" + t)}),
-    ]
-    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
-    return Checkpoint(
-        HFClassifier(tiny_model("bert")), WordpieceTokenizer(tokenizer), ["class0", "class1"]
-    )
+    return tiny_bert_checkpoint()
 
 
 def test_permuting_uniform_attention_changes_nothing(synthetic, frame, tmp_path):

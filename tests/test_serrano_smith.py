@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import BertTokenizerFast
 
 from attnexplain import TrainConfig, load_checkpoint, train
 from attnexplain.data.text import SPECIAL_TOKENS, TextPipeline, Vocabulary, tokenize
@@ -18,8 +17,7 @@ from attnexplain.experiments import get_experiment
 from attnexplain.experiments import serrano_smith as ss
 from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
-from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
-from tests.tiny_transformers import tiny_model
+from tests.tiny_transformers import tiny_bert_checkpoint
 
 QUICK = TrainConfig(epochs=1, embeddings="random", embed_dim=16, seed=1)
 ZERO_TOP_COLUMNS = [
@@ -92,17 +90,7 @@ def classic(synthetic, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_bert():
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        *sorted({w for t in ["ba", "ko", "ti", "mu"] for w in (t, "##" + t)}),
-    ]
-    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
-    return Checkpoint(
-        HFClassifier(tiny_model("bert")), WordpieceTokenizer(tokenizer), ["class0", "class1"]
-    )
+    return tiny_bert_checkpoint()
 
 
 def test_flip_fraction_is_one_over_n_when_one_planted_token_decides_the_label():

@@ -82,3 +82,25 @@ def eager_twin(name: str):
     eager = tiny_model(name, "eager")
     eager.load_state_dict(tiny_model(name).state_dict())
     return eager
+
+
+def tiny_bert_checkpoint():
+    """A checkpoint of the tiny random-init BERT with a wordpiece tokenizer of four syllables
+    (``ba ko ti mu`` and their ``##`` continuations), for experiments on a transformer."""
+    from transformers import BertTokenizerFast
+
+    from attnexplain.models.checkpoint import Checkpoint
+    from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
+
+    syllables = ["ba", "ko", "ti", "mu"]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        *sorted({*syllables, *("##" + s for s in syllables)}),
+    ]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
+    return Checkpoint(
+        HFClassifier(tiny_model("bert")), WordpieceTokenizer(tokenizer), ["class0", "class1"]
+    )
