@@ -12,6 +12,7 @@ import torch
 from attnexplain.attribution import (
     alti,
     attention,
+    attnlrp,
     captum_methods,
     erasure,
     generic_rollout,
@@ -63,6 +64,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("gradient-rollout", generic_rollout.gradient_rollout, "attention"),
         MethodSpec("value-zeroing", value_zeroing.value_zeroing, "attention"),
         MethodSpec("alti", alti.alti, "attention"),
+        MethodSpec("attnlrp", attnlrp.attnlrp, "attention"),
         MethodSpec("jw-gradient", gradient.jw_gradient, "gradient"),
         MethodSpec("leave-one-out", erasure.leave_one_out, "erasure"),
         MethodSpec("saliency", captum_methods.saliency, "captum"),
