@@ -274,5 +274,5 @@ def test_bad_options_target_and_model_are_clear_errors(classic):
         attribute(model, batch, "integrated-gradients", steps=3)
     with pytest.raises(InvalidInputError, match="does not explain a class"):
         attribute(model, batch, "attention", target=torch.zeros(2, dtype=torch.long))
-    with pytest.raises(InvalidInputError, match="ClassicModel and HFClassifier"):
+    with pytest.raises(InvalidInputError, match="ClassicModel, AttentionCNN and HFClassifier"):
         attribute(torch.nn.Linear(2, 2), batch, "attention")

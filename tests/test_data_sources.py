@@ -19,7 +19,11 @@ def _param(spec):
     return pytest.param(spec.name, marks=pytest.mark.large if large else (), id=spec.name)
 
 
-@pytest.mark.parametrize("name", [_param(spec) for spec in list_datasets()])
+TEXT_SPECS = [spec for spec in list_datasets() if spec.modality == "text"]
+IMAGE_SPECS = [spec for spec in list_datasets() if spec.modality == "image"]
+
+
+@pytest.mark.parametrize("name", [_param(spec) for spec in TEXT_SPECS])
 def test_registered_dataset_loads_with_its_documented_splits(name):
     spec = next(s for s in list_datasets() if s.name == name)
     data = load_dataset(name)
@@ -33,6 +37,18 @@ def test_registered_dataset_loads_with_its_documented_splits(name):
     assert set(data.train["label"]) == set(range(data.num_classes))
     again = load_dataset(name)
     assert again.test["text"].tolist() == data.test["text"].tolist()
+
+
+@pytest.mark.parametrize("name", [_param(spec) for spec in IMAGE_SPECS])
+def test_registered_image_dataset_loads_with_its_documented_splits(name):
+    spec = next(s for s in list_datasets() if s.name == name)
+    data = load_dataset(name)
+    assert data.modality == "image"
+    assert tuple(len(data.splits[s]) for s in ("train", "dev", "test")) == spec.sizes
+    assert set(data.train["label"]) == set(range(data.num_classes)) == set(data.test["label"])
+    again = load_dataset(name)
+    for first, second in zip(data.test["image"], again.test["image"], strict=True):
+        assert (first == second).all()
 
 
 def test_unknown_dataset_is_a_typed_error():

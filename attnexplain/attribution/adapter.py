@@ -15,22 +15,34 @@ from torch import nn
 from attnexplain.data.batching import Batch
 from attnexplain.errors import InvalidInputError
 from attnexplain.hooks import CLASSIC_SITE, list_sites
-from attnexplain.models.classic import ClassicModel
+from attnexplain.models.classic import AttendingClassifier, ClassicModel
 from attnexplain.models.hf import HFClassifier
 
 if TYPE_CHECKING:
-    pass
+    from attnexplain.attribution.pixels import PixelForward
 
 Model = ClassicModel | HFClassifier
 
 
 def check_model(model: object) -> None:
-    """Raise :class:`InvalidInputError` unless ``model`` is a ClassicModel or HFClassifier."""
-    if not isinstance(model, (ClassicModel, HFClassifier)):
+    """Raise :class:`InvalidInputError` unless ``model`` is one of the package's models: a
+    ClassicModel, an AttentionCNN or an HFClassifier."""
+    if not isinstance(model, (AttendingClassifier, HFClassifier)):
         raise InvalidInputError(
-            "attributions work on attnexplain's ClassicModel and HFClassifier (wrap a "
-            f"transformers classifier as HFClassifier(model)); got {type(model).__name__}"
+            "attributions work on attnexplain's ClassicModel, AttentionCNN and HFClassifier "
+            f"(wrap a transformers classifier as HFClassifier(model)); got {type(model).__name__}"
         )
+
+
+def input_forward(model: Model, batch: Batch) -> EmbeddingForward | PixelForward:
+    """``model`` as a function of its tokens' input vectors for ``batch``: word embeddings
+    for text (:class:`EmbeddingForward`), blocks of pixels for images
+    (:class:`~attnexplain.attribution.pixels.PixelForward`)."""
+    if batch.pixels is None:
+        return EmbeddingForward(model)
+    from attnexplain.attribution.pixels import BlockLayout, PixelForward
+
+    return PixelForward(model, BlockLayout.of(batch))
 
 
 def site_name(model: Model) -> str:
@@ -44,8 +56,9 @@ def pad_id(model: Model) -> int:
     """The id that pads sequences for ``model`` (classic: the zero-embedding PAD id; a
     transformer masks padding out, so any id will do where it names none)."""
     if isinstance(model, HFClassifier):
-        return model.model.config.pad_token_id or 0
-    return model.embedding.padding_idx or 0
+        return getattr(model.model.config, "pad_token_id", None) or 0  # ViT: none
+    embedding = getattr(model, "embedding", None)  # image models have none
+    return 0 if embedding is None else embedding.padding_idx or 0
 
 
 @torch.no_grad()

@@ -1,10 +1,11 @@
 """The gradient and perturbation family, computed by Captum itself on the model as a function
-of its content-token embeddings (:class:`~attnexplain.attribution.adapter.EmbeddingForward`).
+of its content-token embeddings (:class:`~attnexplain.attribution.adapter.EmbeddingForward`),
+or of an image's blocks of pixels (:class:`~attnexplain.attribution.pixels.PixelForward`).
 
 Explained output: the probability of ``target`` (default: the predicted class; a classic
 binary model's single sigmoid logit becomes [1 - p, p] first). Baseline: all-zero content
 embeddings, i.e. the content tokens erased, special tokens kept (for classic models the zero
-vector is the PAD embedding).
+vector is the PAD embedding; for an image, black blocks).
 
 From embedding-dimension attributions [batch, tokens, dim] to token scores [batch, tokens]:
 methods that attribute every embedding element (saliency, input x gradient, integrated
@@ -21,20 +22,21 @@ import warnings
 
 import torch
 
-from attnexplain.attribution.adapter import EmbeddingForward, Model, pad_id
+from attnexplain.attribution.adapter import EmbeddingForward, Model, input_forward, pad_id
 from attnexplain.attribution.erasure import erase
+from attnexplain.attribution.pixels import PixelForward
 from attnexplain.attribution.result import MethodOutput
 from attnexplain.data.batching import Batch
 
 
-def _explainer(algorithm: str, forward: EmbeddingForward):
+def _explainer(algorithm: str, forward: EmbeddingForward | PixelForward):
     """An instance of ``captum.attr.<algorithm>`` around ``forward``. Captum is imported on
     first use: it takes longer to import than the rest of ``attnexplain`` needs."""
     return getattr(importlib.import_module("captum.attr"), algorithm)(forward)
 
 
 def _captum(
-    forward: EmbeddingForward,
+    forward: EmbeddingForward | PixelForward,
     batch: Batch,
     target: torch.Tensor,
     algorithm: str,
@@ -64,12 +66,12 @@ def _captum(
 
 def saliency(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
     """Captum ``Saliency``: |d p_target / d e|, summed over the embedding dimension."""
-    return _captum(EmbeddingForward(model), batch, target, "Saliency")
+    return _captum(input_forward(model, batch), batch, target, "Saliency")
 
 
 def input_x_gradient(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
     """Captum ``InputXGradient``: e * d p_target / d e, summed over the embedding dimension."""
-    return _captum(EmbeddingForward(model), batch, target, "InputXGradient")
+    return _captum(input_forward(model, batch), batch, target, "InputXGradient")
 
 
 def integrated_gradients(
@@ -78,7 +80,7 @@ def integrated_gradients(
     """Captum ``IntegratedGradients`` on the embeddings from the zero baseline, ``n_steps``
     Gauss-Legendre steps; reports Captum's convergence delta."""
     return _captum(
-        EmbeddingForward(model),
+        input_forward(model, batch),
         batch,
         target,
         "IntegratedGradients",
@@ -91,7 +93,7 @@ def deeplift(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
     """Captum ``DeepLift`` (Rescale rule on the nonlinearities that are modules; elsewhere
     plain gradients, so the delta is not 0 for e.g. BERT's GELU) from the zero baseline;
     reports Captum's convergence delta."""
-    return _captum(EmbeddingForward(model), batch, target, "DeepLift", with_delta=True)
+    return _captum(input_forward(model, batch), batch, target, "DeepLift", with_delta=True)
 
 
 def gradient_shap(
@@ -100,9 +102,10 @@ def gradient_shap(
     """Captum ``GradientShap`` with the zero baseline: ``n_samples`` random points between
     baseline and input (plus Gaussian noise of ``stdevs``). Completeness holds only in
     expectation here, so no convergence delta is reported."""
-    baseline = torch.zeros(1, *batch.token_ids.shape[1:], EmbeddingForward(model).embedding_dim)
+    forward = input_forward(model, batch)
+    baseline = torch.zeros(1, *batch.token_ids.shape[1:], forward.embedding_dim)
     return _captum(
-        EmbeddingForward(model),
+        forward,
         batch,
         target,
         "GradientShap",
@@ -115,7 +118,7 @@ def gradient_shap(
 def occlusion(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
     """Captum ``Occlusion`` of one token at a time (window: one token's whole embedding):
     p_target(x) - p_target(x with token t's embedding zeroed)."""
-    forward = EmbeddingForward(model)
+    forward = input_forward(model, batch)
     window = (1, forward.embedding_dim)
     return _captum(
         forward,
@@ -139,7 +142,7 @@ def _surrogate(
     """Fit Captum's surrogate (LIME, KernelSHAP) per instance with one feature per content
     token. Special tokens share the first content token's feature: their content input and
     baseline are both zero, so switching them changes nothing."""
-    forward = EmbeddingForward(model)
+    forward = input_forward(model, batch)
     explainer = _explainer(algorithm, forward)
     scores = torch.zeros(batch.content_mask.shape, device=target.device)
     pad = pad_id(model)

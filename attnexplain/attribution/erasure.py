@@ -30,8 +30,13 @@ def erase(batch: Batch, rows: torch.Tensor, keep: torch.Tensor, pad: int) -> Bat
 
     rows: [variants] long; keep: [variants, tokens] bool (read at content positions only);
     pad: the padding id. The result is as narrow as its longest variant; its ``index`` and
-    ``labels`` are those of the source rows.
+    ``labels`` are those of the source rows. An image's tokens cannot close up: their blocks
+    of pixels are blacked out instead (:func:`~attnexplain.attribution.pixels.occlude`).
     """
+    if batch.pixels is not None:
+        from attnexplain.attribution.pixels import occlude
+
+        return occlude(batch, rows, keep)
     content = batch.content_mask[rows]
     kept = batch.padding_mask[rows].bool() & (~content | keep)
     lengths = kept.sum(-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attnexplain.attribution.adapter import EmbeddingForward, Model, site_name
+from attnexplain.attribution.adapter import Model, input_forward, site_name
 from attnexplain.attribution.result import MethodOutput
 from attnexplain.data.batching import Batch
 from attnexplain.hooks import SiteCall, intervene
@@ -19,11 +19,11 @@ def jw_gradient(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutpu
     with no gradient flowing through the attention at the site (J&W detach it).
 
     e is the word embedding, equal to the gradient with respect to the one-hot input at the
-    active word times that one-hot. For transformers the whole site layer's attention pattern
-    is detached; attention in the other layers stays differentiable. A row whose gradient is
-    all zero scores all zero. Returns [batch, tokens].
+    active word times that one-hot; for an image, a token's block of pixels. For transformers
+    the whole site layer's attention pattern is detached; attention in the other layers stays
+    differentiable. A row whose gradient is all zero scores all zero. Returns [batch, tokens].
     """
-    forward = EmbeddingForward(model)
+    forward = input_forward(model, batch)
     content, trailing = forward.inputs(batch)
     content.requires_grad_()
     with intervene(model, {site_name(model): _detached}):

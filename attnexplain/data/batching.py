@@ -1,5 +1,5 @@
 """Padded, length-bucketed batches with the content mask that keeps SOS/EOS/PAD out of
-attention."""
+attention; image batches whose "tokens" are the positions a vision model attends over."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from attnexplain.data.image_tokens import ImageSequence
 from attnexplain.data.text import SOS_EOS, Framing
+from attnexplain.errors import InvalidInputError
 
 
 @dataclass
@@ -27,6 +29,9 @@ class Batch:
     labels : LongTensor [batch] or None
     index : LongTensor [batch]
         Position of each row in the list the batch was cut from.
+    pixels : FloatTensor [batch, channels, height, width] or None
+        The images of an image batch (see :func:`image_batch`); None for text. The model
+        reads these instead of ``token_ids``, which then hold position ids.
     """
 
     token_ids: torch.Tensor
@@ -34,6 +39,7 @@ class Batch:
     content_mask: torch.Tensor
     labels: torch.Tensor | None
     index: torch.Tensor
+    pixels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.token_ids.shape[0]
@@ -45,6 +51,56 @@ class Batch:
         positions = torch.arange(self.token_ids.shape[1])
         return (positions < self.lengths.unsqueeze(1)).long()
 
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """transformers' keyword inputs for this batch (see :func:`model_inputs`)."""
+        return model_inputs(self.token_ids, self.padding_mask, self.pixels)
+
+
+def model_inputs(
+    token_ids: torch.Tensor, padding_mask: torch.Tensor, pixels: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """transformers' keyword inputs: ``pixel_values`` [batch, channels, height, width] for
+    images, else ``input_ids`` and ``attention_mask`` (both [batch, tokens])."""
+    if pixels is not None:
+        return {"pixel_values": pixels}
+    return {"input_ids": token_ids, "attention_mask": padding_mask}
+
+
+def image_batch(
+    images: torch.Tensor,
+    tokens: int,
+    lead: int,
+    labels: torch.Tensor | None = None,
+    index: torch.Tensor | None = None,
+) -> Batch:
+    """A :class:`Batch` of images [batch, channels, height, width] for a model that attends
+    over ``tokens`` positions per image, the first ``lead`` of them not image content (a ViT:
+    [CLS] + patches, lead 1; an attention CNN: its feature-map cells, lead 0).
+
+    ``token_ids`` [batch, tokens] are the position ids 0..tokens-1, ``lengths`` [batch] are all
+    ``tokens`` (no padding) and ``content_mask`` [batch, tokens] is True at positions >=
+    ``lead``. ``labels`` [batch] and ``index`` [batch] (default 0..batch-1) as for text.
+    """
+    if not 0 <= lead < tokens:
+        raise InvalidInputError(
+            f"an image batch needs 0 <= lead < tokens, got lead {lead}, tokens {tokens}: "
+            f"pass the model's token count and how many of them are not patches or cells"
+        )
+    if images.dim() != 4:
+        raise InvalidInputError(
+            f"images must be [batch, channels, height, width], got shape {tuple(images.shape)}"
+        )
+    count = images.shape[0]
+    positions = torch.arange(tokens)
+    return Batch(
+        token_ids=positions.expand(count, tokens).clone(),
+        lengths=torch.full((count,), tokens, dtype=torch.long),
+        content_mask=(positions >= lead).expand(count, tokens).clone(),
+        labels=None if labels is None else torch.as_tensor(labels, dtype=torch.long),
+        index=torch.arange(count) if index is None else torch.as_tensor(index),
+        pixels=images.float(),
+    )
+
 
 def collate(
     sequences: Sequence[Sequence[int]],
@@ -53,7 +109,9 @@ def collate(
     framing: Framing = SOS_EOS,
 ) -> Batch:
     """Pad id sequences into a :class:`Batch` whose content mask leaves out the special tokens
-    that ``framing`` describes (default: one before, one after, as ``<SOS> ... <EOS>``)."""
+    that ``framing`` describes (default: one before, one after, as ``<SOS> ... <EOS>``).
+    Images (:class:`~attnexplain.data.image_tokens.ImageSequence` items) bring their pixels
+    along as ``pixels`` [batch, channels, height, width]."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
     width = int(lengths.max())
     token_ids = torch.full((len(sequences), width), framing.pad_id, dtype=torch.long)
@@ -69,7 +127,15 @@ def collate(
         content_mask=content_mask,
         labels=None if labels is None else torch.as_tensor(labels, dtype=torch.long),
         index=torch.as_tensor(range(len(sequences)) if index is None else index),
+        pixels=_stacked_pixels(sequences),
     )
+
+
+def _stacked_pixels(sequences: Sequence[Sequence[int]]) -> torch.Tensor | None:
+    """[batch, channels, height, width] when the sequences are images, else None."""
+    if not isinstance(sequences[0], ImageSequence):
+        return None
+    return torch.stack([sequence.pixels for sequence in sequences])
 
 
 def bucketed_batches(

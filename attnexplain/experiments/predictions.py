@@ -23,9 +23,9 @@ PROBABILITY_PREFIX = "prob_"
 def run_predictions(
     checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
 ) -> pd.DataFrame:
-    """One row per instance of ``frame``: ``instance`` (position in ``frame``), ``text``,
-    ``label`` / ``label_class`` (the gold class as index and name), ``predicted`` /
-    ``predicted_class``, ``prob_<class>`` for every class of the checkpoint, ``correct``.
+    """One row per instance of ``frame``: ``instance`` (position in ``frame``), ``text`` (text
+    data only), ``label`` / ``label_class`` (the gold class as index and name), ``predicted``
+    / ``predicted_class``, ``prob_<class>`` for every class of the checkpoint, ``correct``.
 
     ``params``: ``batch_size`` (default 64). ``progress`` is part of the experiment contract;
     one forward pass needs no bar.
@@ -37,10 +37,11 @@ def run_predictions(
     )
     labels = frame["label"].to_numpy()
     predicted = probabilities.argmax(1)
+    source = {"text": frame["text"].to_numpy()} if "text" in frame.columns else {}
     return pd.DataFrame(
         {
             "instance": np.arange(len(frame)),
-            "text": frame["text"].to_numpy(),
+            **source,
             "label": labels,
             "label_class": [classes[i] for i in labels],
             "predicted": predicted,

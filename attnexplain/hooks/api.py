@@ -38,14 +38,16 @@ def _is_instance(model: nn.Module, module_name: str, class_name: str) -> bool:
 
 
 def _backend(model: nn.Module) -> Backend:
-    if _is_instance(model, "attnexplain.models.classic", "ClassicModel"):
+    # ClassicModel, AttentionCNN: every model that pools by attention through attention_hook
+    if _is_instance(model, "attnexplain.models.classic", "AttendingClassifier"):
         return ClassicBackend(model)
     if _is_instance(model, "transformers", "PreTrainedModel"):
         from attnexplain.hooks.transformers_backend import TransformersBackend
 
         return TransformersBackend(model)
     raise HookError(
-        "attention hooks work on attnexplain's ClassicModel, on transformers models "
+        "attention hooks work on attnexplain's attention-pooling classifiers (ClassicModel, "
+        "AttentionCNN), on transformers models "
         "(PreTrainedModel) and on wrappers of those that implement attnexplain.hooks.HookTarget "
         f"(such as HFClassifier); got {type(model).__name__}"
     )

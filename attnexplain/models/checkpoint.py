@@ -14,10 +14,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from attnexplain.atomic import atomic_write, write_json
+from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.text import TextPipeline, Vocabulary
 from attnexplain.errors import AttnExplainError, CheckpointError, InvalidInputError
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_hf, save_hf
+from attnexplain.models.vision import AttentionCNN, AttentionCNNConfig
+
+VISION_ARCHITECTURES = ("vit", "attention-cnn")
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "attnexplain.json"
@@ -61,7 +65,9 @@ def save_checkpoint(
         "classes": list(classes),
         "metadata": metadata or {},
     }
-    if isinstance(model, HFClassifier):
+    if isinstance(pipeline, ImagePipeline):
+        description |= _save_vision(directory, model, pipeline)
+    elif isinstance(model, HFClassifier):
         save_hf(directory, model, pipeline)
         description |= {
             "architecture": "hf",
@@ -109,11 +115,15 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """
     directory = Path(directory)
     config = _read_config(directory)
-    if config.get("architecture") not in ("classic", "hf"):
+    if config.get("architecture") not in ("classic", "hf", *VISION_ARCHITECTURES):
         raise CheckpointError(
             f"{directory}: unsupported architecture {config.get('architecture')!r}"
         )
     weights = _read_weights(directory)
+    if config["architecture"] in VISION_ARCHITECTURES:
+        model, pipeline = _load_vision(directory, config, weights)
+        model.eval()
+        return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
     if config["architecture"] == "hf":
         try:
             model, pipeline = load_hf(
@@ -137,6 +147,42 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     model.load_state_dict(weights)
     model.eval()
     return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
+
+
+def _save_vision(directory: Path, model: torch.nn.Module, pipeline: ImagePipeline) -> dict:
+    """Write an image model's weights (a ViT in transformers' layout); returns what
+    ``attnexplain.json`` records of it."""
+    if isinstance(model, HFClassifier):
+        model.model.save_pretrained(directory)
+        found = {"architecture": "vit", "attention_mode": model.attention_mode}
+    else:
+        state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+        found = {"architecture": "attention-cnn", "model": model.config.to_dict()}
+    return found | {"pipeline": pipeline.to_dict()}
+
+
+def _load_vision(
+    directory: Path, config: dict, weights: dict[str, torch.Tensor]
+) -> tuple[torch.nn.Module, ImagePipeline]:
+    """The image model and pipeline of a checkpoint written by :func:`_save_vision`."""
+    try:
+        pipeline = ImagePipeline.from_dict(config["pipeline"])
+        if config["architecture"] == "vit":
+            from transformers import AutoModelForImageClassification
+
+            vit = AutoModelForImageClassification.from_pretrained(
+                directory, attn_implementation="eager"
+            )
+            return HFClassifier(
+                vit, attention_mode=config.get("attention_mode", "learned")
+            ), pipeline
+        model = AttentionCNN(AttentionCNNConfig(**config["model"]))
+    except (KeyError, TypeError, OSError, ValueError, AttnExplainError) as exc:
+        raise CheckpointError(f"{directory} does not hold a usable image model ({exc})") from exc
+    _check_fits(model, weights, directory)
+    model.load_state_dict(weights)
+    return model, pipeline
 
 
 def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -182,9 +228,17 @@ def _check_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], where:
         )
         if names
     ]
-    arch = model.config
     raise CheckpointError(
         f"{where / WEIGHTS_FILE} holds weights of another architecture than its config "
-        f"({arch.encoder}+{arch.attention}, hidden {arch.hidden_size}, vocab "
-        f"{arch.vocab_size}): {'; '.join(parts)}. Use the attnexplain.json saved with these weights"
+        f"({_describe(model.config)}): {'; '.join(parts)}. Use the attnexplain.json saved "
+        f"with these weights"
+    )
+
+
+def _describe(config: ClassicConfig | AttentionCNNConfig) -> str:
+    if isinstance(config, AttentionCNNConfig):
+        return f"attention CNN, {config.image_size}x{config.image_size}, hidden {config.hidden}"
+    return (
+        f"{config.encoder}+{config.attention}, hidden {config.hidden_size}, "
+        f"vocab {config.vocab_size}"
     )

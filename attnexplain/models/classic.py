@@ -12,6 +12,7 @@ uniform baselines are built on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -212,56 +213,52 @@ def uniform_attention(content_mask: torch.Tensor) -> torch.Tensor:
     return weights / weights.sum(-1, keepdim=True)
 
 
-class ClassicModel(nn.Module):
-    """Embedding -> encoder -> attention -> linear decoder.
+class HeadConfig(Protocol):
+    """What :class:`AttendingClassifier` reads from a model's config."""
 
-    Example
-    -------
-    >>> model = ClassicModel(ClassicConfig(vocab_size=100))
-    >>> state = model.encode(batch.token_ids, batch.lengths, batch.content_mask)
-    >>> alpha = model.attention(state)                 # [B, T]
-    >>> logits = model.decode(state, alpha)            # [B, 1]  (binary)
-    >>> many = model.decode(state, candidates)         # candidates [B, K, T] -> [B, K, 1]
+    attention: str
+    attention_mode: str
+    num_classes: int
+
+    @property
+    def output_size(self) -> int: ...
+
+
+class AttendingClassifier(nn.Module):
+    """What every attention-pooling classifier of this package shares: states h [B, T, H]
+    from a subclass's encoder, pooled by ``attention`` (through ``attention_hook``, where
+    ``attnexplain.hooks`` capture and intervene), then a linear ``decode``.
+
+    A subclass sets ``config`` (with ``attention``, ``attention_mode``, ``num_classes`` and
+    ``output_size``), builds its encoder, calls :meth:`_build_head` with the encoder's width,
+    and implements ``encode_batch(batch) -> EncodedState`` (through :meth:`_encoded`),
+    ``forward`` and ``forward_batch``.
     """
 
-    def __init__(self, config: ClassicConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
-        self.encoder = _ENCODER_CLASSES[config.encoder](config.embed_dim, config.hidden_size)
-        hidden = self.encoder.output_size
+    config: HeadConfig
+
+    def _build_head(self, hidden: int) -> None:
+        """The attention scorer (learned mode only), the linear decoder and the hook point,
+        for encoder states of width ``hidden``."""
         self.scorer = (
-            _ATTENTION_CLASSES[config.attention](hidden)
-            if config.attention_mode == "learned"
+            _ATTENTION_CLASSES[self.config.attention](hidden)
+            if self.config.attention_mode == "learned"
             else None
         )
-        self.decoder = nn.Linear(hidden, config.output_size)
+        self.decoder = nn.Linear(hidden, self.config.output_size)
         self.attention_hook = AttentionHookPoint()  # no parameters: checkpoints are unchanged
+
+    def _encoded(self, hidden: torch.Tensor, content_mask: torch.Tensor) -> EncodedState:
+        """The state for encoder states ``hidden`` [B, T, H] and ``content_mask`` [B, T]."""
+        return EncodedState(hidden, content_mask, hidden @ self.decoder.weight.T)
+
+    def encode_batch(self, batch: Batch) -> EncodedState:
+        """The encoder states of a :class:`~attnexplain.data.Batch` (each subclass's own)."""
+        raise NotImplementedError
 
     def attention_parameters(self) -> list[nn.Parameter]:
         """Parameters of the attention scorer (J&W train them without weight decay)."""
         return [] if self.scorer is None else list(self.scorer.parameters())
-
-    def encode(
-        self,
-        token_ids: torch.Tensor,
-        lengths: torch.Tensor,
-        content_mask: torch.Tensor,
-        embedded: torch.Tensor | None = None,
-    ) -> EncodedState:
-        """token_ids [B, T], lengths [B], content_mask [B, T] -> hidden [B, T, H].
-
-        ``embedded`` [B, T, E] replaces the embedding lookup (for gradients w.r.t. embeddings).
-        """
-        if embedded is None:
-            embedded = self.embedding(token_ids)
-        hidden = self.encoder(embedded, lengths)
-        return EncodedState(hidden, content_mask, hidden @ self.decoder.weight.T)
-
-    def encode_batch(self, batch: Batch) -> EncodedState:
-        """:meth:`encode` for a :class:`~attnexplain.data.Batch`: the entry point that the
-        classic and transformers models share."""
-        return self.encode(batch.token_ids, batch.lengths, batch.content_mask)
 
     def attention(self, state: EncodedState) -> torch.Tensor:
         """The model's own attention over content tokens: [B, T], rows sum to 1.
@@ -292,15 +289,10 @@ class ClassicModel(nn.Module):
         """
         return torch.einsum("b...t,btc->b...c", attention, state.token_logits) + self.decoder.bias
 
-    def forward(
-        self,
-        token_ids: torch.Tensor,
-        lengths: torch.Tensor,
-        content_mask: torch.Tensor,
-        attention: torch.Tensor | None = None,
+    def _attend_and_decode(
+        self, state: EncodedState, attention: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logits [B, C]; ``attention`` [B, T] replaces the model's own when given."""
-        state = self.encode(token_ids, lengths, content_mask)
+        """Logits [B, C] under ``attention`` [B, T], or the model's own when None."""
         return self.decode(state, self.attention(state) if attention is None else attention)
 
     @property
@@ -318,13 +310,63 @@ class ClassicModel(nn.Module):
         alpha = self.attention(state)
         return self.decode(state, alpha), alpha
 
-    def forward_batch(self, batch: Batch) -> torch.Tensor:
-        """Logits [B, C] for a :class:`~attnexplain.data.Batch`."""
-        return self(batch.token_ids, batch.lengths, batch.content_mask)
-
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., C] -> class distribution [..., num_classes] (binary: [1 - p, p])."""
         if self.config.output_size == 1:
             positive = torch.sigmoid(logits)
             return torch.cat([1 - positive, positive], dim=-1)
         return torch.softmax(logits, dim=-1)
+
+
+class ClassicModel(AttendingClassifier):
+    """Embedding -> encoder -> attention -> linear decoder.
+
+    Example
+    -------
+    >>> model = ClassicModel(ClassicConfig(vocab_size=100))
+    >>> state = model.encode(batch.token_ids, batch.lengths, batch.content_mask)
+    >>> alpha = model.attention(state)                 # [B, T]
+    >>> logits = model.decode(state, alpha)            # [B, 1]  (binary)
+    >>> many = model.decode(state, candidates)         # candidates [B, K, T] -> [B, K, 1]
+    """
+
+    def __init__(self, config: ClassicConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
+        self.encoder = _ENCODER_CLASSES[config.encoder](config.embed_dim, config.hidden_size)
+        self._build_head(self.encoder.output_size)
+
+    def encode(
+        self,
+        token_ids: torch.Tensor,
+        lengths: torch.Tensor,
+        content_mask: torch.Tensor,
+        embedded: torch.Tensor | None = None,
+    ) -> EncodedState:
+        """token_ids [B, T], lengths [B], content_mask [B, T] -> hidden [B, T, H].
+
+        ``embedded`` [B, T, E] replaces the embedding lookup (for gradients w.r.t. embeddings).
+        """
+        if embedded is None:
+            embedded = self.embedding(token_ids)
+        return self._encoded(self.encoder(embedded, lengths), content_mask)
+
+    def encode_batch(self, batch: Batch) -> EncodedState:
+        """:meth:`encode` for a :class:`~attnexplain.data.Batch`: the entry point that the
+        classic and transformers models share."""
+        return self.encode(batch.token_ids, batch.lengths, batch.content_mask)
+
+    def forward(
+        self,
+        token_ids: torch.Tensor,
+        lengths: torch.Tensor,
+        content_mask: torch.Tensor,
+        attention: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, C]; ``attention`` [B, T] replaces the model's own when given."""
+        return self._attend_and_decode(self.encode(token_ids, lengths, content_mask), attention)
+
+    def forward_batch(self, batch: Batch) -> torch.Tensor:
+        """Logits [B, C] for a :class:`~attnexplain.data.Batch`."""
+        return self(batch.token_ids, batch.lengths, batch.content_mask)

@@ -89,7 +89,9 @@ class WordpieceTokenizer:
 
 
 class HFClassifier(nn.Module):
-    """A transformers ``...ForSequenceClassification`` model with the package's interface.
+    """A transformers ``...ForSequenceClassification`` model (or a ViT
+    ``...ForImageClassification``, fed image batches: see :mod:`attnexplain.models.vision`)
+    with the package's interface.
 
     ``encode(batch)`` -> :class:`TransformerState`; ``attention(state)`` -> [batch, heads,
     tokens], the site layer's weights at the row the classifier reads; ``decode(state,
@@ -163,7 +165,7 @@ class HFClassifier(nn.Module):
         return self._logits(batch)
 
     def _logits(self, batch: Batch) -> torch.Tensor:
-        return self.model(input_ids=batch.token_ids, attention_mask=batch.padding_mask).logits
+        return self.model(**batch.model_inputs()).logits
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)

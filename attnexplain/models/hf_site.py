@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnexplain.data.batching import Batch
+from attnexplain.data.batching import Batch, model_inputs
 from attnexplain.errors import HookError
 from attnexplain.hooks import capture, intervene, layer_site
 from attnexplain.hooks.interventions import SiteCall
@@ -36,7 +36,9 @@ class TransformerState:
 
     hidden: [batch, tokens, dim], the hidden states entering the site layer;
     token_ids, padding_mask, content_mask: [batch, tokens]; query: [batch] long, the row the
-    classifier reads; attention: [batch, heads, tokens], the site's own weights in that row.
+    classifier reads; attention: [batch, heads, tokens], the site's own weights in that row;
+    pixels: [batch, channels, height, width] for an image model (what it reads instead of
+    ``token_ids``), else None.
     """
 
     hidden: torch.Tensor
@@ -45,6 +47,7 @@ class TransformerState:
     content_mask: torch.Tensor
     query: torch.Tensor
     attention: torch.Tensor
+    pixels: torch.Tensor | None = None
 
     @property
     def support(self) -> torch.Tensor:
@@ -52,11 +55,15 @@ class TransformerState:
         special tokens included; decoders: all of them precede the last-token row)."""
         return self.padding_mask.bool()
 
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """transformers' keyword inputs that reproduce this state's batch."""
+        return model_inputs(self.token_ids, self.padding_mask, self.pixels)
+
     def repeat(self, times: int) -> TransformerState:
         """Each instance ``times`` times in a row (for K candidates per instance)."""
         return TransformerState(
             *(
-                t.repeat_interleave(times, dim=0)
+                None if t is None else t.repeat_interleave(times, dim=0)
                 for t in (
                     self.hidden,
                     self.token_ids,
@@ -64,6 +71,7 @@ class TransformerState:
                     self.content_mask,
                     self.query,
                     self.attention,
+                    self.pixels,
                 )
             )
         )
@@ -185,13 +193,14 @@ class SiteSplit:
             batch.content_mask,
             self.query_rows(batch),
             rows,
+            batch.pixels,
         )
 
     def forward_with_attention(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [batch, classes] and the site's weights at the query rows [batch, heads,
         tokens], from one differentiable forward pass (for training against attention)."""
         with capture(self.model, self.site, detach=False) as cache:
-            logits = self.model(input_ids=batch.token_ids, attention_mask=batch.padding_mask).logits
+            logits = self.model(**batch.model_inputs()).logits
         rows = cache[self.site][torch.arange(len(batch)), :, self.query_rows(batch)]
         return logits, rows
 
@@ -242,9 +251,7 @@ class SiteSplit:
             return _with_rows(pattern, expanded.query, flat)
 
         with self._from_site(expanded.hidden), intervene(self.model, {self.site: put_rows}):
-            return self.model(
-                input_ids=expanded.token_ids, attention_mask=expanded.padding_mask
-            ).logits
+            return self.model(**expanded.model_inputs()).logits
 
     @contextmanager
     def _from_site(self, hidden: torch.Tensor) -> Iterator[None]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from attnexplain.data.batching import model_inputs
 from attnexplain.errors import HookError
 from attnexplain.hooks.transformers_backend import (
     _BINDINGS,
@@ -179,30 +180,30 @@ class RowDecoder:
         rows = torch.arange(count)
         query = state.query.repeat_interleave(k)
         hidden = state.hidden[rows, state.query].repeat_interleave(k, 0).unsqueeze(1)
-        ids = state.token_ids[rows, state.query].repeat_interleave(k, 0).unsqueeze(1)
+        inputs = _row_inputs(state, k)
         if split.causal or site == self.last:
             for layer, recorded in shared.above.items():
                 handlers[layer] = _attend_to(*(_repeat(t, k) for t in recorded), query)
             # decoders: the one token sits at its own position (rotary embeddings)
             positions = {"position_ids": query.unsqueeze(1)} if split.causal else {}
-            return self._run(site, hidden, ids, torch.ones_like(ids), handlers, **positions)
-        row = self._run(site, hidden, ids, torch.ones_like(ids), handlers, stop_after=site)
+            return self._run(site, hidden, inputs, handlers, **positions)
+        row = self._run(site, hidden, inputs, handlers, stop_after=site)
         above = shared.output.repeat_interleave(k, 0)
         above = above.index_put((torch.arange(count * k), query), row[:, 0])
-        return self._above_an_encoder_site(state, above, query, ids, k)
+        return self._above_an_encoder_site(state, above, query, inputs, k)
 
     def _above_an_encoder_site(
         self,
         state: TransformerState,
         above: torch.Tensor,
         query: torch.Tensor,
-        ids: torch.Tensor,
+        row_inputs: dict[str, torch.Tensor],
         k: int,
     ) -> torch.Tensor:
         """Logits from the site layer's output ``above`` [batch * k, tokens, dim] of an
         encoder below its last layer: the layers between on every row, up to the last
         layer's attention (its keys, values and input), then the last layer for row
-        ``query`` alone."""
+        ``query`` alone (``row_inputs``: :func:`_row_inputs`)."""
         split = self.split
         recorded, last_input = {}, {}
 
@@ -214,8 +215,9 @@ class RowDecoder:
             self._run(
                 split.layer + 1,
                 above,
-                state.token_ids.repeat_interleave(k, 0),
-                state.padding_mask.repeat_interleave(k, 0),
+                model_inputs(
+                    *(_repeat(t, k) for t in (state.token_ids, state.padding_mask, state.pixels))
+                ),
                 {self.last: _record(recorded, "last", query, stop=True)},
             )
         except _Stop:
@@ -224,23 +226,23 @@ class RowDecoder:
             handle.remove()
         handlers = {self.last: _attend_to(*recorded["last"], None)}
         hidden = last_input["hidden"][torch.arange(len(query)), query].unsqueeze(1)
-        return self._run(self.last, hidden, ids, torch.ones_like(ids), handlers)
+        return self._run(self.last, hidden, row_inputs, handlers)
 
     def _run(
         self,
         start: int,
         hidden: torch.Tensor,
-        token_ids: torch.Tensor,
-        padding_mask: torch.Tensor,
+        inputs: dict[str, torch.Tensor],
         handlers: dict[int, Handler],
         stop_after: int | None = None,
-        **inputs,
+        **extra,
     ) -> torch.Tensor:
         """The model from layer ``start`` (reading ``hidden`` [rows, tokens, dim]) with
         ``handlers`` computing the attention of their layers: the logits, or the output
-        [rows, tokens, dim] of layer ``stop_after`` (the pass ends there). ``token_ids`` and
-        ``padding_mask`` [rows, tokens] feed what the model computes before its layers
-        (masks, positions); ``inputs`` go to the model too."""
+        [rows, tokens, dim] of layer ``stop_after`` (the pass ends there). ``inputs`` (the
+        model's keyword inputs for ``rows``, see :func:`~attnexplain.data.batching.model_inputs`)
+        feed what the model computes before its layers (masks, positions, embeddings that the
+        site's ``hidden`` then replaces); ``extra`` go to the model too."""
         split = self.split
         grabbed = {}
 
@@ -250,12 +252,10 @@ class RowDecoder:
 
         with self._handled(handlers), split._starting_at(start, hidden):
             if stop_after is None:
-                return split.model(
-                    input_ids=token_ids, attention_mask=padding_mask, **inputs
-                ).logits
+                return split.model(**inputs, **extra).logits
             handle = split.layers[stop_after].register_forward_hook(stop)
             try:
-                split.model(input_ids=token_ids, attention_mask=padding_mask, **inputs)
+                split.model(**inputs, **extra)
             except _Stop:
                 pass
             finally:
@@ -320,8 +320,7 @@ class RowDecoder:
             output = self._run(
                 site,
                 state.hidden,
-                state.token_ids,
-                state.padding_mask,
+                state.model_inputs(),
                 handlers,
                 stop_after=site if keep_output else None,
             )
@@ -332,6 +331,15 @@ class RowDecoder:
             {layer: recorded[layer] for layer in layers if layer != site},
             output if keep_output else None,
         )
+
+
+def _row_inputs(state: TransformerState, k: int) -> dict[str, torch.Tensor]:
+    """The model's keyword inputs for the query rows run alone, each ``k`` times in a row:
+    text, the query token's id and mask [batch * k, 1]; images, the images [batch * k,
+    channels, height, width] (their embeddings are computed and then replaced at the site)."""
+    ids = state.token_ids[torch.arange(len(state.query)), state.query]
+    ids = ids.repeat_interleave(k, 0).unsqueeze(1)
+    return model_inputs(ids, torch.ones_like(ids), _repeat(state.pixels, k))
 
 
 def _repeat(tensor: torch.Tensor | None, times: int) -> torch.Tensor | None:

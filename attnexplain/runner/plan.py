@@ -17,6 +17,8 @@ A plan says what to train and what to measure on it::
     max_instances: 200               # optional: the split's first N rows (splits are shuffled)
     train: {epochs: 2, embeddings: random, embed_dim: 32}  # classic models, over TrainConfig()
     finetune: {epochs: 1}            # pretrained models, over TrainConfig.finetuning()
+    vision_train: {epochs: 10}       # image models ({vision: vit | attention-cnn}), over
+                                     #  TrainConfig.vision()
     experiments:
       - name: predictions
         params: {batch_size: 64}     # the experiment's own parameters, over its defaults
@@ -64,6 +66,9 @@ from attnexplain.models.train import EMBEDDINGS, TrainConfig
 ARCHITECTURE_KEYS = ("encoder", "attention", "hidden_size", "attention_mode")
 # "fixed" attention takes its weights with every call, so it cannot be trained from a plan.
 TRAINABLE_MODES = ATTENTION_MODES[:2]
+# Image models and the architecture keys each takes.
+VISION_KEYS = {"vit": ("attention_mode",), "attention-cnn": ("attention", "attention_mode")}
+VISION_MODELS = tuple(VISION_KEYS)
 
 
 def _one_of(what: str, allowed: Iterable[str]) -> AfterValidator:
@@ -165,9 +170,11 @@ DatasetItem = Annotated[DatasetEntry, BeforeValidator(_dataset_name)]
 
 
 class ModelEntry(_Section):
-    """A classic architecture (any of its keys; the rest take ClassicConfig's defaults) or a
-    pretrained transformer to fine-tune."""
+    """A classic architecture (any of its keys; the rest take ClassicConfig's defaults), a
+    pretrained transformer to fine-tune, or an image model (``vision: vit`` or ``vision:
+    attention-cnn``, with ``attention`` for the CNN and ``attention_mode`` for both)."""
 
+    vision: Annotated[str | None, _one_of("vision model", VISION_MODELS)] = None
     encoder: Annotated[str | None, _one_of("encoder", ENCODERS)] = None
     attention: Annotated[str | None, _one_of("attention", ATTENTIONS)] = None
     hidden_size: PositiveInt | None = None
@@ -194,6 +201,8 @@ class ModelEntry(_Section):
                 "site_layer picks the attention layer of a pretrained transformer; a classic "
                 "model has one attention site: remove site_layer"
             )
+        if self.vision:
+            return self._one_vision_family()
         if not self.pretrained:
             try:  # sizes that depend on the encoder (cnn halves hidden_size)
                 ClassicConfig(vocab_size=1, **self.architecture())
@@ -201,9 +210,27 @@ class ModelEntry(_Section):
                 raise ValueError(str(exc)) from exc
         return self
 
+    def _one_vision_family(self) -> ModelEntry:
+        allowed = VISION_KEYS[self.vision]
+        set_keys = [key for key in ARCHITECTURE_KEYS if getattr(self, key) is not None]
+        given = [key for key in set_keys if key not in allowed]
+        if self.pretrained or given:
+            extra = ["pretrained"] * bool(self.pretrained) + given
+            raise ValueError(
+                f"an image model ({self.vision}) takes only {', '.join(allowed)}; remove "
+                f"{', '.join(extra)}"
+            )
+        return self
+
     def architecture(self) -> dict[str, Any]:
         """ClassicConfig keyword arguments, defaults filled in; for pretrained models only a
-        non-default attention mode (``{"attention_mode": "uniform"}``), else empty."""
+        non-default attention mode (``{"attention_mode": "uniform"}``), else empty; for image
+        models ``vision`` and the keys given."""
+        if self.vision:
+            given = self.model_dump(include=set(VISION_KEYS[self.vision]), exclude_none=True)
+            if given.get("attention_mode") == TRAINABLE_MODES[0]:
+                del given["attention_mode"]
+            return {"vision": self.vision, **given}
         if self.pretrained:
             mode = self.attention_mode
             return {} if mode in (None, TRAINABLE_MODES[0]) else {"attention_mode": mode}
@@ -214,6 +241,8 @@ class ModelEntry(_Section):
     @property
     def label(self) -> str:
         """A short name for tables: ``lstm-additive``, ``average-dot-uniform-h64``, ``minilm``."""
+        if self.vision:
+            return "-".join(map(str, self.architecture().values()))
         if self.pretrained:
             layer = "" if self.site_layer is None else f"-layer{self.site_layer}"
             mode = "".join(f"-{value}" for value in self.architecture().values())
@@ -227,13 +256,18 @@ class ModelEntry(_Section):
         return "-".join(parts)
 
 
-class FinetuneEntry(_Section):
-    """Overrides of the fine-tuning defaults (:meth:`TrainConfig.finetuning`)."""
+class _RecipeEntry(_Section):
+    """Overrides of a training recipe's optimisation settings."""
 
     epochs: PositiveInt | None = None
     batch_size: PositiveInt | None = None
     lr: PositiveFloat | None = None
     weight_decay: NonNegativeFloat | None = None
+
+
+class FinetuneEntry(_RecipeEntry):
+    """Overrides of the fine-tuning defaults (:meth:`TrainConfig.finetuning`)."""
+
     max_length: PositiveInt | None = None
 
     def config(self, seed: int) -> TrainConfig:
@@ -248,6 +282,13 @@ class TrainEntry(FinetuneEntry):
 
     def config(self, seed: int) -> TrainConfig:
         return TrainConfig(**self.model_dump(exclude_none=True), seed=seed)
+
+
+class VisionTrainEntry(_RecipeEntry):
+    """Overrides of the image models' training defaults (:meth:`TrainConfig.vision`)."""
+
+    def config(self, seed: int) -> TrainConfig:
+        return TrainConfig.vision(**self.model_dump(exclude_none=True), seed=seed)
 
 
 class ExperimentEntry(_Section):
@@ -310,6 +351,7 @@ class Plan(_Section):
     max_instances: PositiveInt | None = None
     train: TrainEntry = Field(default_factory=TrainEntry)
     finetune: FinetuneEntry = Field(default_factory=FinetuneEntry)
+    vision_train: VisionTrainEntry = Field(default_factory=VisionTrainEntry)
     experiments: Annotated[list[ExperimentEntry], Field(min_length=1)]
     notes: list[str] = Field(default_factory=list)
 
@@ -335,6 +377,8 @@ class Plan(_Section):
 
     def train_config(self, model: ModelEntry, seed: int) -> TrainConfig:
         """The training recipe of ``model`` under this plan, with ``seed``."""
+        if model.vision:
+            return self.vision_train.config(seed)
         return (self.finetune if model.pretrained else self.train).config(seed)
 
     def select(
