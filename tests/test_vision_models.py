@@ -169,8 +169,10 @@ def test_a_uniform_cnn_weighs_its_content_cells_alike():
 def test_cnn_configs_and_batches_are_checked():
     with pytest.raises(UnknownNameError, match="additive, dot"):
         AttentionCNNConfig(attention="cosine")
-    with pytest.raises(UnknownNameError, match="learned, uniform"):
-        AttentionCNNConfig(attention_mode="fixed")
+    with pytest.raises(UnknownNameError, match="learned, uniform, fixed"):
+        AttentionCNNConfig(attention_mode="frozen")
+    with pytest.raises(UnknownNameError, match="conv, blocks"):
+        AttentionCNNConfig(encoder="mlp")
     with pytest.raises(InvalidInputError, match="pass a larger hidden"):
         AttentionCNNConfig(hidden=1)
     with pytest.raises(InvalidInputError, match="patch_size to divide image_size"):

@@ -12,10 +12,10 @@ import torch
 
 from attnexplain.attribution import attribute
 from attnexplain.attribution.adapter import site_name
-from attnexplain.attribution.pixels import BlockLayout, occlude
+from attnexplain.attribution.pixels import occlude
 from attnexplain.data import load_dataset
 from attnexplain.data.batching import collate
-from attnexplain.data.image_tokens import ImagePipeline
+from attnexplain.data.image_tokens import BlockLayout, ImagePipeline
 from attnexplain.errors import InvalidInputError, PlanError
 from attnexplain.hooks import intervene
 from attnexplain.metrics import tvd
@@ -141,6 +141,10 @@ PLAN = {
         {"name": "jain_wallace.correlation"},
         {"name": "jain_wallace.permutation", "params": {"permutations": 10}},
         {"name": "wiegreffe_pinter.uniform"},
+        {
+            "name": "wiegreffe_pinter.diagnostic",
+            "params": {"variants": ["uniform", "base"], "epochs": 2},
+        },
     ],
 }
 
@@ -162,6 +166,25 @@ def test_a_plan_trains_image_models_and_runs_the_experiments_on_them(vision_run)
     assert correlation["tau_leave-one-out"].notna().all()
     uniform = vision_run.summary(3)
     assert set(uniform["attention"]) == {"trained", "uniform"}
+    diagnostic = vision_run.summary(4)
+    assert set(diagnostic["attention"]) == {"uniform", "base"}
+    assert (diagnostic["count"] == 12).all()
+
+
+def test_the_diagnostic_mlp_sees_each_cell_alone():
+    config = AttentionCNNConfig(1, 8, 10, 6, encoder="blocks", grid=2, attention_mode="fixed")
+    model = make_attention_cnn(config, seed=0)
+    pixels = torch.rand(1, 1, 8, 8)
+    changed = pixels.clone()
+    changed[0, 0, 4:, :4] += 1  # the bottom-left cell (row 1, column 0: token 2)
+    before, after = (model.encoder(p) for p in (pixels, changed))
+    moved = (after - before).abs().sum(-1)[0]
+    assert moved[2] > 0 and moved[[0, 1, 3]].eq(0).all()
+    block = pixels[0, 0, :4, 4:].reshape(-1)  # the top-right cell: token 1
+    expected = torch.tanh(model.encoder.projection(block))
+    torch.testing.assert_close(before[0, 1], expected)
+    with pytest.raises(InvalidInputError, match="needs the blocks encoder"):
+        AttentionCNNConfig(1, 8, 10, grid=3)
 
 
 def test_a_vision_model_with_text_keys_is_refused():

@@ -40,7 +40,8 @@ def input_forward(model: Model, batch: Batch) -> EmbeddingForward | PixelForward
     (:class:`~attnexplain.attribution.pixels.PixelForward`)."""
     if batch.pixels is None:
         return EmbeddingForward(model)
-    from attnexplain.attribution.pixels import BlockLayout, PixelForward
+    from attnexplain.attribution.pixels import PixelForward
+    from attnexplain.data.image_tokens import BlockLayout
 
     return PixelForward(model, BlockLayout.of(batch))
 

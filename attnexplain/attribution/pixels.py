@@ -1,64 +1,17 @@
 """Images for the attribution methods: a token of an image is a square block of pixels (a
-ViT's patch, an attention CNN's cell), its input vector is those pixels, and erasing it
-blacks it out (occlusion).
-
-The content positions of an image batch are its blocks in row-major order, so the layout
-follows from the batch alone: P content positions on an H x W image are a sqrt(P) x sqrt(P)
-grid of (H / sqrt(P)) x (W / sqrt(P)) blocks.
+ViT's patch, an attention CNN's cell; :class:`~attnexplain.data.image_tokens.BlockLayout`),
+its input vector is those pixels, and erasing it blacks it out (occlusion).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from attnexplain.data.batching import Batch
-from attnexplain.errors import InvalidInputError
-
-
-@dataclass(frozen=True)
-class BlockLayout:
-    """``side`` x ``side`` blocks of ``height`` x ``width`` pixels over ``channels`` channels."""
-
-    channels: int
-    side: int
-    height: int
-    width: int
-
-    @property
-    def block_dim(self) -> int:
-        """Pixels in one block, over all channels: a token's input vector length."""
-        return self.channels * self.height * self.width
-
-    @classmethod
-    def of(cls, batch: Batch) -> BlockLayout:
-        """The layout of ``batch``'s images over its content positions."""
-        channels, height, width = batch.pixels.shape[1:]
-        positions = int(batch.content_mask[0].sum())
-        side = round(positions**0.5)
-        if side * side != positions or height % side or width % side:
-            raise InvalidInputError(
-                f"{positions} content positions do not tile a {height}x{width} image in square "
-                f"blocks: an image model's patches or cells must form a square grid that "
-                f"divides the image"
-            )
-        return cls(channels, side, height // side, width // side)
-
-    def to_blocks(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] -> [B, side * side, C * h * w], blocks row-major."""
-        b = pixels.shape[0]
-        grid = pixels.reshape(b, self.channels, self.side, self.height, self.side, self.width)
-        return grid.permute(0, 2, 4, 1, 3, 5).reshape(b, self.side**2, self.block_dim)
-
-    def to_pixels(self, blocks: torch.Tensor) -> torch.Tensor:
-        """[B, side * side, C * h * w] -> [B, C, H, W]: the inverse of :meth:`to_blocks`."""
-        b = blocks.shape[0]
-        grid = blocks.reshape(b, self.side, self.side, self.channels, self.height, self.width)
-        return grid.permute(0, 3, 1, 4, 2, 5).reshape(
-            b, self.channels, self.side * self.height, self.side * self.width
-        )
+from attnexplain.data.image_tokens import BlockLayout
 
 
 def occlude(batch: Batch, rows: torch.Tensor, keep: torch.Tensor) -> Batch:

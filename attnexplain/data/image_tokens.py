@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ import torch
 
 from attnexplain.data.text import Framing
 from attnexplain.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from attnexplain.data.batching import Batch
 
 IMAGE_COLUMN = "image"
 
@@ -91,3 +95,48 @@ class ImagePipeline:
     @classmethod
     def from_dict(cls, data: dict) -> ImagePipeline:
         return cls(int(data["tokens"]), int(data["lead"]), tuple(data["image_shape"]))
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """``side`` x ``side`` blocks of ``height`` x ``width`` pixels over ``channels`` channels."""
+
+    channels: int
+    side: int
+    height: int
+    width: int
+
+    @property
+    def block_dim(self) -> int:
+        """Pixels in one block, over all channels: a token's input vector length."""
+        return self.channels * self.height * self.width
+
+    @classmethod
+    def of(cls, batch: Batch) -> BlockLayout:
+        """The layout of ``batch``'s images over its content positions: P content positions
+        on an H x W image are a sqrt(P) x sqrt(P) grid of (H / sqrt(P)) x (W / sqrt(P))
+        blocks, row-major."""
+        channels, height, width = batch.pixels.shape[1:]
+        positions = int(batch.content_mask[0].sum())
+        side = round(positions**0.5)
+        if side * side != positions or height % side or width % side:
+            raise InvalidInputError(
+                f"{positions} content positions do not tile a {height}x{width} image in square "
+                f"blocks: an image model's patches or cells must form a square grid that "
+                f"divides the image"
+            )
+        return cls(channels, side, height // side, width // side)
+
+    def to_blocks(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, side * side, C * h * w], blocks row-major."""
+        b = pixels.shape[0]
+        grid = pixels.reshape(b, self.channels, self.side, self.height, self.side, self.width)
+        return grid.permute(0, 2, 4, 1, 3, 5).reshape(b, self.side**2, self.block_dim)
+
+    def to_pixels(self, blocks: torch.Tensor) -> torch.Tensor:
+        """[B, side * side, C * h * w] -> [B, C, H, W]: the inverse of :meth:`to_blocks`."""
+        b = blocks.shape[0]
+        grid = blocks.reshape(b, self.side, self.side, self.channels, self.height, self.width)
+        return grid.permute(0, 3, 1, 4, 2, 5).reshape(
+            b, self.channels, self.side * self.height, self.side * self.width
+        )

@@ -35,7 +35,8 @@ from matplotlib import pyplot as plt
 from sklearn.metrics import accuracy_score, f1_score
 
 from attnexplain.alignment import pieces_to_tokens
-from attnexplain.data.text import clean_text, token_spans
+from attnexplain.data.image_tokens import ImagePipeline
+from attnexplain.data.text import TextPipeline, clean_text, token_spans
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.jain_wallace import violins_by_bin
 from attnexplain.experiments.needs import (
@@ -640,22 +641,32 @@ def run_diagnostic(
             recipe,
             context.cache,
             progress,
+            _grid(checkpoint),
         )
         test_weights = source(frame, False) if source else None
-        sequences = model.pipeline.encode_split(frame)
-        probabilities = predict_with_attention(model.model, sequences, test_weights)
+        pipeline = model.pipeline
+        probabilities = predict_with_attention(
+            model.model, pipeline.encode_split(frame), test_weights, pipeline.framing
+        )
         columns[f"predicted_{variant}"] = probabilities.argmax(1)
     columns["classes"] = len(checkpoint.classes)
     return pd.DataFrame(columns)
 
 
 def _diagnostic_recipe(checkpoint: Checkpoint, epochs: int) -> TrainConfig:
-    """The J&W recipe the model was trained with (a transformer's fine-tuning recipe does
-    not fit the MLP: it gets the classic defaults, with its seed)."""
+    """The J&W recipe the model was trained with (a transformer's fine-tuning recipe or an
+    image model's recipe does not fit the MLP: it gets the classic defaults, with its
+    seed)."""
     config = _base_config(checkpoint)
-    if isinstance(checkpoint.model, HFClassifier):
+    if not isinstance(checkpoint.pipeline, TextPipeline):
         config = TrainConfig(seed=config.seed)
     return replace(config, epochs=epochs)
+
+
+def _grid(checkpoint: Checkpoint) -> int | None:
+    """Cells per side of an image model's patches or cells (None for text)."""
+    pipeline = checkpoint.pipeline
+    return pipeline.grid[0] if isinstance(pipeline, ImagePipeline) else None
 
 
 def _jw_weights(checkpoint: Checkpoint, adversarial: pd.DataFrame) -> list[np.ndarray]:
@@ -674,10 +685,13 @@ def word_weights(
     averaged, each wordpiece's weight moved to the classic token that holds its first
     character (:func:`~attnexplain.alignment.pieces_to_tokens`), [CLS] / [SEP] dropped, and
     renormalised; tokens past the transformer's truncation get 0 (uniform if none is left).
+    Image models: weights over their patches or cells (:func:`_on_content`).
     """
+    pipeline = checkpoint.pipeline
+    if isinstance(pipeline, ImagePipeline):
+        return [_on_content(np.asarray(a), pipeline.lead) for a in attention]
     if not isinstance(checkpoint.model, HFClassifier):
         return [np.asarray(a, dtype=np.float32) for a in attention]
-    pipeline = checkpoint.pipeline
     texts = [clean_text(text) for text in split["text"]]
     encoded = pipeline.tokenizer(
         texts, truncation=True, max_length=pipeline.max_length, return_offsets_mapping=True
@@ -702,6 +716,14 @@ def word_weights(
             moved / total if total > 0 else np.full(len(tokens), 1 / len(tokens), np.float32)
         )
     return out
+
+
+def _on_content(weights: np.ndarray, lead: int) -> np.ndarray:
+    """An image model's attention [*site, tokens] as weights over its patches or cells:
+    heads averaged, the ``lead`` ([CLS]) weights dropped, renormalised."""
+    content = weights.reshape(-1, weights.shape[-1]).mean(0)[lead:].astype(np.float32)
+    total = content.sum()
+    return content / total if total > 0 else np.full(len(content), 1 / len(content), np.float32)
 
 
 def summarise_diagnostic(df: pd.DataFrame) -> pd.DataFrame:

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from attnexplain.data.batching import Batch, bucketed_batches
+from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.registry import Dataset
+from attnexplain.data.text import SOS_EOS, Framing, TextPipeline
 from attnexplain.errors import InvalidInputError
 from attnexplain.metrics import kl, tvd
 from attnexplain.models.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, save_checkpoint
-from attnexplain.models.classic import ClassicModel
+from attnexplain.models.classic import AttendingClassifier
 from attnexplain.models.epochs import fit_epoch, run_epochs
 from attnexplain.models.hf import HFClassifier
 from attnexplain.models.train import (
@@ -93,11 +95,14 @@ def train_diagnostic(
     config: TrainConfig | None = None,
     cache: str | os.PathLike | None = None,
     progress: bool = True,
+    grid: int | None = None,
 ) -> Checkpoint:
     """W&P's diagnostic MLP on ``dataset.train``: the Average encoder (a per-token tanh
     projection, no context) and the J&W decoder, with attention ``learned`` (its own),
     ``uniform`` (frozen 1/n) or ``fixed`` to ``train_weights`` (one array [content tokens]
-    per training row: a base model's or an adversary's attention).
+    per training row: a base model's or an adversary's attention). Images: the same MLP on
+    each cell's block of pixels, ``grid`` x ``grid`` cells (the base model's patches or
+    cells, :func:`diagnostic_model`).
 
     Trained for ``config.epochs`` epochs and the last epoch kept: fixed weights exist for the
     training and test rows only, so no variant selects its epoch on dev (every variant gets
@@ -112,16 +117,14 @@ def train_diagnostic(
             "fixed attention needs one weight array per training row "
             f"({len(dataset.train)}), got {None if train_weights is None else len(train_weights)}"
         )
-    model, pipeline = build_model(
-        dataset, {**DIAGNOSTIC_ARCHITECTURE, "attention_mode": attention_mode}, config, cache=cache
-    )
+    model, pipeline = diagnostic_model(dataset, attention_mode, config, cache, grid)
     sequences = pipeline.encode_split(dataset.train)
     labels = dataset.train["label"].to_numpy()
     loss_fn, optimizer = _loss_function(model, labels), _optimizer(model, config)
 
     def batch_loss(batch: Batch) -> torch.Tensor:
         weights = rows_on_support(train_weights, batch, batch.content_mask) if fixed else None
-        logits = model(batch.token_ids, batch.lengths, batch.content_mask, attention=weights)
+        logits = _logits(model, batch, weights)
         target = batch.labels.float().unsqueeze(1) if model.output_size == 1 else batch.labels
         return loss_fn(logits, target)
 
@@ -147,20 +150,51 @@ def train_diagnostic(
     return _finish(out_dir, load_checkpoint(out_dir), {})
 
 
+def diagnostic_model(
+    dataset: Dataset,
+    attention_mode: str,
+    config: TrainConfig,
+    cache: str | os.PathLike | None = None,
+    grid: int | None = None,
+) -> tuple[AttendingClassifier, TextPipeline | ImagePipeline]:
+    """A fresh diagnostic MLP for ``dataset`` and its pipeline: text, the Average encoder on
+    the vocabulary; images, the blocks encoder on ``grid`` x ``grid`` cells."""
+    architecture = {**DIAGNOSTIC_ARCHITECTURE, "attention_mode": attention_mode}
+    if dataset.modality == "text":
+        return build_model(dataset, architecture, config, cache=cache)
+    from attnexplain.models.vision import AttentionCNNConfig, make_attention_cnn
+
+    channels, size, _ = dataset.train["image"].iloc[0].shape
+    del architecture["encoder"]
+    image_config = AttentionCNNConfig(
+        channels, size, dataset.num_classes, encoder="blocks", grid=grid, **architecture
+    )
+    model = make_attention_cnn(image_config, config.seed)
+    return model, ImagePipeline(image_config.tokens, 0, (channels, size, size))
+
+
+def _logits(model: AttendingClassifier, batch: Batch, weights: torch.Tensor | None) -> torch.Tensor:
+    """Logits [batch, C] with the model's own attention, or ``weights`` [batch, tokens]."""
+    state = model.encode_batch(batch)
+    return model.decode(state, model.attention(state) if weights is None else weights)
+
+
 @torch.no_grad()
 def predict_with_attention(
-    model: ClassicModel, sequences: list[list[int]], weights: Sequence[np.ndarray] | None
+    model: AttendingClassifier,
+    sequences: Sequence[Sequence[int]],
+    weights: Sequence[np.ndarray] | None,
+    framing: Framing = SOS_EOS,
 ) -> np.ndarray:
-    """Class distributions [rows, classes] of a classic model whose attention is given
+    """Class distributions [rows, classes] of a diagnostic model whose attention is given
     (``weights``: one array [content tokens] per row) or its own (None)."""
     if weights is None:
-        return predict_proba(model, sequences)
+        return predict_proba(model, sequences, framing)
     model.eval()
     out = np.zeros((len(sequences), model.num_classes))
-    for batch in bucketed_batches(sequences, batch_size=64):
+    for batch in bucketed_batches(sequences, batch_size=64, framing=framing):
         attention = rows_on_support(weights, batch, batch.content_mask)
-        logits = model(batch.token_ids, batch.lengths, batch.content_mask, attention=attention)
-        out[batch.index.numpy()] = model.probabilities(logits).double().numpy()
+        out[batch.index.numpy()] = model.probabilities(_logits(model, batch, attention)).numpy()
     return out
 
 
@@ -218,7 +252,8 @@ def train_consistent_adversary(
 
     def batch_loss(batch: Batch) -> torch.Tensor:
         logits, attention = model.forward_with_attention(batch)
-        support = batch.padding_mask.bool() if pretrained else batch.content_mask
+        transformer = isinstance(model, HFClassifier)
+        support = batch.padding_mask.bool() if transformer else batch.content_mask
         target_attention = rows_on_support(base_attention, batch, support)
         moved = tvd(model.probabilities(logits), targets[batch.index])
         mask = support.reshape(len(batch), *[1] * (attention.dim() - 2), -1)
@@ -253,8 +288,13 @@ def train_consistent_adversary(
 
 
 def _architecture_of(checkpoint: Checkpoint) -> tuple[str | None, dict]:
-    """(pretrained name or None, ClassicConfig keywords) to build a fresh model like it."""
+    """(pretrained name or None, the architecture keywords of
+    :func:`~attnexplain.models.train.build_model`) to build a fresh model like it."""
     model = checkpoint.model
+    if isinstance(checkpoint.pipeline, ImagePipeline):
+        if isinstance(model, HFClassifier):
+            return None, {"vision": "vit"}
+        return None, {"vision": "attention-cnn", "attention": model.config.attention}
     if isinstance(model, HFClassifier):
         name = checkpoint.metadata.get("pretrained")
         if not name:

@@ -219,8 +219,11 @@ def build_model(
     """A fresh seeded model for ``dataset`` and the pipeline that feeds it.
 
     Classic: vocabulary from the training split, GloVe rows copied in when asked.
-    ``pretrained`` (e.g. ``"minilm"``): that encoder with a new classification head.
+    ``pretrained`` (e.g. ``"minilm"``): that encoder with a new classification head. Image
+    datasets: :func:`build_image_model`.
     """
+    if dataset.modality == "image":
+        return build_image_model(dataset, model_kwargs, config.seed)
     torch.manual_seed(config.seed)
     if pretrained is not None:
         options = {k: v for k, v in model_kwargs.items() if k != "attention_mode"}
@@ -407,7 +410,7 @@ def train_images(
 
     config = config or TrainConfig.vision()
     started = time.perf_counter()
-    model, pipeline = build_image_model(dataset, model_kwargs, config.seed)
+    model, pipeline = build_model(dataset, model_kwargs, config)
     splits = {
         name: (np.stack(frame["image"].to_list()), frame["label"].to_numpy().copy())
         for name, frame in dataset.splits.items()

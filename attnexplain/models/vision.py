@@ -30,11 +30,15 @@ import torch
 from torch import nn
 
 from attnexplain.data.batching import Batch, image_batch
+from attnexplain.data.image_tokens import BlockLayout
 from attnexplain.errors import InvalidInputError, UnknownNameError
 from attnexplain.models.classic import ATTENTIONS, AttendingClassifier, EncodedState
 from attnexplain.models.hf import HFClassifier
 
-CNN_ATTENTION_MODES = ("learned", "uniform")
+# "fixed": the weights come with every call (W&P's diagnostic with a given attention).
+CNN_ATTENTION_MODES = ("learned", "uniform", "fixed")
+# conv: the attention CNN; blocks: each cell's pixels alone, W&P's diagnostic MLP on images.
+CNN_ENCODERS = ("conv", "blocks")
 # Feature maps are halved (2x2 max pooling) while they are even and at least this wide:
 # 28x28 MNIST -> 7x7 cells, 8x8 digits -> 4x4, 16 -> 4, 32 -> 4.
 MIN_POOLED_SIZE = 8
@@ -54,8 +58,12 @@ class AttentionCNNConfig:
 
     ``channels``: input channels (1 grayscale, 3 RGB); ``image_size``: height = width in
     pixels; ``hidden``: channels of the last conv block (the width of each cell's state);
-    ``attention``: ``additive`` or ``dot`` (scaled); ``attention_mode``: ``learned`` or
-    ``uniform`` (frozen 1/n over the cells: global average pooling, W&P's baseline).
+    ``attention``: ``additive`` or ``dot`` (scaled); ``attention_mode``: ``learned``,
+    ``uniform`` (frozen 1/n over the cells: global average pooling, W&P's baseline) or
+    ``fixed`` (the weights are given with every call). ``encoder``: ``conv`` (the conv
+    blocks) or ``blocks``, a tanh projection of each cell's own pixels with no context (W&P's
+    diagnostic MLP on images: the image counterpart of the Average encoder), on a ``grid`` x
+    ``grid`` layout of cells (default: the conv blocks' map).
     """
 
     channels: int = 1
@@ -64,11 +72,14 @@ class AttentionCNNConfig:
     hidden: int = 64
     attention: str = "additive"
     attention_mode: str = "learned"
+    encoder: str = "conv"
+    grid: int | None = None
 
     def __post_init__(self) -> None:
         for value, allowed, what in (
             (self.attention, ATTENTIONS, "attention"),
             (self.attention_mode, CNN_ATTENTION_MODES, "attention mode"),
+            (self.encoder, CNN_ENCODERS, "encoder"),
         ):
             if value not in allowed:
                 raise UnknownNameError(
@@ -81,6 +92,11 @@ class AttentionCNNConfig:
                     f"{name} must be >= {least} for an attention CNN, got "
                     f"{getattr(self, name)}: pass a larger {name}"
                 )
+        if self.grid is not None and (self.encoder != "blocks" or self.image_size % self.grid):
+            raise InvalidInputError(
+                f"grid {self.grid} needs the blocks encoder and must divide image_size "
+                f"{self.image_size}: pass encoder='blocks' and a divisor"
+            )
 
     @property
     def pools(self) -> int:
@@ -93,6 +109,8 @@ class AttentionCNNConfig:
     @property
     def map_size(self) -> int:
         """Height = width of the final feature map, in cells."""
+        if self.grid is not None:
+            return self.grid
         return self.image_size // 2**self.pools
 
     @property
@@ -134,6 +152,21 @@ class ConvEncoder(nn.Module):
         return self.blocks(pixels).flatten(2).transpose(1, 2)
 
 
+class BlockEncoder(nn.Module):
+    """Each cell's own pixels, projected: tanh(W x_t + b) for the block x_t of pixels under
+    cell t, no context: images [B, C, S, S] -> cell states [B, T, hidden] (row-major)."""
+
+    def __init__(self, config: AttentionCNNConfig) -> None:
+        super().__init__()
+        side = config.image_size // config.map_size
+        self.layout = BlockLayout(config.channels, config.map_size, side, side)
+        self.projection = nn.Linear(self.layout.block_dim, config.hidden)
+        self.output_size = config.hidden
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.projection(self.layout.to_blocks(pixels)))
+
+
 class AttentionCNN(AttendingClassifier):
     """Conv blocks -> cells h [B, T, H] -> classic attention alpha [B, T] -> linear decoder.
 
@@ -147,7 +180,7 @@ class AttentionCNN(AttendingClassifier):
     def __init__(self, config: AttentionCNNConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = ConvEncoder(config)
+        self.encoder = (ConvEncoder if config.encoder == "conv" else BlockEncoder)(config)
         self._build_head(self.encoder.output_size)
 
     def encode(
