@@ -38,7 +38,7 @@ EMBEDDINGS = ("random", "glove")
 # Image models: AdamW with warm-up and cosine decay, shifted images; tuned on mnist-5k.
 # The ViT of a plan sees its images as VIT_GRID x VIT_GRID patches (MNIST: 7x7 pixels each).
 VIT_GRID = 4
-VISION_RECIPE = {"epochs": 30, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05}
+VISION_RECIPE = {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05}
 
 
 @dataclass

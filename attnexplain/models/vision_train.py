@@ -107,7 +107,7 @@ def train_image_model(
     model: nn.Module,
     train: Split,
     dev: Split,
-    epochs: int = 30,
+    epochs: int = 60,
     lr: float = 1e-3,
     batch_size: int = 64,
     seed: int = 0,
