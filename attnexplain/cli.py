@@ -37,7 +37,7 @@ from attnexplain.models.classic import (
     ClassicConfig,
 )
 from attnexplain.models.hf import PRETRAINED, WordpieceTokenizer
-from attnexplain.models.train import TrainConfig, evaluate, predict_proba, train
+from attnexplain.models.train import VISION_MODELS, TrainConfig, evaluate, predict_proba, train
 from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS
 from attnexplain.runner import load_plan, plan_status, run_plan
 from attnexplain.runner.executors import make_executor
@@ -143,7 +143,8 @@ def train_command(
     model: Annotated[
         str,
         typer.Option(
-            help=f"classic, or a pretrained transformer to fine-tune: {', '.join(PRETRAINED)}"
+            help=f"classic, a pretrained transformer to fine-tune ({', '.join(PRETRAINED)}) "
+            f"or an image model ({', '.join(VISION_MODELS)})"
         ),
     ] = "classic",
     encoder: Annotated[str, typer.Option(help=f"One of {', '.join(ENCODERS)}")] = "lstm",
@@ -152,7 +153,9 @@ def train_command(
         str, typer.Option(help=f"One of {', '.join(ATTENTION_MODES[:2])}")
     ] = "learned",
     seed: int = 10,
-    epochs: Annotated[int | None, typer.Option(help="[default: 8 classic, 3 fine-tuning]")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="[default: 8 classic, 3 fine-tuning, 60 image models]")
+    ] = None,
     hidden_size: int = 128,
     embeddings: Annotated[str, typer.Option(help="glove (GloVe 6B 50d) or random")] = "glove",
     embed_dim: Annotated[int, typer.Option(help="Width of random embeddings")] = 300,
@@ -168,13 +171,19 @@ def train_command(
     cache_dir: CacheOption = None,
 ) -> None:
     """Train a classic model (J&W recipe) or fine-tune a transformer; report test metrics."""
-    if model != "classic" and model not in PRETRAINED:
+    if model != "classic" and model not in (*PRETRAINED, *VISION_MODELS):
         raise UnknownNameError(
-            f"unknown model {model!r}; choose classic or one of {', '.join(PRETRAINED)}"
+            f"unknown model {model!r}; choose classic or one of "
+            f"{', '.join([*PRETRAINED, *VISION_MODELS])}"
         )
-    pretrained = None if model == "classic" else model
+    pretrained = model if model in PRETRAINED else None
     overrides = {"seed": seed} | ({"epochs": epochs} if epochs is not None else {})
-    if pretrained:
+    if model in VISION_MODELS:
+        config = TrainConfig.vision(**overrides)
+        architecture = {"vision": model, "attention_mode": attention_mode}
+        if model == "attention-cnn":
+            architecture["attention"] = attention
+    elif pretrained:
         config = TrainConfig.finetuning(**overrides)
         architecture = {}
     else:
@@ -193,7 +202,7 @@ def train_command(
             "attention_mode": attention_mode,
         }
     data = _dataset(dataset, data_file, text_column, label_column, cache_dir)
-    name = pretrained or f"{encoder}-{attention}"
+    name = model if model != "classic" else f"{encoder}-{attention}"
     out = out or Path("runs/checkpoints") / f"{data.name}-{name}-s{seed}"
     result = train(
         data,

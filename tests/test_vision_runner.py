@@ -4,6 +4,7 @@ and run the J&W and W&P experiments on them."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +23,7 @@ from attnexplain.metrics import tvd
 from attnexplain.models.checkpoint import load_checkpoint, save_checkpoint
 from attnexplain.models.vision import AttentionCNNConfig, image_tokens, make_attention_cnn, make_vit
 from attnexplain.runner import parse_plan, run_plan
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +193,19 @@ def test_a_vision_model_with_text_keys_is_refused():
     plan = {**PLAN, "models": [{"vision": "vit", "encoder": "lstm"}]}
     with pytest.raises(PlanError, match="takes only attention_mode; remove encoder"):
         parse_plan(plan)
+
+
+def test_the_cli_trains_an_image_model_and_refuses_mismatched_data(tmp_path):
+    done = run_cli(
+        "train", "--dataset", "digits-8x8", "--model", "attention-cnn", "--epochs", "1",
+        "--out", str(tmp_path / "cnn"), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["model"] == "attention-cnn"
+    assert load_checkpoint(tmp_path / "cnn").pipeline.tokens == 16
+    text_model = run_cli("train", "--dataset", "digits-8x8", "--out", str(tmp_path / "lstm"))
+    assert text_model.returncode == 2  # bad input
+    assert "holds image data, but the model is a text model" in text_model.stderr
+    as_text = run_cli("predict", "--checkpoint", str(tmp_path / "cnn"), "a film")
+    assert as_text.returncode == 2
+    assert "reads images, not text" in as_text.stderr

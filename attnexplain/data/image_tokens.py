@@ -64,6 +64,11 @@ class ImagePipeline:
 
     def encode(self, image: np.ndarray) -> ImageSequence:
         """One image, float [channels, height, width] in [0, 1]."""
+        if isinstance(image, str):
+            raise InvalidInputError(
+                f"this model reads images, not text (got {image[:40]!r}): give it image arrays "
+                f"[channels, height, width] from Python, or run a plan on an image dataset"
+            )
         pixels = torch.as_tensor(np.asarray(image, dtype=np.float32))
         if tuple(pixels.shape) != tuple(self.image_shape):
             raise InvalidInputError(

@@ -36,6 +36,8 @@ from attnexplain.models.train_state import clear_train_state
 
 EMBEDDINGS = ("random", "glove")
 # Image models: AdamW with warm-up and cosine decay, shifted images; tuned on mnist-5k.
+# Image models by name (build_image_model): ``{"vision": name}`` in model keywords and plans.
+VISION_MODELS = ("vit", "attention-cnn")
 # The ViT of a plan sees its images as VIT_GRID x VIT_GRID patches (MNIST: 7x7 pixels each).
 VIT_GRID = 4
 VISION_RECIPE = {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05}
@@ -271,6 +273,7 @@ def train(
     model as it stands, e.g. to measure how an explanation changes as the model trains (it must
     not change the model).
     """
+    _check_modality(dataset, model_kwargs or {})
     if dataset.modality == "image":
         return train_images(dataset, out_dir, model_kwargs or {}, config, progress)
     config = config or TrainConfig()
@@ -353,6 +356,21 @@ def train(
     )
     clear_train_state(out_dir)
     return TrainResult(Path(out_dir), test, dev, best_epoch, wall, selected_by, history)
+
+
+def _check_modality(dataset: Dataset, model_kwargs: dict) -> None:
+    """Image models for image data, text models for text: a clear error otherwise."""
+    image_model = "vision" in model_kwargs
+    if (dataset.modality == "image") != image_model:
+        fix = (
+            f"train an image model ({', '.join(VISION_MODELS)}; CLI: --model vit)"
+            if dataset.modality == "image"
+            else "pick a text model (classic or pretrained) or an image dataset"
+        )
+        raise InvalidInputError(
+            f"{dataset.name!r} holds {dataset.modality} data, but the model is "
+            f"{'an image' if image_model else 'a text'} model: {fix}"
+        )
 
 
 def build_image_model(

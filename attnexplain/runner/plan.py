@@ -66,9 +66,8 @@ from attnexplain.models.train import EMBEDDINGS, TrainConfig
 ARCHITECTURE_KEYS = ("encoder", "attention", "hidden_size", "attention_mode")
 # "fixed" attention takes its weights with every call, so it cannot be trained from a plan.
 TRAINABLE_MODES = ATTENTION_MODES[:2]
-# Image models and the architecture keys each takes.
+# The architecture keys each image model takes.
 VISION_KEYS = {"vit": ("attention_mode",), "attention-cnn": ("attention", "attention_mode")}
-VISION_MODELS = tuple(VISION_KEYS)
 
 
 def _one_of(what: str, allowed: Iterable[str]) -> AfterValidator:
@@ -174,7 +173,7 @@ class ModelEntry(_Section):
     pretrained transformer to fine-tune, or an image model (``vision: vit`` or ``vision:
     attention-cnn``, with ``attention`` for the CNN and ``attention_mode`` for both)."""
 
-    vision: Annotated[str | None, _one_of("vision model", VISION_MODELS)] = None
+    vision: Annotated[str | None, _one_of("vision model", VISION_KEYS)] = None
     encoder: Annotated[str | None, _one_of("encoder", ENCODERS)] = None
     attention: Annotated[str | None, _one_of("attention", ATTENTIONS)] = None
     hidden_size: PositiveInt | None = None
