@@ -126,22 +126,28 @@ def write_reports(
     return written
 
 
+def export_run(result: RunResult, folder: str | os.PathLike) -> Path:
+    """Copy one run's ``report.html``, ``report.pdf``, ``manifest.json`` and
+    ``summaries/<n>-<experiment>.csv`` into ``folder/<plan name>``; returns that folder."""
+    target = Path(folder) / result.plan.name
+    (target / "summaries").mkdir(parents=True, exist_ok=True)
+    for file in ("report.html", "report.pdf"):
+        shutil.copyfile(result.directory / REPORT_FOLDER / file, target / file)
+    shutil.copyfile(result.directory / MANIFEST_FILE, target / MANIFEST_FILE)
+    for index, entry in enumerate(result.plan.experiments):
+        summary = result.summary(index)
+        summary.to_csv(target / "summaries" / f"{index}-{entry.name}.csv", index=False)
+    return target
+
+
 def export(results: Sequence[RunResult], folder: str | os.PathLike, name: str) -> Path:
     """Copy what a reader of a reproduction needs, and no checkpoint, into ``folder``: per run
-    ``<plan name>/report.html``, ``report.pdf`` (from the run's ``report/``), ``manifest.json``
-    and ``summaries/<n>-<experiment>.csv`` (one per plan entry); and ``<name>-claims.csv`` /
+    what :func:`export_run` copies; and ``<name>-claims.csv`` /
     ``<name>-claims.md``, the papers' claims judged on all the runs. Returns the Markdown's
     path. This is how ``reports/reference`` is made."""
     folder = Path(folder)
     for result in results:
-        target = folder / result.plan.name
-        (target / "summaries").mkdir(parents=True, exist_ok=True)
-        for file in ("report.html", "report.pdf"):
-            shutil.copyfile(result.directory / REPORT_FOLDER / file, target / file)
-        shutil.copyfile(result.directory / MANIFEST_FILE, target / MANIFEST_FILE)
-        for index, entry in enumerate(result.plan.experiments):
-            summary = result.summary(index)
-            summary.to_csv(target / "summaries" / f"{index}-{entry.name}.csv", index=False)
+        export_run(result, folder)
     claims = judge(results)
     claims.to_csv(folder / f"{name}-claims.csv", index=False)
     (folder / f"{name}-claims.md").write_text(claims_markdown(claims))
