@@ -209,3 +209,19 @@ def test_the_cli_trains_an_image_model_and_refuses_mismatched_data(tmp_path):
     as_text = run_cli("predict", "--checkpoint", str(tmp_path / "cnn"), "a film")
     assert as_text.returncode == 2
     assert "reads images, not text" in as_text.stderr
+
+
+@pytest.mark.parametrize("make", [_cnn, _vit], ids=["cnn", "vit"])
+def test_captum_methods_explain_images_per_block(digits, make):
+    model = make()
+    batch = _batch(model, digits.test.head(2))
+    result = attribute(model, batch, "integrated-gradients", n_steps=64)
+    # completeness: the blocks' scores add up to p(x) - p(black image) for the explained class
+    target = model.probabilities(model.forward_batch(batch)).argmax(-1)
+    black = replace(batch, pixels=torch.zeros_like(batch.pixels))
+    gap = model.probabilities(model.forward_batch(batch)) - model.probabilities(
+        model.forward_batch(black)
+    )
+    expected = gap.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(result.scores.sum(-1), expected.detach(), atol=5e-3, rtol=0.05)
+    assert result.scores[~batch.content_mask].eq(0).all()
