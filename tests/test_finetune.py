@@ -85,7 +85,7 @@ def test_unknown_pretrained_model_is_one_error_line():
     result = run_cli("train", "--model", "bert-huge", "--dataset", "synthetic")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: unknown model 'bert-huge'; choose classic or one of minilm"
+        "error: unknown model 'bert-huge'; choose classic or one of minilm, vit, attention-cnn"
     )
 
 

@@ -132,7 +132,7 @@ def test_max_tokens_lifts_the_cap_and_long_texts_show_progress(checkpoint, words
         ("run", "[default: runs/PLAN-NAME]"),
         ("run", "[env: ATTNEXPLAIN_CACHE]"),
         ("data list", "[env: ATTNEXPLAIN_CACHE]"),
-        ("train", "[default: 8 classic, 3 fine-tuning]"),
+        ("train", "[default: 8 classic, 3 fine-tuning, 60 image models]"),
         ("report", "[default: RUN-DIR/report]"),
     ],
 )
