@@ -17,9 +17,11 @@ import pandas as pd
 import typer
 
 from attnexplain.attribution import get_method, list_methods
+from attnexplain.audit import DEFAULT_AUDIT_INSTANCES
 from attnexplain.data import get_spec, list_datasets, load_dataset, load_local
 from attnexplain.data.sources import fetch_wheel
 from attnexplain.data.text import TextPipeline
+from attnexplain.device import computing_on, resolve_device, resolve_precision
 from attnexplain.errors import AttnExplainError, InvalidInputError, UnknownNameError
 from attnexplain.experiments.paper_numbers import run_beside_paper
 from attnexplain.explain import (
@@ -83,6 +85,26 @@ AddressOption = Annotated[
         "else a local Ray instance]"
     ),
 ]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        help="Where models compute: auto (a GPU when torch sees one, else the CPU), cpu, cuda, "
+        "cuda:N or mps"
+    ),
+]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(help="fp32, or bf16 / fp16 mixed precision (autocast) for transformers"),
+]
+
+
+def _use_device(device: str, precision: str) -> None:
+    """Compute on ``device`` with ``precision`` until the command ends (one place for every
+    command that runs a model; see :mod:`attnexplain.device`)."""
+    import click
+
+    scope = computing_on(resolve_device(device), resolve_precision(precision))
+    click.get_current_context().with_resource(scope)
 
 
 @data_app.command("list")
@@ -169,8 +191,11 @@ def train_command(
         bool, typer.Option("--json", help="Print one JSON object on stdout")
     ] = False,
     cache_dir: CacheOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Train a classic model (J&W recipe) or fine-tune a transformer; report test metrics."""
+    _use_device(device, precision)
     if model != "classic" and model not in (*PRETRAINED, *VISION_MODELS):
         raise UnknownNameError(
             f"unknown model {model!r}; choose classic or one of "
@@ -240,8 +265,11 @@ def evaluate_command(
     split: Annotated[str, typer.Option(help="train, dev or test")] = "test",
     as_json: Annotated[bool, typer.Option("--json")] = False,
     cache_dir: CacheOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Evaluate a checkpoint on a dataset split."""
+    _use_device(device, precision)
     loaded = load_checkpoint(checkpoint)
     data = _dataset(dataset, data_file, text_column, label_column, cache_dir)
     if split not in data.splits:
@@ -263,9 +291,12 @@ def predict_command(
     texts: Annotated[list[str], typer.Argument(help="One or more texts")],
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
     top: Annotated[int, typer.Option(min=1, help="How many most-attended tokens to show")] = 5,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Predict the class of texts and show the tokens the attention weighs most (transformers:
     the last layer's weights in the classifier's row, averaged over heads)."""
+    _use_device(device, precision)
     import torch
 
     from attnexplain.data.batching import collate
@@ -371,9 +402,12 @@ def explain_command(
             "transformers at the word level) instead of printing tables"
         ),
     ] = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Score every token of texts with attribution methods; print a coloured table per text
     (red: supports the predicted class, blue: against it; stronger colour, larger score)."""
+    _use_device(device, precision)
     from rich.console import Console
 
     texts = _read_texts(texts, file)
@@ -440,6 +474,8 @@ def run_command(
     workers: WorkersOption = None,
     address: AddressOption = None,
     cache_dir: CacheOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Run a plan: train its models, run its experiments, print a summary per experiment.
 
@@ -463,6 +499,8 @@ def run_command(
         datasets=dataset,
         models=model,
         reuse=reuse or (),
+        device=device,
+        precision=precision,
     )
     reused = len(result.units) - len(result.ran)
     typer.echo(f"{len(result.units)} units: {len(result.ran)} run, {reused} reused")
@@ -482,6 +520,7 @@ def run_command(
         shown = paper.drop(columns=["count"] if paper["seed"].nunique() > 1 else ["seed", "count"])
         typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     if report:
+        _use_device(device, precision)
         _write_report(result.directory, None, FORMATS, DEFAULT_INSTANCES, cache_dir)
 
 
@@ -523,6 +562,8 @@ def reproduce_command(
     workers: WorkersOption = None,
     address: AddressOption = None,
     cache_dir: CacheOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Reproduce Jain & Wallace 2019 and Wiegreffe & Pinter 2019 on real data, write the HTML
     and PDF report and print which of the papers' claims hold.
@@ -555,7 +596,8 @@ def reproduce_command(
         results = finished_results(full, out)
     else:
         chosen = make_executor(executor, workers, address, planned[0].out.parent)
-        results = reproduce(full, out, chosen, cache_dir)
+        results = reproduce(full, out, chosen, cache_dir, device=device, precision=precision)
+    _use_device(device, precision)  # the reports explain instances with the models
     for written in write_reports(results, cache_dir):
         typer.echo(f"report: {written}")
     claims = judge(results)
@@ -571,6 +613,81 @@ def reproduce_command(
     )
     if export_to is not None:
         typer.echo(f"exported: {export(results, export_to, 'full' if full else 'main')}")
+
+
+@app.command("audit")
+def audit_command(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Your transformers sequence classifier: a save_pretrained folder (weights, "
+            "config, tokenizer), or a hub id where this machine reaches a hub"
+        ),
+    ],
+    data: Annotated[Path, typer.Option(help="Your data: a .csv, .tsv or .jsonl file")],
+    text_column: Annotated[str, typer.Option(help="Column of the texts")] = "text",
+    pair_column: Annotated[
+        str | None,
+        typer.Option(help="Column of the second text of a pair (hypothesis, passage)"),
+    ] = None,
+    label_column: Annotated[
+        str, typer.Option(help="Column of the labels (the model's label names or indices)")
+    ] = "label",
+    layer: Annotated[
+        str,
+        typer.Option(help="Attention layer to read: last, an index (negative from the end) or all"),
+    ] = "last",
+    instances: Annotated[
+        int, typer.Option(min=0, help="Audit the first N rows of the file (0: all)")
+    ] = DEFAULT_AUDIT_INSTANCES,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help="The league's attribution methods, comma-separated, or all [default: the "
+            "attention-derived and gradient methods that cost a few passes]"
+        ),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of MODEL")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory [default: runs/audit-MODEL]")
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--format", help="Report formats: html, pdf or both")
+    ] = ",".join(FORMATS),
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+) -> None:
+    """Audit your own model: does its attention explain its predictions? Runs the Jain &
+    Wallace battery, Serrano & Smith's erasure tests and the league of attribution methods on
+    your data, writes the HTML / PDF report and prints the verdict. Run it again into the same
+    --out to resume an interrupted audit."""
+    from attnexplain.audit import audit
+
+    found = audit(
+        model,
+        data,
+        text_column=text_column,
+        pair_column=pair_column,
+        label_column=label_column,
+        layer=layer,
+        instances=instances or None,
+        methods=methods,
+        out=out,
+        device=device,
+        precision=precision,
+        formats=formats,
+        revision=revision,
+    )
+    typer.echo(f"\nverdict on {model} ({found.run.directory}):")
+    for (dataset, label, layer_name), rows in found.verdict.groupby(
+        ["dataset", "model", "layer"], sort=False
+    ):
+        typer.echo(f"\n{label} on {dataset} ({layer_name})")
+        for row in rows.itertuples():
+            line = f"  {row.question}: {row.answer}. {row.statement}"
+            typer.echo(textwrap.fill(line, width=100, subsequent_indent="    "))
+    for written in found.report.values():
+        typer.echo(f"report: {written}")
 
 
 def _write_report(
@@ -613,10 +730,13 @@ def report_command(
         ),
     ] = None,
     cache_dir: CacheOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Write the report of a run directory: a summary (what ran, test metrics, versions, seeds,
     git revision, time per unit, what was reused), a section per experiment, our numbers beside
     the papers' and token heatmaps. Works on unfinished runs and names their missing units."""
+    _use_device(device, precision)
     _write_report(run_dir, out, formats, instance or DEFAULT_INSTANCES, cache_dir, plan)
 
 

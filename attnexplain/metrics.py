@@ -131,7 +131,7 @@ class Correlation:
 
 def _rows(values: torch.Tensor, mask: torch.Tensor | None) -> list[np.ndarray]:
     """[batch, tokens] -> one float64 array per row, of its masked entries."""
-    array = values.detach().cpu().double().numpy()
+    array = values.detach().cpu().double().cpu().numpy()
     if mask is None:
         return list(array)
     keep = mask.detach().cpu().numpy()

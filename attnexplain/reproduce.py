@@ -77,11 +77,14 @@ def reproduce(
     executor: Executor | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> list[RunResult]:
     """Run the main job (or, ``full``, the papers' full plans) and return their results.
 
     Finished units are kept: after an interruption the same call resumes. With ``full``, each
-    plan also takes the finished units of the other plans' run directories."""
+    plan also takes the finished units of the other plans' run directories. ``device`` and
+    ``precision`` as for :func:`~attnexplain.runner.run_plan`."""
     planned = jobs(full, out)
     results = []
     for job in planned:
@@ -94,6 +97,8 @@ def reproduce(
                 progress=progress,
                 executor=executor,
                 reuse=[other for other in others if other.is_dir()],
+                device=device,
+                precision=precision,
             )
         )
     return results

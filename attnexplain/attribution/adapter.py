@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from attnexplain.data.batching import Batch
+from attnexplain.data.batching import Batch, segment_inputs
 from attnexplain.errors import InvalidInputError
 from attnexplain.hooks import CLASSIC_SITE, list_sites
 from attnexplain.models.classic import AttendingClassifier, ClassicModel
@@ -76,8 +76,8 @@ def predicted_class(model: Model, batch: Batch) -> torch.Tensor:
 class EmbeddingForward(nn.Module):
     """``model`` as a function of its input word embeddings, split in two parts that add up:
 
-        forward(content [B, T, E], framing [B, T, E], padding_mask [B, T], content_mask [B, T])
-            -> class probabilities [B, num_classes]
+        forward(content [B, T, E], framing [B, T, E], padding_mask [B, T], content_mask [B, T],
+                segments [B, T] or None) -> class probabilities [B, num_classes]
 
     ``content`` holds the word embeddings of the content tokens (zero elsewhere) and
     ``framing`` those of the special tokens and padding (zero at content tokens). Gradient and
@@ -101,13 +101,14 @@ class EmbeddingForward(nn.Module):
         return self.words.embedding_dim
 
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """``(content, (framing, padding_mask, content_mask))`` for ``batch``, detached."""
+        """``(content, (framing, padding_mask, content_mask, segments))`` for ``batch``,
+        detached (``segments``: a text pair's, else None)."""
         with torch.no_grad():
             embedded = self.words(batch.token_ids)
         is_content = batch.content_mask.unsqueeze(-1)
         content = embedded * is_content
         framing = embedded * ~is_content
-        return content, (framing, batch.padding_mask, batch.content_mask)
+        return content, (framing, batch.padding_mask, batch.content_mask, batch.segments)
 
     def forward(
         self,
@@ -115,10 +116,13 @@ class EmbeddingForward(nn.Module):
         framing: torch.Tensor,
         padding_mask: torch.Tensor,
         content_mask: torch.Tensor,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         embedded = content + framing
         if isinstance(self.model, HFClassifier):
-            logits = self.model.model(inputs_embeds=embedded, attention_mask=padding_mask).logits
+            logits = self.model.model(
+                inputs_embeds=embedded, attention_mask=padding_mask, **segment_inputs(segments)
+            ).logits
         else:
             # encode reads token ids only to look up embeddings, which are given here.
             lengths = padding_mask.sum(-1)

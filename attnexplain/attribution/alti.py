@@ -93,7 +93,7 @@ def alti_matrices(model: HFClassifier, batch: Batch) -> torch.Tensor:
     sites = list_sites(model)
     blocks = [_post_norm_block(model, layer) for layer in range(len(sites))]
     with capture(model) as cache, inputs_of([b.attention for b in blocks]) as inputs:
-        run(model, batch.token_ids, batch.padding_mask)
+        run(model, batch.token_ids, batch.padding_mask, batch.segments)
     return torch.stack(
         [
             _contributions(block, inputs[k], cache[site])

@@ -357,7 +357,7 @@ def _transformer(model: HFClassifier, batch: Batch, target: torch.Tensor) -> tor
     handle = words.register_forward_hook(lambda module, args, output: embedded)
     try:
         with torch.enable_grad(), lrp_rules(network):
-            logits = network(input_ids=batch.token_ids, attention_mask=batch.padding_mask).logits
+            logits = network(**batch.model_inputs()).logits
     finally:
         handle.remove()
     return _relevance(embedded, logits, target)

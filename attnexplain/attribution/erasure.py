@@ -50,6 +50,9 @@ def erase(batch: Batch, rows: torch.Tensor, keep: torch.Tensor, pad: int) -> Bat
         content_mask=content.gather(1, order) & inside,
         labels=None if batch.labels is None else batch.labels[rows],
         index=batch.index[rows],
+        segments=None
+        if batch.segments is None
+        else batch.segments[rows].gather(1, order).masked_fill(~inside, 0),
     )
 
 

@@ -48,7 +48,9 @@ def relevance_maps(model: HFClassifier, batch: Batch, target: torch.Tensor) -> t
         return intervention
 
     with torch.enable_grad(), intervene(model, {site: with_offset(site) for site in sites}):
-        objective = target_logit(run(model, batch.token_ids, batch.padding_mask), target).sum()
+        objective = target_logit(
+            run(model, batch.token_ids, batch.padding_mask, batch.segments), target
+        ).sum()
         gradients = torch.autograd.grad(objective, [offsets[site] for site in sites])
     maps = [
         (patterns[site] * gradient).clamp_min(0).mean(1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnexplain.data.batching import Batch
+from attnexplain.data.batching import Batch, model_inputs
 from attnexplain.models.hf import HFClassifier
 
 
@@ -34,6 +34,12 @@ def target_logit(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
 
 
-def run(model: HFClassifier, token_ids: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-    """Logits [rows, classes] of the wrapped transformer for ids and mask [rows, tokens]."""
-    return model.model(input_ids=token_ids, attention_mask=padding_mask).logits
+def run(
+    model: HFClassifier,
+    token_ids: torch.Tensor,
+    padding_mask: torch.Tensor,
+    segments: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits [rows, classes] of the wrapped transformer for ids, mask and a text pair's
+    segments (or None) [rows, tokens]."""
+    return model.model(**model_inputs(token_ids, padding_mask, segments=segments)).logits

@@ -54,9 +54,13 @@ def zeroing_mask(tokens: int) -> torch.Tensor:
 
 
 def _zeroed_outputs(
-    model: HFClassifier, token_ids: torch.Tensor, layers: list[int]
+    model: HFClassifier,
+    token_ids: torch.Tensor,
+    layers: list[int],
+    segments: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """Each of ``layers``' output for one unpadded sequence ``token_ids`` [tokens], as is
+    """Each of ``layers``' output for one unpadded sequence ``token_ids`` [tokens] (a text
+    pair's ``segments`` [tokens], else None), as is
     (copy 0) and with each token's value zeroed there (copy 1 + j): per layer [tokens + 1,
     tokens, dim].
 
@@ -70,7 +74,12 @@ def _zeroed_outputs(
     keep = zeroing_mask(tokens)
     stack = [layer_stack(model)[layer] for layer in layers]
     with inputs_of(stack) as originals:
-        run(model, token_ids[None], torch.ones_like(token_ids[None]))
+        run(
+            model,
+            token_ids[None],
+            torch.ones_like(token_ids[None]),
+            None if segments is None else segments[None],
+        )
     outputs: dict[int, torch.Tensor] = {}
 
     def zero_values(pattern: torch.Tensor, call: SiteCall) -> torch.Tensor:
@@ -107,7 +116,9 @@ def value_zeroing_matrices(model: HFClassifier, batch: Batch, layers: list[int])
     width, device = batch.token_ids.shape[1], batch.token_ids.device
     matrices = torch.zeros(len(batch), len(layers), width, width, device=device)
     for b, length in enumerate(batch.lengths.tolist()):
-        for k, outputs in enumerate(_zeroed_outputs(model, batch.token_ids[b, :length], layers)):
+        segments = None if batch.segments is None else batch.segments[b, :length]
+        zeroed = _zeroed_outputs(model, batch.token_ids[b, :length], layers, segments)
+        for k, outputs in enumerate(zeroed):
             # outputs[1 + j, i] is row i with v_j zeroed: transpose to [i, j, dim].
             distances = cosine_distance(outputs[0].unsqueeze(1), outputs[1:].transpose(0, 1))
             matrices[b, k, :length, :length] = distances

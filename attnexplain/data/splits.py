@@ -10,11 +10,12 @@ SPLITS = ("train", "dev", "test")
 
 def drop_duplicate_texts(frame: pd.DataFrame) -> pd.DataFrame:
     """Keep the first copy of a text that repeats with one label; drop every copy of a text
-    that appears with different labels (its label is unknowable)."""
-    labels_per_text = frame.groupby("text", sort=False)["label"].nunique()
-    ambiguous = labels_per_text.index[labels_per_text > 1]
-    frame = frame[~frame["text"].isin(ambiguous)]
-    return frame.drop_duplicates("text", keep="first").reset_index(drop=True)
+    that appears with different labels (its label is unknowable). For text pairs the text is
+    the pair: one premise with two hypotheses is two texts."""
+    key = [column for column in ("text", "text_pair") if column in frame.columns]
+    labels_per_text = frame.groupby(key, sort=False)["label"].transform("nunique")
+    frame = frame[labels_per_text == 1]
+    return frame.drop_duplicates(key, keep="first").reset_index(drop=True)
 
 
 def split_frame(

@@ -27,6 +27,7 @@ import seaborn as sns
 import torch
 
 from attnexplain.attribution import attribute
+from attnexplain.device import draw, seeded_generator
 from attnexplain.experiments.site_attention import (
     SiteBatch,
     attention_bin,
@@ -109,7 +110,7 @@ def run_permutation(
     checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
 ) -> pd.DataFrame:
     params = {**PERMUTATION_DEFAULTS, **(params or {})}
-    generator = torch.Generator().manual_seed(params["seed"])
+    generator = seeded_generator(params["seed"])
     parts = []
     for site in iterate_site_batches(
         checkpoint, frame, params["batch_size"], progress, "permutation"
@@ -119,8 +120,8 @@ def run_permutation(
             pd.DataFrame(
                 {
                     **instance_columns(frame, checkpoint.classes, site),
-                    "median_output_change": deltas.median(1).values.numpy(),
-                    "mean_output_change": deltas.mean(1).numpy(),
+                    "median_output_change": deltas.median(1).values.cpu().numpy(),
+                    "mean_output_change": deltas.mean(1).cpu().numpy(),
                 }
             )
         )
@@ -157,7 +158,7 @@ def adversarial_search(
     k, shape = params["adversaries"], site.attention.shape
     support = site.support.unsqueeze(1)
     lengths = site.support.sum(-1, keepdim=True).unsqueeze(1).float()
-    noise = torch.randn(shape[0], k, *shape[1:], generator=generator)
+    noise = draw(torch.randn, (shape[0], k, *shape[1:]), generator, site.attention.device)
     # J&W's init; -inf outside the support stays -inf (zero gradient, so Adam never moves it),
     # which spares a masking op in every step.
     logits = torch.log(1.0 / lengths) + 3.0 * noise
@@ -191,7 +192,7 @@ def run_adversarial(
     checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
 ) -> pd.DataFrame:
     params = {**ADVERSARIAL_DEFAULTS, **(params or {})}
-    generator = torch.Generator().manual_seed(params["seed"])
+    generator = seeded_generator(params["seed"])
     for parameter in checkpoint.model.parameters():
         parameter.requires_grad_(False)
     parts = []
@@ -214,8 +215,8 @@ def run_adversarial(
             pd.DataFrame(
                 {
                     **instance_columns(frame, checkpoint.classes, site),
-                    "eps_max_jsd": best.values.numpy(),
-                    "adversaries_within_eps": within.sum(1).numpy(),
+                    "eps_max_jsd": best.values.cpu().numpy(),
+                    "adversaries_within_eps": within.sum(1).cpu().numpy(),
                     "adversary_output_change": [row.tolist() for row in moved],
                     "adversary_jsd": [row.tolist() for row in distance],
                     "adversaries": [

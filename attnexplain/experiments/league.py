@@ -93,10 +93,12 @@ def _method_rows(
     for short, reference in REFERENCES.items():
         columns[f"spearman_{short}"] = spearman(scores, references[reference], mask).statistic
         columns[f"kendall_{short}"] = kendall_tau(scores, references[reference], mask).statistic
-    columns["comprehensiveness"] = aopc(comprehensiveness(model, site.batch, scores)).numpy()
-    columns["sufficiency"] = aopc(sufficiency(model, site.batch, scores)).numpy()
+    columns["comprehensiveness"] = aopc(comprehensiveness(model, site.batch, scores)).cpu().numpy()
+    columns["sufficiency"] = aopc(sufficiency(model, site.batch, scores)).cpu().numpy()
     columns["auprc"] = (
-        np.full(len(site.rows), np.nan) if truth is None else auprc(scores, truth, mask).numpy()
+        np.full(len(site.rows), np.nan)
+        if truth is None
+        else auprc(scores, truth, mask).cpu().numpy()
     )
     return columns
 

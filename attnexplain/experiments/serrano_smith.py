@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from attnexplain.attribution import attribute, get_method
+from attnexplain.device import draw, seeded_generator
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.site_attention import (
     SiteBatch,
@@ -102,7 +103,7 @@ def top_and_random_items(
     top = attention.masked_fill(~items, float("-inf")).argmax(-1)
     others = items.clone()
     others[torch.arange(len(top)), top] = False
-    noise = torch.rand(attention.shape, generator=generator)
+    noise = draw(torch.rand, attention.shape, generator, attention.device)
     return top, noise.masked_fill(~others, -1.0).argmax(-1)
 
 
@@ -117,10 +118,10 @@ def zero_top_columns(
     removed = torch.zeros(len(top), 2, attention.shape[-1], dtype=torch.bool)
     removed.scatter_(-1, positions.unsqueeze(-1), True)
     outputs = removal_outputs(checkpoint, site, removed)
-    divergence = jsd(outputs, site.probabilities.unsqueeze(1)).double().numpy()
-    flipped = flips(outputs, site).numpy()
-    weights = attention.gather(-1, positions).double().numpy()
-    defined = (item_counts(site) >= 2).numpy()
+    divergence = jsd(outputs, site.probabilities.unsqueeze(1)).double().cpu().numpy()
+    flipped = flips(outputs, site).cpu().numpy()
+    weights = attention.gather(-1, positions).double().cpu().numpy()
+    defined = (item_counts(site) >= 2).cpu().numpy()
 
     def kept(values: np.ndarray) -> np.ndarray:
         return np.where(defined, values, np.nan)
@@ -129,9 +130,9 @@ def zero_top_columns(
         return pd.array(np.where(defined, values, None), dtype="boolean")
 
     return {
-        "items": item_counts(site).numpy(),
-        "top_item": np.where(defined, top.numpy(), -1),
-        "random_item": np.where(defined, other.numpy(), -1),
+        "items": item_counts(site).cpu().numpy(),
+        "top_item": np.where(defined, top.cpu().numpy(), -1),
+        "random_item": np.where(defined, other.cpu().numpy(), -1),
         "jsd_top": kept(divergence[:, 0]),
         "jsd_random": kept(divergence[:, 1]),
         "flipped_top": kept_flags(flipped[:, 0]),
@@ -147,7 +148,7 @@ def run_zero_top(
     a random item), ``flipped_top`` / ``flipped_random`` (nullable bool) and
     ``attention_difference`` (top weight minus random weight); NaN / NA below two items."""
     params = {**ZERO_TOP_DEFAULTS, **(params or {})}
-    generator = torch.Generator().manual_seed(params["seed"])
+    generator = seeded_generator(params["seed"])
     parts = []
     for site in iterate_site_batches(checkpoint, frame, params["batch_size"], progress, "zero top"):
         columns = instance_columns(frame, checkpoint.classes, site)
@@ -242,7 +243,7 @@ def ordering_scores(
         "attention": lambda: attention,
         "gradient": lambda: gradient,
         "gradient_x_attention": lambda: gradient * attention,
-        "random": lambda: torch.rand(attention.shape, generator=generator),
+        "random": lambda: draw(torch.rand, attention.shape, generator, attention.device),
     }
     return {name: makers[name]() for name in orderings}
 
@@ -256,11 +257,11 @@ def flip_fraction_columns(
     scores = ordering_scores(
         checkpoint, site, params["orderings"], params["gradient_method"], generator
     )
-    columns: dict[str, np.ndarray] = {"items": counts.numpy()}
+    columns: dict[str, np.ndarray] = {"items": counts.cpu().numpy()}
     for name, values in scores.items():
         removed = removal_masks(values, items)
         flipped = flips(removal_outputs(checkpoint, site, removed), site)
-        fraction = fraction_at_flip(flipped, counts).numpy()
+        fraction = fraction_at_flip(flipped, counts).cpu().numpy()
         columns[f"fraction_{name}"] = fraction
         columns[f"never_flipped_{name}"] = np.isnan(fraction)
     return columns
@@ -285,7 +286,7 @@ def run_flip_fraction(
     ``never_flipped_<ordering>``."""
     params = {**FLIP_FRACTION_DEFAULTS, **(params or {})}
     validate_flip_fraction(params)
-    generator = torch.Generator().manual_seed(params["seed"])
+    generator = seeded_generator(params["seed"])
     parts = []
     for site in iterate_site_batches(
         checkpoint, frame, params["batch_size"], progress, "flip fraction"

@@ -74,7 +74,7 @@ def site_batch(model, batch: Batch) -> SiteBatch:
         attention = model.attention(state)
         probabilities = model.probabilities(model.decode(state, attention))
     support = state.support.reshape(len(batch), *[1] * (attention.dim() - 2), -1)
-    return SiteBatch(batch, state, attention, support, probabilities, batch.index.numpy())
+    return SiteBatch(batch, state, attention, support, probabilities, batch.index.cpu().numpy())
 
 
 def decode_probabilities(
@@ -96,12 +96,12 @@ def token_attention(site: SiteBatch) -> torch.Tensor:
 def max_attention(site: SiteBatch) -> np.ndarray:
     """[batch]: the largest weight of each instance's (head-averaged) attention, the quantity
     J&W bin instances by."""
-    return token_attention(site).max(-1).values.numpy()
+    return token_attention(site).max(-1).values.cpu().numpy()
 
 
 def instance_columns(frame: pd.DataFrame, classes: list[str], site: SiteBatch) -> dict:
     """The columns every per-instance table starts with."""
-    predicted = site.probabilities.argmax(-1).numpy()
+    predicted = site.probabilities.argmax(-1).cpu().numpy()
     return {
         "instance": site.rows,
         "label": frame["label"].to_numpy()[site.rows],
@@ -133,7 +133,7 @@ def site_outputs(checkpoint: Checkpoint, frame: pd.DataFrame, batch_size: int = 
     attention: list[np.ndarray | None] = [None] * len(frame)
     probabilities = np.zeros((len(frame), len(checkpoint.classes)), dtype=np.float64)
     for site in site_batches(checkpoint, frame, batch_size):
-        probabilities[site.rows] = site.probabilities.double().numpy()
+        probabilities[site.rows] = site.probabilities.double().cpu().numpy()
         for row, weights, support in zip(site.rows, site.attention, site.support, strict=True):
-            attention[row] = weights[..., support.reshape(-1)].float().numpy()
+            attention[row] = weights[..., support.reshape(-1)].float().cpu().numpy()
     return SiteOutputs(attention, probabilities)

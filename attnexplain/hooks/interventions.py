@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attnexplain.device import draw
 from attnexplain.errors import InvalidInputError
 from attnexplain.hooks.sites import Site
 
@@ -120,7 +121,7 @@ def shuffle_allowed(
     """
     allowed = allowed.expand_as(pattern)
     positions = torch.arange(pattern.shape[-1], device=pattern.device)
-    noise = torch.rand(pattern.shape, generator=generator, device=pattern.device)
+    noise = draw(torch.rand, pattern.shape, generator, pattern.device)
     # Sources: allowed positions in random order, then disallowed ones ascending (their keys
     # exceed every noise value). Targets: allowed ascending, then disallowed ascending. The
     # tails agree, so disallowed positions map to themselves.

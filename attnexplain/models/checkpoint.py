@@ -122,7 +122,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     weights = _read_weights(directory)
     if config["architecture"] in VISION_ARCHITECTURES:
         model, pipeline = _load_vision(directory, config, weights)
-        model.eval()
+        _ready(model)
         return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
     if config["architecture"] == "hf":
         try:
@@ -133,7 +133,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
             raise CheckpointError(
                 f"{directory} holds a damaged transformers model ({exc})"
             ) from exc
-        model.eval()
+        _ready(model)
         return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
     try:
         model = ClassicModel(ClassicConfig(**config["model"]))
@@ -145,8 +145,14 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     _check_vocabulary(len(pipeline.vocab), weights, directory)
     _check_fits(model, weights, directory)
     model.load_state_dict(weights)
-    model.eval()
+    _ready(model)
     return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
+
+
+def _ready(model: torch.nn.Module) -> None:
+    """Evaluation mode, on the device the run computes on (torch's default device, which
+    :func:`attnexplain.device.computing_on` sets)."""
+    model.to(torch.get_default_device()).eval()
 
 
 def _save_vision(directory: Path, model: torch.nn.Module, pipeline: ImagePipeline) -> dict:

@@ -194,7 +194,9 @@ def predict_with_attention(
     out = np.zeros((len(sequences), model.num_classes))
     for batch in bucketed_batches(sequences, batch_size=64, framing=framing):
         attention = rows_on_support(weights, batch, batch.content_mask)
-        out[batch.index.numpy()] = model.probabilities(_logits(model, batch, attention)).numpy()
+        out[batch.index.cpu().numpy()] = (
+            model.probabilities(_logits(model, batch, attention)).cpu().numpy()
+        )
     return out
 
 

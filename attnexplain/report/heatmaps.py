@@ -103,7 +103,7 @@ def _per_word(
             f"one the scores were computed on (has the dataset changed since the run?)"
         )
     scores = torch.tensor(np.array(values, dtype=np.float64))
-    return aggregate_to_words(scores, WordAlignment(alignment.words, word_ids), "sum").numpy()
+    return aggregate_to_words(scores, WordAlignment(alignment.words, word_ids), "sum").cpu().numpy()
 
 
 def content_to_words(scores: np.ndarray, alignment: WordAlignment) -> np.ndarray:

@@ -56,12 +56,20 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from attnexplain.data.registry import SPLITS, Dataset, get_spec, list_datasets, load_dataset
+from attnexplain.data.registry import (
+    REGISTRY,
+    SPLITS,
+    Dataset,
+    get_spec,
+    load_dataset,
+    load_local,
+)
 from attnexplain.errors import AttnExplainError, PlanError
 from attnexplain.experiments.registry import get_experiment, list_experiments
 from attnexplain.models.classic import ATTENTION_MODES, ATTENTIONS, ENCODERS, ClassicConfig
 from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import EMBEDDINGS, TrainConfig
+from attnexplain.provenance import file_sha256
 
 ARCHITECTURE_KEYS = ("encoder", "attention", "hidden_size", "attention_mode")
 # "fixed" attention takes its weights with every call, so it cannot be trained from a plan.
@@ -123,16 +131,35 @@ class SplitRows(_Section):
 
 class DatasetEntry(_Section):
     """A registered dataset, for generated ones the options it is built with, and optionally
-    a cap on the rows of each split (``max_rows: {train: 2000}``: train on a subset)."""
+    a cap on the rows of each split (``max_rows: {train: 2000}``: train on a subset); or a
+    user's data file (``file: reviews.csv`` with its columns, ``pair_column`` for text pairs,
+    ``classes`` for the label order of a model used as it is, ``fractions`` for the train /
+    dev / test split: ``[0, 0, 1]`` evaluates on every row)."""
 
-    name: Annotated[str, _one_of("dataset", [spec.name for spec in list_datasets()])]
+    file: str | None = None  # first: the name's check reads it
+    name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     max_rows: SplitRows | None = None
+    text_column: str | None = None  # default "text"
+    pair_column: str | None = None
+    label_column: str | None = None  # default "label"
+    classes: list[str] | None = None
+    fractions: Annotated[list[NonNegativeFloat], Field(min_length=3, max_length=3)] | None = None
 
     def identity(self) -> dict[str, Any]:
         """What decides the data a unit sees (unset caps left out, so that adding the
-        ``max_rows`` key kept the keys of the units of plans without it)."""
-        return self.model_dump(exclude_none=True)
+        ``max_rows`` key kept the keys of the units of plans without it). A data file is
+        named by its content's SHA-256, not its path: a changed file is new work."""
+        identity = self.model_dump(exclude_none=True, exclude={"file"})
+        if self.file is not None:
+            identity["file_sha256"] = file_sha256(self.file)
+        return identity
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the data came from: the file's path and SHA-256, or the registered name."""
+        if self.file is None:
+            return {"dataset": self.name}
+        return {"file": str(Path(self.file).resolve()), "sha256": file_sha256(self.file)}
 
     @property
     def label(self) -> str:
@@ -145,13 +172,46 @@ class DatasetEntry(_Section):
 
     def load(self, cache: str | os.PathLike | None = None) -> Dataset:
         """The dataset, built with its options and cut to ``max_rows``."""
-        dataset = load_dataset(self.name, cache, **self.options)
+        if self.file is not None:
+            dataset = load_local(
+                self.file,
+                self.text_column or "text",
+                self.label_column or "label",
+                fractions=tuple(self.fractions or (0.8, 0.1, 0.1)),
+                pair_column=self.pair_column,
+                classes=self.classes,
+            )
+        else:
+            dataset = load_dataset(self.name, cache, **self.options)
         if self.max_rows is None:
             return dataset
         return dataset.head(self.max_rows.model_dump(exclude_none=True))
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("file") is None and name is not None:
+            _one_of("dataset", list(REGISTRY)).func(name)
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_names_itself(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("file") and not data.get("name"):
+            return {**data, "name": Path(str(data["file"])).stem}
+        return data
+
     @model_validator(mode="after")
     def _known_options(self) -> DatasetEntry:
+        if self.file is not None:
+            return self._readable_file()
+        file_keys = [key for key in FILE_KEYS if getattr(self, key) is not None]
+        if file_keys:
+            raise ValueError(
+                f"{', '.join(file_keys)} describe a data file: add 'file: PATH' or remove them"
+            )
+        if self.name is None:
+            raise ValueError("name a registered dataset, or give a data file with 'file: PATH'")
         spec = get_spec(self.name)
         if self.options and not spec.options:
             raise ValueError(f"dataset {self.name!r} takes no options; remove 'options'")
@@ -164,14 +224,29 @@ class DatasetEntry(_Section):
                 )
         return self
 
+    def _readable_file(self) -> DatasetEntry:
+        if self.options:
+            raise ValueError("a data file takes no options; remove 'options'")
+        if not Path(self.file).is_file():
+            raise ValueError(f"data file {self.file} does not exist; give the path of a file")
+        if self.fractions is not None and sum(self.fractions) <= 0:
+            raise ValueError("fractions must not all be 0, e.g. [0.8, 0.1, 0.1]")
+        return self
+
+
+# the keys of a dataset entry that only a data file takes
+FILE_KEYS = ("text_column", "pair_column", "label_column", "classes", "fractions")
+
 
 DatasetItem = Annotated[DatasetEntry, BeforeValidator(_dataset_name)]
 
 
 class ModelEntry(_Section):
     """A classic architecture (any of its keys; the rest take ClassicConfig's defaults), a
-    pretrained transformer to fine-tune, or an image model (``vision: vit`` or ``vision:
-    attention-cnn``, with ``attention`` for the CNN and ``attention_mode`` for both)."""
+    pretrained transformer to fine-tune, an image model (``vision: vit`` or ``vision:
+    attention-cnn``, with ``attention`` for the CNN and ``attention_mode`` for both), or a
+    user's transformers classifier (``hf: FOLDER_OR_HUB_ID``), used as it is or, with
+    ``finetune: true``, fine-tuned on the dataset with ``finetune:``'s recipe."""
 
     vision: Annotated[str | None, _one_of("vision model", VISION_KEYS)] = None
     encoder: Annotated[str | None, _one_of("encoder", ENCODERS)] = None
@@ -179,10 +254,23 @@ class ModelEntry(_Section):
     hidden_size: PositiveInt | None = None
     attention_mode: Annotated[str | None, _one_of("attention mode", TRAINABLE_MODES)] = None
     pretrained: Annotated[str | None, _one_of("pretrained model", PRETRAINED)] = None
+    hf: str | None = None
+    finetune: bool | None = None
+    revision: str | None = None
     site_layer: int | None = None
+
+    @property
+    def transformer(self) -> str | None:
+        """The transformer this entry names (``pretrained`` or ``hf``), None for the rest."""
+        return self.pretrained or self.hf
 
     @model_validator(mode="after")
     def _one_family(self) -> ModelEntry:
+        if self.hf is not None:
+            return self._user_model()
+        for key in ("finetune", "revision"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} is for a user's model (hf: FOLDER); remove {key}")
         # a transformer's attention mode says whether its site is frozen uniform (W&P)
         given = [
             key
@@ -195,7 +283,7 @@ class ModelEntry(_Section):
                 f"{'it' if len(given) == 1 else 'them'} or drop "
                 f"'pretrained' to train a classic model"
             )
-        if self.site_layer is not None and not self.pretrained:
+        if self.site_layer is not None and not self.transformer:
             raise ValueError(
                 "site_layer picks the attention layer of a pretrained transformer; a classic "
                 "model has one attention site: remove site_layer"
@@ -207,6 +295,26 @@ class ModelEntry(_Section):
                 ClassicConfig(vocab_size=1, **self.architecture())
             except AttnExplainError as exc:
                 raise ValueError(str(exc)) from exc
+        return self
+
+    def _user_model(self) -> ModelEntry:
+        other = [
+            key
+            for key in (*ARCHITECTURE_KEYS, "pretrained", "vision")
+            if getattr(self, key) is not None and key != "attention_mode"
+        ]
+        if other:
+            raise ValueError(
+                f"a user's model (hf: {self.hf}) takes only site_layer, finetune, revision and "
+                f"attention_mode; remove {', '.join(other)}"
+            )
+        if self.attention_mode not in (None, TRAINABLE_MODES[0]) and not self.finetune:
+            raise ValueError(
+                "attention_mode uniform retrains the model with frozen attention: add "
+                "finetune: true, or remove attention_mode"
+            )
+        if not self.hf.strip():
+            raise ValueError("hf names a model folder or hub id; it is empty")
         return self
 
     def _one_vision_family(self) -> ModelEntry:
@@ -230,22 +338,39 @@ class ModelEntry(_Section):
             if given.get("attention_mode") == TRAINABLE_MODES[0]:
                 del given["attention_mode"]
             return {"vision": self.vision, **given}
-        if self.pretrained:
+        if self.transformer:
             mode = self.attention_mode
             return {} if mode in (None, TRAINABLE_MODES[0]) else {"attention_mode": mode}
         defaults = {f.name: f.default for f in fields(ClassicConfig) if f.name in ARCHITECTURE_KEYS}
         given = self.model_dump(include=set(ARCHITECTURE_KEYS), exclude_none=True)
         return defaults | given
 
+    def _transformer_name(self) -> str:
+        """``minilm``, or the last part of a user's folder or hub id."""
+        if self.pretrained:
+            return self.pretrained
+        return Path(self.hf.rstrip("/")).name or self.hf
+
+    def source(self) -> dict[str, Any]:
+        """What names the model in its training unit's key: a pretrained name, or a user
+        model's files' SHA-256 (or hub id and revision) and whether it is fine-tuned."""
+        if self.hf is None:
+            return {"pretrained": self.pretrained}
+        from attnexplain.models.imported import model_provenance
+
+        return {"hf": model_provenance(self.hf, self.revision), "finetune": bool(self.finetune)}
+
     @property
     def label(self) -> str:
-        """A short name for tables: ``lstm-additive``, ``average-dot-uniform-h64``, ``minilm``."""
+        """A short name for tables: ``lstm-additive``, ``average-dot-uniform-h64``, ``minilm``,
+        ``my-bert-layer3`` (a user's folder ``my-bert``, read at layer 3)."""
         if self.vision:
             return "-".join(map(str, self.architecture().values()))
-        if self.pretrained:
+        if self.transformer:
             layer = "" if self.site_layer is None else f"-layer{self.site_layer}"
             mode = "".join(f"-{value}" for value in self.architecture().values())
-            return self.pretrained + mode + layer
+            tuned = "-finetuned" if self.finetune else ""
+            return self._transformer_name() + tuned + mode + layer
         arch, default = self.architecture(), ModelEntry().architecture()
         parts = [arch["encoder"], arch["attention"]]
         if arch["attention_mode"] != default["attention_mode"]:
@@ -378,7 +503,7 @@ class Plan(_Section):
         """The training recipe of ``model`` under this plan, with ``seed``."""
         if model.vision:
             return self.vision_train.config(seed)
-        return (self.finetune if model.pretrained else self.train).config(seed)
+        return (self.finetune if model.transformer else self.train).config(seed)
 
     def select(
         self, datasets: Iterable[str] | None = None, models: Iterable[str] | None = None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from attnexplain.device import resolve_device, resolve_precision
 from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.registry import get_experiment
 from attnexplain.runner.executors import Executor, LocalExecutor, UnitFailure
@@ -119,6 +120,8 @@ def run_plan(
     datasets: Iterable[str] | None = None,
     models: Iterable[str] | None = None,
     reuse: Sequence[str | os.PathLike] = (),
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> RunResult:
     """Run every unit of ``plan`` (a :class:`Plan` or a YAML file) not yet finished in ``out``.
 
@@ -126,15 +129,20 @@ def run_plan(
     wheels are cached; ``executor`` schedules the units (default: :class:`LocalExecutor`);
     ``datasets`` / ``models`` run only part of the plan (see :meth:`Plan.select`).
     ``reuse``: other run directories whose finished units of this plan are copied in instead of
-    recomputed. With an executor that keeps going past a failing unit, the failures are printed
-    with their tracebacks as they happen, recorded in the manifest, and raised together at the
-    end as :class:`UnitsFailedError`.
+    recomputed. ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``precision``
+    (``fp32``, ``bf16``, ``fp16``) say where and how each unit computes (see
+    :mod:`attnexplain.device`); they are not part of the units' keys, and each unit's record
+    says which device ran it. With an executor that keeps going past a failing unit, the
+    failures are printed with their tracebacks as they happen, recorded in the manifest, and
+    raised together at the end as :class:`UnitsFailedError`.
     Finished units are kept and skipped, so after Ctrl-C, ``kill -9`` or an error, running the
     same plan again finishes the rest and gives the results an uninterrupted run gives. Units
     are named by their config, so plans may share a directory (``manifest.json`` describes
     the latest run); two runs must not write to one directory at the same time.
     """
     plan, store, plan_file = resolve_run(plan, out, datasets, models)
+    resolve_device(device)  # a device this machine cannot see: one error before any work
+    resolve_precision(precision)
     executor = executor or LocalExecutor()
     in_process = isinstance(executor, LocalExecutor)
     if not in_process:  # workers elsewhere may start in another directory
@@ -146,7 +154,7 @@ def run_plan(
     manifest = Manifest(store, plan, units, plan_file)
     pending = [unit for unit in units if not store.is_done(unit.key)]
     # units in other processes print no progress bars of their own: one line as each ends
-    worker = UnitWorker(store, cache_dir, progress and in_process)
+    worker = UnitWorker(store, cache_dir, progress and in_process, device, precision)
     ran, failures = [], []
     with tqdm(
         total=len(units),

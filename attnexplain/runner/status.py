@@ -43,6 +43,8 @@ def estimate_group(unit: Unit | StoredUnit) -> str:
     if unit.kind == "train" and isinstance(model, dict):
         if model.get("pretrained"):
             return f"train.pretrained.{model['pretrained']}"
+        if model.get("hf"):
+            return "train.hf.finetuned" if model.get("finetune") else "train.hf.imported"
         return f"train.classic.{model.get('encoder')}"
     return unit.kind
 

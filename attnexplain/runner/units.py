@@ -56,7 +56,7 @@ class TrainingUnit:
         return {
             "kind": self.kind,
             "dataset": self.dataset.identity(),
-            "model": {"pretrained": self.model.pretrained, **self.model.architecture()},
+            "model": {**self.model.source(), **self.model.architecture()},
             "train": asdict(self.train_config),
         }
 
@@ -161,7 +161,7 @@ def experiment_unit(
     spec = get_experiment(experiment)
     needs: list[tuple[str, Unit]] = []
     if spec.needs is not None:
-        setting = Setting(pretrained=training.model.pretrained is not None, split=split)
+        setting = Setting(pretrained=training.model.transformer is not None, split=split)
         for role, need in spec.needs(params, setting).items():
             unit = _need_unit(plan, training, need, split, max_instances, units, role)
             units.setdefault(unit.key, unit)

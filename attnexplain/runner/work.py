@@ -14,9 +14,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from attnexplain.data.registry import Dataset
+from attnexplain.device import computing_on, resolve_device
 from attnexplain.experiments.needs import RunContext, trained_checkpoint_dir
 from attnexplain.experiments.registry import get_experiment
 from attnexplain.models.checkpoint import at_site_layer, load_checkpoint
+from attnexplain.models.imported import import_classifier
 from attnexplain.models.train import train
 from attnexplain.runner.manifest import now
 from attnexplain.runner.plan import DatasetEntry
@@ -37,6 +39,8 @@ class UnitWorker:
     store: RunStore
     cache_dir: str | os.PathLike | None = None
     progress: bool = True
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __call__(self, unit: Unit) -> Finished:
         if self.store.is_done(unit.key):
@@ -47,23 +51,38 @@ class UnitWorker:
         if self.progress:
             tqdm.write(f"{unit.kind}: {unit.label}", file=sys.stderr)
         self.store.begin(unit)
-        details = self._train(unit) if isinstance(unit, TrainingUnit) else self._experiment(unit)
-        details["peak_rss_mb"] = peak_rss_mb()
+        # resolved here, where the unit runs: a worker on another machine has its own devices
+        device = resolve_device(self.device)
+        with computing_on(device, self.precision):
+            work = self._train if isinstance(unit, TrainingUnit) else self._experiment
+            details = work(unit)
+        details |= {"peak_rss_mb": peak_rss_mb(), "device": str(device)}
         finished = Finished(unit.key, time.perf_counter() - started, now(), details)
         self.store.mark_done(finished)
         return finished
 
     def _train(self, unit: TrainingUnit) -> dict[str, Any]:
-        result = train(
-            self._dataset(unit.dataset),
-            self.store.checkpoint_dir(unit.key),
-            unit.model.architecture(),
-            unit.train_config,
-            cache=self.cache_dir,
-            progress=self.progress,
-            pretrained=unit.model.pretrained,
-        )
-        return {"best_epoch": result.best_epoch, "dev": result.dev, "test": result.test}
+        dataset, folder = self._dataset(unit.dataset), self.store.checkpoint_dir(unit.key)
+        model = unit.model
+        if model.hf is not None and not model.finetune:
+            result = import_classifier(dataset, folder, model.hf, revision=model.revision)
+        else:
+            result = train(
+                dataset,
+                folder,
+                model.architecture(),
+                unit.train_config,
+                cache=self.cache_dir,
+                progress=self.progress,
+                pretrained=model.transformer,
+            )
+        return {
+            "best_epoch": result.best_epoch,
+            "dev": result.dev,
+            "test": result.test,
+            "data": unit.dataset.provenance(),
+            **({"model": model.source()} if model.hf is not None else {}),
+        }
 
     def _experiment(self, unit: ExperimentUnit) -> dict[str, Any]:
         checkpoint = load_checkpoint(self.store.checkpoint_dir(unit.training.key))

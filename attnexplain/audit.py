@@ -1,0 +1,276 @@
+"""``attnexplain audit``: does MY model's attention explain its predictions?
+
+An audit is an orchestration like :mod:`attnexplain.reproduce`: it writes a plan (the user's
+classifier folder or hub id as the model, read at the chosen layers; the user's data file as
+the dataset, every row evaluated) and hands it to the runner, so resuming after a crash,
+devices, executors, the report and the verdict come from the shared machinery. It runs the
+Jain & Wallace battery (attention against gradient and leave-one-out, permutation,
+adversarial attention), Serrano & Smith's erasure tests and the league of attribution
+methods, plus accuracy and F1 where the file has labels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from attnexplain.errors import InvalidInputError
+from attnexplain.experiments.league import default_methods
+from attnexplain.experiments.verdict import verdict
+from attnexplain.runner.plan import Plan, parse_plan
+from attnexplain.runner.run import DEFAULT_RUNS, RunResult, run_plan
+
+# The league's methods in an audit unless ``methods`` says otherwise: every attention-derived
+# method and gradient whose cost is within a few forward-backward passes (per 32 MiniLM
+# sentences on 2 cores: 0.3-5 s each; attention flow 90 s, integrated gradients 57 s and the
+# perturbation surrogates 12-50 s are left to ``methods="all"``).
+AUDIT_METHODS = (
+    "attention",
+    "attention-rollout",
+    "attention-norm",
+    "grad-attention",
+    "gradient-rollout",
+    "value-zeroing",
+    "alti",
+    "attnlrp",
+    "jw-gradient",
+    "leave-one-out",
+    "saliency",
+    "input-x-gradient",
+)
+# below the last layer, the methods that read the site's own layer (the rest aggregate every
+# layer or read no attention, and would repeat the last layer's numbers)
+LAYER_METHODS = ("attention", "attention-norm", "grad-attention", "value-zeroing")
+# the battery, in the report's order; league.methods last (it is the longest)
+BATTERY = (
+    "predictions",
+    "jain_wallace.correlation",
+    "jain_wallace.permutation",
+    "jain_wallace.adversarial",
+    "serrano_smith.zero_top",
+    "serrano_smith.flip_fraction",
+)
+DEFAULT_AUDIT_INSTANCES = 200
+
+
+@dataclass
+class AuditResult:
+    """What an audit found. ``verdict``: one row per layer and question (agreement,
+    fragility, best method) with the answer, its evidence and a 95% interval; ``tables``:
+    each experiment's summary by name; ``run``: the run directory seen through its plan;
+    ``report``: the written files by format."""
+
+    run: RunResult
+    verdict: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    report: dict[str, Path] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = self.verdict[["layer", "question", "answer"]].to_string(index=False)
+        return f"AuditResult({self.run.directory})\n{shown}"
+
+
+def audit_plan(
+    model: str,
+    data: str | os.PathLike,
+    text_column: str = "text",
+    pair_column: str | None = None,
+    label_column: str = "label",
+    layer: int | str | None = None,
+    instances: int | None = DEFAULT_AUDIT_INSTANCES,
+    methods: str | list[str] | None = None,
+    revision: str | None = None,
+) -> Plan:
+    """The plan of an audit (see :func:`audit` for the arguments): nothing runs."""
+    classes, layers = _model_outline(model, revision)
+    chosen = _layers(layer, layers)
+    entry = {"hf": str(model)} | ({"revision": revision} if revision else {})
+    models = [entry | ({} if at is None else {"site_layer": at}) for at in chosen]
+    dataset = {
+        "file": str(data),
+        "text_column": text_column,
+        "label_column": label_column,
+        "classes": classes,
+        "fractions": [0, 0, 1],
+        **({"pair_column": pair_column} if pair_column else {}),
+    }
+    labels = [_label(model, at) for at in chosen]
+    last = [labels[chosen.index(at)] for at in chosen if at in (None, layers - 1)]
+    lower = [label for label in labels if label not in last]
+    league = _league_methods(methods)
+    experiments = [{"name": name} for name in BATTERY]
+    if last:
+        experiments.append({"name": "league.methods", "models": last, "params": league})
+    if lower:
+        layer_methods = [
+            name for name in league["methods"] or default_methods() if name in LAYER_METHODS
+        ]
+        experiments.append(
+            {"name": "league.methods", "models": lower, "params": {"methods": layer_methods}}
+        )
+    name = "audit-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in labels[0])
+    return parse_plan(
+        {
+            "name": name.split("-layer")[0],
+            "datasets": [dataset],
+            "models": models,
+            "seeds": [0],
+            "split": "test",
+            "experiments": experiments,
+            **({"max_instances": instances} if instances else {}),
+        },
+        f"audit of {model}",
+    )
+
+
+def audit(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    text_column: str = "text",
+    pair_column: str | None = None,
+    label_column: str = "label",
+    layer: int | str | None = None,
+    instances: int | None = DEFAULT_AUDIT_INSTANCES,
+    methods: str | list[str] | None = None,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    formats: str | list[str] = ("html", "pdf"),
+    revision: str | None = None,
+    progress: bool = True,
+) -> AuditResult:
+    """Audit the transformers sequence classifier ``model`` on the user's ``data``.
+
+    Parameters
+    ----------
+    model : a folder in ``save_pretrained`` format (weights, config, tokenizer), or a hub id
+        where this machine reaches a hub (``revision`` pins it).
+    data : a ``.csv`` / ``.tsv`` / ``.jsonl`` file; ``text_column`` holds the texts,
+        ``pair_column`` the second text of a pair (NLI, QA), ``label_column`` the labels
+        (the model's label names or their indices).
+    layer : the attention layer read (default: the last); an index (negative counts from
+        the end) or ``"all"``.
+    instances : the first N rows of the file (None: all).
+    methods : the league's attribution methods: a list, ``"all"`` (every registered one;
+        slow: attention flow, integrated gradients, LIME...) or None (:data:`AUDIT_METHODS`).
+    out : the run directory (default ``runs/audit-<model folder>``); an interrupted audit
+        run again into it resumes where it stopped.
+    device, precision : where and how models compute (:mod:`attnexplain.device`).
+    formats : the report's formats (``html``, ``pdf``).
+
+    Returns an :class:`AuditResult`. Raises :class:`~attnexplain.errors.InvalidInputError`
+    (a missing column, an empty file, labels the model does not know, pairs for a model of
+    single texts or the reverse, an unavailable device) or
+    :class:`~attnexplain.errors.HookError` (an architecture the hooks cannot reach), each
+    before any long work.
+
+    Example
+    -------
+    >>> result = audit("my-bert/", "reviews.csv", text_column="review")  # doctest: +SKIP
+    >>> result.verdict[["layer", "question", "answer"]]  # doctest: +SKIP
+    """
+    plan = audit_plan(
+        str(model),
+        data,
+        text_column,
+        pair_column,
+        label_column,
+        layer,
+        instances,
+        methods,
+        revision,
+    )
+    preflight(plan, device)
+    run = run_plan(
+        plan,
+        out if out is not None else DEFAULT_RUNS / plan.name,
+        progress=progress,
+        device=device,
+        precision=precision,
+    )
+    # imported here: the report needs matplotlib and WeasyPrint, which the CLI loads on use
+    from attnexplain.device import computing_on, resolve_device, resolve_precision
+    from attnexplain.report.build import DEFAULT_INSTANCES, build
+
+    with computing_on(resolve_device(device), resolve_precision(precision)):
+        files = build(run.directory, None, formats, DEFAULT_INSTANCES, None, plan)
+    tables = {entry.title: run.summary(index) for index, entry in enumerate(plan.experiments)}
+    return AuditResult(run, verdict(run), tables, files)
+
+
+def preflight(plan: Plan, device: str = "auto") -> None:
+    """Check, before any long work, what would otherwise fail inside a unit: the device, the
+    data file (columns, rows, labels the model knows) and the model (an architecture the hooks
+    reach, single texts or pairs as it reads them). Raises the error the unit would raise."""
+    from attnexplain.device import resolve_device
+    from attnexplain.models.imported import check_inputs, load_classifier
+
+    resolve_device(device)
+    dataset = plan.datasets[0].load()
+    for source in dict.fromkeys((entry.hf, entry.revision) for entry in plan.models):
+        check_inputs(load_classifier(*source[:1], revision=source[1]), dataset)
+
+
+def _model_outline(model: str, revision: str | None) -> tuple[list[str], int]:
+    """The model's classes (``id2label`` in index order) and its number of layers, from its
+    config alone (no weights are read)."""
+    from transformers import AutoConfig
+
+    from attnexplain.provenance import folder_sha256, is_local_model
+
+    if is_local_model(model):
+        folder_sha256(Path(model).expanduser())  # a folder without config.json: say so
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInputError(
+            f"{model} is neither a model folder nor a reachable hub id ({exc}); pass a folder "
+            f"written by save_pretrained"
+        ) from exc
+    classes = [str(config.id2label[i]) for i in range(config.num_labels)]
+    layers = next(
+        getattr(config, key)
+        for key in ("num_hidden_layers", "n_layers", "n_layer")
+        if isinstance(getattr(config, key, None), int)
+    )
+    return classes, layers
+
+
+def _layers(layer: int | str | None, layers: int) -> list[int | None]:
+    """The site layers an audit reads: None (the last, the model's default site), one index,
+    or every layer for ``"all"``."""
+    if layer is None or layer == "last":
+        return [None]
+    if layer == "all":
+        return [*range(layers - 1), None]
+    try:
+        index = int(layer)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"layer must be an index, 'last' or 'all', got {layer!r}") from None
+    if not -layers <= index < layers:
+        raise InvalidInputError(
+            f"the model has {layers} layers (0-{layers - 1}); layer {index} does not exist"
+        )
+    return [None if index % layers == layers - 1 else index % layers]
+
+
+def _label(model: str, layer: int | None) -> str:
+    """The plan's label of the model read at ``layer`` (the plan's own naming)."""
+    from attnexplain.runner.plan import ModelEntry
+
+    entry = ModelEntry(hf=model, **({} if layer is None else {"site_layer": layer}))
+    return entry.label
+
+
+def _league_methods(methods: str | list[str] | None) -> dict[str, list[str] | None]:
+    """The league's ``params`` for ``methods``."""
+    if methods is None:
+        return {"methods": list(AUDIT_METHODS)}
+    if methods == "all":
+        return {"methods": None}
+    if isinstance(methods, str):
+        methods = [name.strip() for name in methods.split(",") if name.strip()]
+    return {"methods": list(methods)}

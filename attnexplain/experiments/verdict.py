@@ -1,0 +1,301 @@
+"""The verdict a reader can act on: per model (and layer), how far attention agrees with the
+model's own importance, how fragile it is, and which method explains the model most
+faithfully, each with its evidence and a 95% bootstrap interval over instances.
+
+It reads the per-instance tables of whichever of these experiments a run holds
+(``predictions``, ``jain_wallace.*``, ``serrano_smith.zero_top``, ``league.methods``) and
+leaves out the questions whose experiment did not run. The thresholds that turn a number into
+a word are fixed here, before any number is seen, and printed beside every answer:
+
+- agreement (mean Kendall tau of attention with the J&W gradient and leave-one-out, the
+  larger of the two): weak below .3, moderate below .6, strong from .6 (J&W read their
+  .2-.5 taus as weak);
+- permutation (median over instances of the median output TVD under 100 permutations): the
+  output hardly moves below .05, moves somewhat below .2, strongly from .2;
+- adversarial (share of instances where an attention at least .5 JSD away keeps the output
+  within .05 TVD): robust below .2, partly fragile below .5, fragile from .5;
+- erasure (Serrano & Smith: share of instances where removing the top-attended token moves
+  the output more than removing a random one): attention points at what matters when the
+  interval's lower end exceeds .5, no better than chance when the interval holds .5;
+- the most faithful method: the highest mean AOPC comprehensiveness (ERASER); "tied" with
+  the runner-up when the paired bootstrap interval of their difference holds 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from attnexplain.uncertainty import Interval, bootstrap, paired_difference
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from attnexplain.runner.run import RunResult
+
+COLUMNS = [
+    "dataset",
+    "model",
+    "layer",
+    "question",
+    "answer",
+    "statement",
+    "value",
+    "low",
+    "high",
+    "count",
+    "evidence",
+]
+AGREEMENT = ((0.3, "weak"), (0.6, "moderate"), (float("inf"), "strong"))
+PERMUTATION = ((0.05, "hardly moves"), (0.2, "moves somewhat"), (float("inf"), "moves strongly"))
+ADVERSARIAL = ((0.2, "robust"), (0.5, "partly fragile"), (float("inf"), "fragile"))
+ADVERSARIAL_JSD = 0.5
+ERASURE = ((0.5, "chance"), (float("inf"), ""))
+# the questions the figure draws, their thresholds and axes
+SCALES = {
+    "agreement": AGREEMENT,
+    "permutation": PERMUTATION,
+    "adversarial": ADVERSARIAL,
+    "erasure": ERASURE,
+}
+AXES = {
+    "agreement": "mean Kendall tau",
+    "permutation": "median output TVD",
+    "adversarial": "share with a .5-JSD adversary",
+    "erasure": "share top token > random",
+}
+
+
+def verdict(result: RunResult) -> pd.DataFrame:
+    """One row per dataset, model and question the run can answer (see the module
+    docstring), in the plan's order; empty when it holds none of the experiments."""
+    tables = _instance_tables(result)
+    rows = []
+    for dataset in result.plan.datasets:
+        for entry in result.plan.models:
+            layer = _layer_name(entry)
+            for question in QUESTIONS:
+                found = question(tables, dataset.label, entry.label)
+                rows += [
+                    {"dataset": dataset.label, "model": entry.label, "layer": layer, **row}
+                    for row in found
+                ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _layer_name(entry) -> str:
+    if not entry.transformer:
+        return "the attention"
+    return "last layer" if entry.site_layer is None else f"layer {entry.site_layer}"
+
+
+def _instance_tables(result: RunResult) -> dict[str, pd.DataFrame]:
+    """Every experiment's per-instance rows of the plan's first seed, stacked by name."""
+    stacked: dict[str, list[pd.DataFrame]] = {}
+    for index, entry in enumerate(result.plan.experiments):
+        table = result.results(index)
+        if len(table):
+            table = table[table["seed"] == result.plan.seeds[0]]
+            stacked.setdefault(entry.name, []).append(table)
+    return {name: pd.concat(parts, ignore_index=True) for name, parts in stacked.items()}
+
+
+def _rows_of(
+    tables: dict[str, pd.DataFrame], name: str, dataset: str, model: str
+) -> pd.DataFrame | None:
+    table = tables.get(name)
+    if table is None:
+        return None
+    rows = table[(table["dataset"] == dataset) & (table["model"] == model)]
+    return rows if len(rows) else None
+
+
+def _word(value: float, scale: tuple[tuple[float, str], ...]) -> str:
+    return next(word for bound, word in scale if value < bound)
+
+
+def _row(
+    question: str, answer: str, statement: str, interval: Interval, evidence: str
+) -> dict[str, object]:
+    return {
+        "question": question,
+        "answer": answer,
+        "statement": statement,
+        "value": interval.value,
+        "low": interval.low,
+        "high": interval.high,
+        "count": interval.count,
+        "evidence": evidence,
+    }
+
+
+def _share(interval: Interval) -> str:
+    return f"{interval.value:.0%} [{interval.low:.0%}, {interval.high:.0%}]"
+
+
+def accuracy(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
+    rows = _rows_of(tables, "predictions", dataset, model)
+    if rows is None:
+        return []
+    correct = bootstrap(rows["correct"].astype(float))
+    from sklearn.metrics import f1_score
+
+    f1 = f1_score(rows["label"], rows["predicted"], average="macro", zero_division=0)
+    statement = (
+        f"accuracy {correct} and macro F1 {f1:.3f} on the {correct.count} labelled instances"
+    )
+    return [_row("performance", f"{correct.value:.1%} accurate", statement, correct, "predictions")]
+
+
+def agreement(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
+    rows = _rows_of(tables, "jain_wallace.correlation", dataset, model)
+    if rows is None:
+        return []
+    references = {"gradient": "tau_jw-gradient", "leave-one-out": "tau_leave-one-out"}
+    found = {name: bootstrap(rows[column]) for name, column in references.items() if column in rows}
+    if not found:
+        return []
+    best = max(found.values(), key=lambda interval: interval.value)
+    word = _word(best.value, AGREEMENT)
+    parts = ", ".join(f"with {name} {interval}" for name, interval in found.items())
+    statement = (
+        f"attention agrees {word}ly with the model's own token importance: mean Kendall tau "
+        f"{parts} (weak < .3 <= moderate < .6 <= strong)"
+    )
+    return [_row("agreement", word, statement, best, "jain_wallace.correlation")]
+
+
+def permutation(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
+    rows = _rows_of(tables, "jain_wallace.permutation", dataset, model)
+    if rows is None:
+        return []
+    change = bootstrap(rows["median_output_change"], np.median)
+    word = _word(change.value, PERMUTATION)
+    consequence = (
+        "the prediction hardly depends on which token gets which weight"
+        if word == "hardly moves"
+        else "the prediction depends on where the weight goes"
+    )
+    statement = (
+        f"shuffling the attention, the output {word}: median output TVD {change}; "
+        f"{consequence} (hardly < .05 <= somewhat < .2 <= strongly)"
+    )
+    return [_row("permutation", word, statement, change, "jain_wallace.permutation")]
+
+
+def adversarial(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
+    rows = _rows_of(tables, "jain_wallace.adversarial", dataset, model)
+    if rows is None:
+        return []
+    share = bootstrap((rows["eps_max_jsd"] >= ADVERSARIAL_JSD).astype(float))
+    word = _word(share.value, ADVERSARIAL)
+    eps = rows["eps_report"].iloc[0] if "eps_report" in rows else 0.05
+    statement = (
+        f"for {_share(share)} of instances an attention at least {ADVERSARIAL_JSD} JSD away "
+        f"from the model's own gives the same output (within {eps} TVD): attention is "
+        f"{word} as an explanation (robust < 20% <= partly fragile < 50% <= fragile)"
+    )
+    return [_row("adversarial", word, statement, share, "jain_wallace.adversarial")]
+
+
+def erasure(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
+    rows = _rows_of(tables, "serrano_smith.zero_top", dataset, model)
+    if rows is None:
+        return []
+    defined = rows.dropna(subset=["jsd_top", "jsd_random"])
+    larger = bootstrap((defined["jsd_top"] > defined["jsd_random"]).astype(float))
+    if larger.count == 0:
+        return []
+    if larger.low > 0.5:
+        word = "points at what matters"
+    elif larger.high < 0.5:
+        word = "points away from what matters"
+    else:
+        word = "no better than chance"
+    flips = rows[["flipped_top", "flipped_random"]].astype(float).mean()
+    statement = (
+        f"removing the most-attended token moves the output more than removing a random one "
+        f"for {_share(larger)} of instances (it flips the decision for "
+        f"{flips['flipped_top']:.0%}, a random token for {flips['flipped_random']:.0%}): "
+        f"attention {word}"
+    )
+    return [_row("erasure", word, statement, larger, "serrano_smith.zero_top")]
+
+
+def most_faithful(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
+    rows = _rows_of(tables, "league.methods", dataset, model)
+    if rows is None:
+        return []
+    scored = rows.dropna(subset=["comprehensiveness"])
+    by_method = {
+        method: group.set_index("instance")["comprehensiveness"]
+        for method, group in scored.groupby("method", sort=True)
+    }
+    if not by_method:
+        return []
+    ranked = sorted(by_method, key=lambda method: -by_method[method].mean())
+    best = ranked[0]
+    interval = bootstrap(by_method[best])
+    answer, tie = best, ""
+    if len(ranked) > 1:
+        runner = ranked[1]
+        first, second = by_method[best].align(by_method[runner], join="inner")
+        difference = paired_difference(first, second)
+        if difference.low <= 0:
+            answer, tie = (
+                f"{best} (tied with {runner})",
+                (f"; not distinguishable from {runner} (difference {difference})"),
+            )
+    attention = (
+        f"; raw attention ranks {ranked.index('attention') + 1} of {len(ranked)} "
+        f"({by_method['attention'].mean():.3f})"
+        if "attention" in by_method
+        else ""
+    )
+    statement = (
+        f"of the {len(ranked)} methods scored, {best} explains this model most faithfully: "
+        f"AOPC comprehensiveness {interval} "
+        f"(the output drop when its top tokens are deleted){tie}{attention}"
+    )
+    return [_row("most faithful method", answer, statement, interval, "league.methods")]
+
+
+QUESTIONS: tuple[Callable[[dict, str, str], list[dict]], ...] = (
+    accuracy,
+    agreement,
+    permutation,
+    adversarial,
+    erasure,
+    most_faithful,
+)
+
+
+def figure_verdict(frame: pd.DataFrame) -> Figure:
+    """The verdict's numbers with their 95% intervals: one panel per question, one row per
+    model / layer (a forest plot), the thresholds drawn where the answer changes."""
+    import matplotlib.pyplot as plt
+
+    shown = frame[frame["question"].isin(SCALES)]
+    questions = [q for q in SCALES if q in set(shown["question"])]
+    panels = max(len(questions), 1)
+    height = 1.2 + 0.4 * (shown.groupby("question").size().max() if len(shown) else 1)
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, height), squeeze=False)
+    for ax, question in zip(axes[0], questions, strict=False):
+        rows = shown[shown["question"] == question].reset_index(drop=True)
+        names = rows["dataset"] + " / " + rows["model"]
+        ax.errorbar(
+            rows["value"],
+            range(len(rows)),
+            xerr=[rows["value"] - rows["low"], rows["high"] - rows["value"]],
+            fmt="o",
+            capsize=3,
+        )
+        for bound, _ in SCALES[question][:-1]:
+            ax.axvline(bound, color="0.6", linestyle=":", linewidth=1)
+        ax.set(title=question, yticks=range(len(rows)), yticklabels=names, xlabel=AXES[question])
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return fig

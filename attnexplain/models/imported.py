@@ -1,0 +1,202 @@
+"""A user's own transformers sequence classifier, used as it is: a folder in
+``save_pretrained`` format (weights, config, tokenizer) or a hub id, wrapped once in
+:class:`HFClassifier` and written as a checkpoint of this package, with where it came from.
+
+Every architecture whose attention the hooks reach works; one that they do not reach (its
+attention bypasses transformers' AttentionInterface, like DeBERTa-v2's) or whose classifier
+pools every row is one :class:`HookError` that names the architecture and why.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from attnexplain.data.registry import Dataset
+from attnexplain.errors import HookError, InvalidInputError
+from attnexplain.models.checkpoint import save_checkpoint
+from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
+from attnexplain.models.train import TrainResult, evaluate
+from attnexplain.provenance import folder_sha256, is_local_model
+
+# Label names that say a classifier reads text pairs (NLI, paraphrase): given single texts
+# it would answer a question it was never asked.
+PAIR_LABELS = frozenset(
+    {"entailment", "contradiction", "not_entailment", "paraphrase", "not_paraphrase"}
+)
+# Config key our own pair fine-tuning writes into a saved model's config.json.
+INPUTS_KEY = "attnexplain_inputs"
+# The longest input (in wordpieces) a model is read at unless asked otherwise.
+DEFAULT_MAX_LENGTH = 512
+
+
+@dataclass
+class ImportedClassifier:
+    """A user's classifier: the wrapped model, its tokenizer, its classes (the config's
+    ``id2label`` in index order), whether it reads text pairs, and where it came from."""
+
+    model: HFClassifier
+    pipeline: WordpieceTokenizer
+    classes: list[str]
+    reads_pairs: bool
+    provenance: dict
+
+
+def model_provenance(source: str, revision: str | None = None) -> dict:
+    """Where a model comes from, as unit keys and checkpoints record it: a local folder's
+    files with their SHA-256 (content, not the path, names the work), or a hub id and
+    revision."""
+    if is_local_model(source):
+        return {"files": folder_sha256(Path(source).expanduser())}
+    return {"hub": source, "revision": revision or "main"}
+
+
+def load_classifier(
+    source: str | os.PathLike, max_length: int | None = None, revision: str | None = None
+) -> ImportedClassifier:
+    """Load the sequence classifier in ``source`` (a folder, or a hub id where a hub is
+    reachable) with eager attention, ready for the hooks.
+
+    Raises :class:`InvalidInputError` for a folder that is not a classifier (no
+    ``config.json``, no trained classification head) and :class:`HookError` for an
+    architecture the hooks cannot reach, naming it and why.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging
+
+    source = str(Path(source).expanduser()) if is_local_model(str(source)) else str(source)
+    provenance = {"source": _shown(source), **model_provenance(source, revision)}
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()  # a loading bar per call would drown the audit's own
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            source, revision=revision, attn_implementation="eager", output_loading_info=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInputError(
+            f"{source} could not be loaded as a transformers sequence classifier ({exc}); "
+            f"pass a folder written by save_pretrained (config, weights and tokenizer)"
+        ) from exc
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+    untrained = [name for name in info.get("missing_keys", ()) if _is_head(name)]
+    if untrained:
+        raise InvalidInputError(
+            f"{source} has no trained classification head ({', '.join(sorted(untrained)[:2])} "
+            f"missing): it is a bare encoder; fine-tune it first (a plan's model entry "
+            f"{{hf: {source}, finetune: true}})"
+        )
+    classifier = HFClassifier(model)
+    _check_supported(classifier, model)
+    classes = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    length = max_length or _longest_input(model.config, tokenizer)
+    if tokenizer.pad_token_id is None:  # GPT-2 and Llama tokenizers name no pad token
+        tokenizer.pad_token = tokenizer.eos_token
+    reads_pairs = model.config.to_dict().get(INPUTS_KEY) == "pair" or bool(
+        {name.lower() for name in classes} & PAIR_LABELS
+    )
+    return ImportedClassifier(
+        classifier, WordpieceTokenizer(tokenizer, length), classes, reads_pairs, provenance
+    )
+
+
+def _shown(source: str) -> str:
+    return str(Path(source).resolve()) if is_local_model(source) else source
+
+
+def _is_head(name: str) -> bool:
+    return name.split(".")[0] in ("classifier", "score", "pre_classifier", "head")
+
+
+def _check_supported(classifier: HFClassifier, model: torch.nn.Module) -> None:
+    try:
+        classifier.check_site()
+    except HookError as exc:
+        raise HookError(
+            f"{type(model).__name__} ({model.config.model_type}) cannot be audited: {exc}. "
+            f"Supported: architectures whose attention dispatches through transformers' "
+            f"AttentionInterface (BERT, RoBERTa, ELECTRA, DistilBERT, ModernBERT, GPT-2, "
+            f"Llama, Qwen2, Mistral, ...)"
+        ) from exc
+
+
+def _longest_input(config, tokenizer) -> int:
+    """The longest input the model takes, at most :data:`DEFAULT_MAX_LENGTH` wordpieces."""
+    limits = [DEFAULT_MAX_LENGTH, tokenizer.model_max_length]
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            # RoBERTa counts its padding offset in its positions
+            limits.append(value - (2 if config.model_type in ("roberta", "xlm-roberta") else 0))
+    return int(min(limit for limit in limits if isinstance(limit, int) and limit > 0))
+
+
+def import_classifier(
+    dataset: Dataset,
+    out_dir: str | os.PathLike,
+    source: str,
+    max_length: int | None = None,
+    revision: str | None = None,
+) -> TrainResult:
+    """Write the classifier in ``source`` as a checkpoint in ``out_dir`` (nothing is trained)
+    and measure it on ``dataset``'s test split (dev too, where it has rows).
+
+    The dataset's classes must be the model's, in its order (a plan's file entry takes
+    ``classes``; ``attnexplain audit`` sets them): :class:`InvalidInputError` otherwise, as
+    for text pairs given to a single-text model and single texts given to a pair model.
+    """
+    started = time.perf_counter()
+    imported = load_classifier(source, max_length, revision)
+    if dataset.classes != imported.classes:
+        raise InvalidInputError(
+            f"the model in {source} predicts {imported.classes} but the data's classes are "
+            f"{dataset.classes}: give the data file's entry classes: {imported.classes} "
+            f"(attnexplain audit does this), with labels named or numbered as the model's"
+        )
+    check_inputs(imported, dataset)
+    metrics = {
+        name: evaluate(imported.model, imported.pipeline, frame)
+        for name, frame in (("dev", dataset.dev), ("test", dataset.test))
+        if len(frame)
+    }
+    metadata = {
+        "dataset": dataset.name,
+        "imported": imported.provenance,
+        "inputs": "pair" if imported.reads_pairs else "single",
+        **metrics,
+    }
+    save_checkpoint(out_dir, imported.model, imported.pipeline, imported.classes, metadata)
+    return TrainResult(
+        Path(out_dir),
+        metrics.get("test", {}),
+        metrics.get("dev", {}),
+        0,
+        time.perf_counter() - started,
+        "not trained (imported)",
+    )
+
+
+def check_inputs(imported: ImportedClassifier, dataset: Dataset) -> None:
+    """:class:`InvalidInputError` when the data's shape (single texts or pairs) is not the
+    model's."""
+    pairs = "text_pair" in dataset.test.columns
+    if imported.reads_pairs and not pairs:
+        raise InvalidInputError(
+            f"the model reads text pairs (its labels are {imported.classes}) but the data has "
+            f"single texts: name the second text's column with --pair-column"
+        )
+    if pairs and "token_type_ids" not in imported.pipeline.tokenizer.model_input_names:
+        separator = imported.pipeline.tokenizer.sep_token
+        if separator is None:
+            raise InvalidInputError(
+                f"the tokenizer of {imported.provenance['source']} has no separator token, so "
+                f"it cannot join a text pair: audit single texts (drop --pair-column)"
+            )
