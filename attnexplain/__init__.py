@@ -1,6 +1,7 @@
 """attnexplain: does a model's attention explain its predictions? Measure it."""
 
 from attnexplain.attribution import Attribution, attribute, list_methods
+from attnexplain.audit import AuditResult, audit
 from attnexplain.data import Dataset, TextPipeline, list_datasets, load_dataset
 from attnexplain.errors import (
     AttnExplainError,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttnExplainError",
     "Attribution",
+    "AuditResult",
     "CheckpointError",
     "ClassicConfig",
     "ClassicModel",
@@ -37,6 +39,7 @@ __all__ = [
     "TrainResult",
     "UnknownNameError",
     "attribute",
+    "audit",
     "capture",
     "evaluate",
     "explain",

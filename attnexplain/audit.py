@@ -83,8 +83,16 @@ def audit_plan(
     instances: int | None = DEFAULT_AUDIT_INSTANCES,
     methods: str | list[str] | None = None,
     revision: str | None = None,
+    params: dict[str, dict] | None = None,
 ) -> Plan:
     """The plan of an audit (see :func:`audit` for the arguments): nothing runs."""
+    params = params or {}
+    unknown = sorted(set(params) - {*BATTERY, "league.methods"})
+    if unknown:
+        raise InvalidInputError(
+            f"params for {', '.join(unknown)}: an audit runs {', '.join(BATTERY)} and "
+            f"league.methods"
+        )
     classes, layers = _model_outline(model, revision)
     chosen = _layers(layer, layers)
     entry = {"hf": str(model)} | ({"revision": revision} if revision else {})
@@ -100,8 +108,8 @@ def audit_plan(
     labels = [_label(model, at) for at in chosen]
     last = [labels[chosen.index(at)] for at in chosen if at in (None, layers - 1)]
     lower = [label for label in labels if label not in last]
-    league = _league_methods(methods)
-    experiments = [{"name": name} for name in BATTERY]
+    league = params.get("league.methods", {}) | _league_methods(methods)
+    experiments = [{"name": name, "params": params.get(name, {})} for name in BATTERY]
     if last:
         experiments.append({"name": "league.methods", "models": last, "params": league})
     if lower:
@@ -109,7 +117,11 @@ def audit_plan(
             name for name in league["methods"] or default_methods() if name in LAYER_METHODS
         ]
         experiments.append(
-            {"name": "league.methods", "models": lower, "params": {"methods": layer_methods}}
+            {
+                "name": "league.methods",
+                "models": lower,
+                "params": league | {"methods": layer_methods},
+            }
         )
     name = "audit-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in labels[0])
     return parse_plan(
@@ -140,6 +152,7 @@ def audit(
     precision: str = "fp32",
     formats: str | list[str] = ("html", "pdf"),
     revision: str | None = None,
+    params: dict[str, dict] | None = None,
     progress: bool = True,
 ) -> AuditResult:
     """Audit the transformers sequence classifier ``model`` on the user's ``data``.
@@ -160,6 +173,9 @@ def audit(
         run again into it resumes where it stopped.
     device, precision : where and how models compute (:mod:`attnexplain.device`).
     formats : the report's formats (``html``, ``pdf``).
+    params : experiment parameters over their defaults, by experiment name, e.g.
+        ``{"jain_wallace.adversarial": {"steps": 100}}`` (``league.methods`` takes
+        ``methods`` from the argument above).
 
     Returns an :class:`AuditResult`. Raises :class:`~attnexplain.errors.InvalidInputError`
     (a missing column, an empty file, labels the model does not know, pairs for a model of
@@ -182,6 +198,7 @@ def audit(
         instances,
         methods,
         revision,
+        params,
     )
     preflight(plan, device)
     run = run_plan(

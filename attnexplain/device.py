@@ -100,18 +100,17 @@ def computing_on(device: torch.device, precision: str = "fp32") -> Iterator[torc
     previous = torch.get_default_device()
     dtype = PRECISIONS[resolve_precision(precision)]
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-    torch.set_default_device(device)
+    # torch's default-device mode costs a Python call per op: set it only where it changes
+    # anything (a CPU run on a CPU default needs none)
+    moved = device != previous
+    if moved:
+        torch.set_default_device(device)
     try:
         with autocast:
             yield device
     finally:
-        torch.set_default_device(previous)
-
-
-def module_device(module: torch.nn.Module) -> torch.device:
-    """Where ``module``'s parameters live (the CPU for a module without any)."""
-    parameter = next(module.parameters(), None)
-    return torch.device("cpu") if parameter is None else parameter.device
+        if moved:
+            torch.set_default_device(previous)
 
 
 def seeded_generator(seed: int) -> torch.Generator:

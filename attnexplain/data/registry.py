@@ -413,8 +413,12 @@ def read_table(path: Path) -> pd.DataFrame:
             frame = pd.read_json(path, lines=True)
         else:
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
     except (ValueError, pd.errors.ParserError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"{path} could not be parsed: {exc}") from exc
+    if frame.empty and not len(frame.columns):
+        raise InvalidInputError(f"data file {path} is empty: it needs a header and rows")
     if frame.empty:
         raise InvalidInputError(f"data file {path} has no rows: add some below its header")
     return frame

@@ -68,6 +68,9 @@ def save_checkpoint(
     if isinstance(pipeline, ImagePipeline):
         description |= _save_vision(directory, model, pipeline)
     elif isinstance(model, HFClassifier):
+        # the classes as label names: the folder is a plain transformers classifier too
+        model.model.config.id2label = dict(enumerate(map(str, classes)))
+        model.model.config.label2id = {str(name): i for i, name in enumerate(classes)}
         save_hf(directory, model, pipeline)
         description |= {
             "architecture": "hf",
