@@ -10,6 +10,7 @@ import os
 import sys
 import textwrap
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -98,13 +99,15 @@ PrecisionOption = Annotated[
 ]
 
 
+# scopes a command enters that last until it ends (main() closes them)
+_COMMAND_SCOPES = ExitStack()
+
+
 def _use_device(device: str, precision: str) -> None:
     """Compute on ``device`` with ``precision`` until the command ends (one place for every
     command that runs a model; see :mod:`attnexplain.device`)."""
-    import click
-
     scope = computing_on(resolve_device(device), resolve_precision(precision))
-    click.get_current_context().with_resource(scope)
+    _COMMAND_SCOPES.enter_context(scope)
 
 
 @data_app.command("list")
@@ -755,7 +758,8 @@ def _print_plan_status(status: pd.DataFrame) -> None:
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False, prog_name="attnexplain")
+        with _COMMAND_SCOPES:
+            code = app(standalone_mode=False, prog_name="attnexplain")
     except AttnExplainError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
