@@ -125,3 +125,18 @@ def draw(
     ``generator`` (a :func:`seeded_generator`, or None for torch's global one), then moved to
     ``device``: the numbers do not depend on where the run computes."""
     return sample(tuple(shape), generator=generator, device="cpu").to(device)
+
+
+def random_order(count: int, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation of ``count`` positions drawn on the CPU from ``generator`` (the
+    same order on every device; a CPU index tensor indexes tensors on any device)."""
+    return torch.randperm(count, generator=generator, device="cpu")
+
+
+def to_numpy(tensor: torch.Tensor):
+    """``tensor`` as a numpy array, from any device; half and bfloat16 (mixed precision)
+    become float32, which numpy holds."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    return tensor.numpy()

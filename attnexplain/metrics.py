@@ -31,6 +31,7 @@ import torch
 from scipy import stats
 from sklearn.metrics import average_precision_score
 
+from attnexplain.device import to_numpy
 from attnexplain.errors import InvalidInputError
 
 
@@ -131,10 +132,10 @@ class Correlation:
 
 def _rows(values: torch.Tensor, mask: torch.Tensor | None) -> list[np.ndarray]:
     """[batch, tokens] -> one float64 array per row, of its masked entries."""
-    array = values.detach().cpu().double().cpu().numpy()
+    array = to_numpy(values.double())
     if mask is None:
         return list(array)
-    keep = mask.detach().cpu().numpy()
+    keep = to_numpy(mask.detach())
     return [row[k] for row, k in zip(array, keep, strict=True)]
 
 

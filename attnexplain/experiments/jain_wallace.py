@@ -27,7 +27,7 @@ import seaborn as sns
 import torch
 
 from attnexplain.attribution import attribute
-from attnexplain.device import draw, seeded_generator
+from attnexplain.device import draw, seeded_generator, to_numpy
 from attnexplain.experiments.site_attention import (
     SiteBatch,
     attention_bin,
@@ -120,8 +120,8 @@ def run_permutation(
             pd.DataFrame(
                 {
                     **instance_columns(frame, checkpoint.classes, site),
-                    "median_output_change": deltas.median(1).values.cpu().numpy(),
-                    "mean_output_change": deltas.mean(1).cpu().numpy(),
+                    "median_output_change": to_numpy(deltas.median(1).values),
+                    "mean_output_change": to_numpy(deltas.mean(1)),
                 }
             )
         )
@@ -215,8 +215,8 @@ def run_adversarial(
             pd.DataFrame(
                 {
                     **instance_columns(frame, checkpoint.classes, site),
-                    "eps_max_jsd": best.values.cpu().numpy(),
-                    "adversaries_within_eps": within.sum(1).cpu().numpy(),
+                    "eps_max_jsd": to_numpy(best.values),
+                    "adversaries_within_eps": to_numpy(within.sum(1)),
                     "adversary_output_change": [row.tolist() for row in moved],
                     "adversary_jsd": [row.tolist() for row in distance],
                     "adversaries": [

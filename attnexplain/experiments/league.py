@@ -18,6 +18,7 @@ import torch
 
 from attnexplain.alignment import text_alignment
 from attnexplain.attribution import attribute, list_methods
+from attnexplain.device import to_numpy
 from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
 from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
 from attnexplain.faithfulness import aopc, comprehensiveness, sufficiency
@@ -93,12 +94,10 @@ def _method_rows(
     for short, reference in REFERENCES.items():
         columns[f"spearman_{short}"] = spearman(scores, references[reference], mask).statistic
         columns[f"kendall_{short}"] = kendall_tau(scores, references[reference], mask).statistic
-    columns["comprehensiveness"] = aopc(comprehensiveness(model, site.batch, scores)).cpu().numpy()
-    columns["sufficiency"] = aopc(sufficiency(model, site.batch, scores)).cpu().numpy()
+    columns["comprehensiveness"] = to_numpy(aopc(comprehensiveness(model, site.batch, scores)))
+    columns["sufficiency"] = to_numpy(aopc(sufficiency(model, site.batch, scores)))
     columns["auprc"] = (
-        np.full(len(site.rows), np.nan)
-        if truth is None
-        else auprc(scores, truth, mask).cpu().numpy()
+        np.full(len(site.rows), np.nan) if truth is None else to_numpy(auprc(scores, truth, mask))
     )
     return columns
 

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from attnexplain.attribution import attribute, get_method
-from attnexplain.device import draw, seeded_generator
+from attnexplain.device import draw, seeded_generator, to_numpy
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.site_attention import (
     SiteBatch,
@@ -118,10 +118,10 @@ def zero_top_columns(
     removed = torch.zeros(len(top), 2, attention.shape[-1], dtype=torch.bool)
     removed.scatter_(-1, positions.unsqueeze(-1), True)
     outputs = removal_outputs(checkpoint, site, removed)
-    divergence = jsd(outputs, site.probabilities.unsqueeze(1)).double().cpu().numpy()
-    flipped = flips(outputs, site).cpu().numpy()
-    weights = attention.gather(-1, positions).double().cpu().numpy()
-    defined = (item_counts(site) >= 2).cpu().numpy()
+    divergence = to_numpy(jsd(outputs, site.probabilities.unsqueeze(1)).double())
+    flipped = to_numpy(flips(outputs, site))
+    weights = to_numpy(attention.gather(-1, positions).double())
+    defined = to_numpy(item_counts(site) >= 2)
 
     def kept(values: np.ndarray) -> np.ndarray:
         return np.where(defined, values, np.nan)
@@ -130,9 +130,9 @@ def zero_top_columns(
         return pd.array(np.where(defined, values, None), dtype="boolean")
 
     return {
-        "items": item_counts(site).cpu().numpy(),
-        "top_item": np.where(defined, top.cpu().numpy(), -1),
-        "random_item": np.where(defined, other.cpu().numpy(), -1),
+        "items": to_numpy(item_counts(site)),
+        "top_item": np.where(defined, to_numpy(top), -1),
+        "random_item": np.where(defined, to_numpy(other), -1),
         "jsd_top": kept(divergence[:, 0]),
         "jsd_random": kept(divergence[:, 1]),
         "flipped_top": kept_flags(flipped[:, 0]),
@@ -257,11 +257,11 @@ def flip_fraction_columns(
     scores = ordering_scores(
         checkpoint, site, params["orderings"], params["gradient_method"], generator
     )
-    columns: dict[str, np.ndarray] = {"items": counts.cpu().numpy()}
+    columns: dict[str, np.ndarray] = {"items": to_numpy(counts)}
     for name, values in scores.items():
         removed = removal_masks(values, items)
         flipped = flips(removal_outputs(checkpoint, site, removed), site)
-        fraction = fraction_at_flip(flipped, counts).cpu().numpy()
+        fraction = to_numpy(fraction_at_flip(flipped, counts))
         columns[f"fraction_{name}"] = fraction
         columns[f"never_flipped_{name}"] = np.isnan(fraction)
     return columns

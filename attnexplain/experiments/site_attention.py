@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from attnexplain.data.batching import Batch, bucketed_batches
+from attnexplain.device import to_numpy
 from attnexplain.models.checkpoint import Checkpoint
 
 # Right-open bins; the last edge sits just above 1 so that a weight of exactly 1 (a one-token
@@ -74,7 +75,7 @@ def site_batch(model, batch: Batch) -> SiteBatch:
         attention = model.attention(state)
         probabilities = model.probabilities(model.decode(state, attention))
     support = state.support.reshape(len(batch), *[1] * (attention.dim() - 2), -1)
-    return SiteBatch(batch, state, attention, support, probabilities, batch.index.cpu().numpy())
+    return SiteBatch(batch, state, attention, support, probabilities, to_numpy(batch.index))
 
 
 def decode_probabilities(
@@ -96,12 +97,12 @@ def token_attention(site: SiteBatch) -> torch.Tensor:
 def max_attention(site: SiteBatch) -> np.ndarray:
     """[batch]: the largest weight of each instance's (head-averaged) attention, the quantity
     J&W bin instances by."""
-    return token_attention(site).max(-1).values.cpu().numpy()
+    return to_numpy(token_attention(site).max(-1).values)
 
 
 def instance_columns(frame: pd.DataFrame, classes: list[str], site: SiteBatch) -> dict:
     """The columns every per-instance table starts with."""
-    predicted = site.probabilities.argmax(-1).cpu().numpy()
+    predicted = to_numpy(site.probabilities.argmax(-1))
     return {
         "instance": site.rows,
         "label": frame["label"].to_numpy()[site.rows],
@@ -133,7 +134,7 @@ def site_outputs(checkpoint: Checkpoint, frame: pd.DataFrame, batch_size: int = 
     attention: list[np.ndarray | None] = [None] * len(frame)
     probabilities = np.zeros((len(frame), len(checkpoint.classes)), dtype=np.float64)
     for site in site_batches(checkpoint, frame, batch_size):
-        probabilities[site.rows] = site.probabilities.double().cpu().numpy()
+        probabilities[site.rows] = to_numpy(site.probabilities.double())
         for row, weights, support in zip(site.rows, site.attention, site.support, strict=True):
-            attention[row] = weights[..., support.reshape(-1)].float().cpu().numpy()
+            attention[row] = to_numpy(weights[..., support.reshape(-1)].float())
     return SiteOutputs(attention, probabilities)

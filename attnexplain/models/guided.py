@@ -21,6 +21,7 @@ from attnexplain.data.batching import Batch, bucketed_batches
 from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.registry import Dataset
 from attnexplain.data.text import SOS_EOS, Framing, TextPipeline
+from attnexplain.device import to_numpy
 from attnexplain.errors import InvalidInputError
 from attnexplain.metrics import kl, tvd
 from attnexplain.models.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, save_checkpoint
@@ -194,9 +195,7 @@ def predict_with_attention(
     out = np.zeros((len(sequences), model.num_classes))
     for batch in bucketed_batches(sequences, batch_size=64, framing=framing):
         attention = rows_on_support(weights, batch, batch.content_mask)
-        out[batch.index.cpu().numpy()] = (
-            model.probabilities(_logits(model, batch, attention)).cpu().numpy()
-        )
+        out[to_numpy(batch.index)] = to_numpy(model.probabilities(_logits(model, batch, attention)))
     return out
 
 

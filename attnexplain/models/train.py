@@ -27,6 +27,7 @@ from attnexplain.data.glove import GLOVE_DIM, glove_matrix
 from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.registry import Dataset
 from attnexplain.data.text import SOS_EOS, TextPipeline, Vocabulary
+from attnexplain.device import to_numpy
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
@@ -156,7 +157,7 @@ def predict_proba(
     out = np.zeros((len(sequences), model.num_classes), dtype=np.float64)
     for batch in bucketed_batches(sequences, batch_size=batch_size, framing=framing):
         probabilities = model.probabilities(model.forward_batch(batch))
-        out[batch.index.cpu().numpy()] = probabilities.double().cpu().numpy()
+        out[to_numpy(batch.index)] = to_numpy(probabilities.double())
     return out
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from attnexplain.data.batching import Batch
-from attnexplain.device import draw, seeded_generator
+from attnexplain.device import draw, random_order, seeded_generator
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.epochs import fit_epoch
 from attnexplain.models.vision import batch_images
@@ -144,8 +144,7 @@ def train_image_model(
     history = []
     for epoch in range(1, epochs + 1):
         epoch_images = shift_images(images, generator) if augment else images
-        # drawn on the CPU like every seeded draw (the same order on every device)
-        order = torch.randperm(len(images), generator=generator, device="cpu")
+        order = random_order(len(images), generator)
         rate = optimizer.param_groups[0]["lr"]
         loss = fit_epoch(
             model,

@@ -21,6 +21,7 @@ import torch
 
 from attnexplain.alignment import WordAlignment, aggregate_to_words, text_alignment
 from attnexplain.data.image_tokens import IMAGE_COLUMN, ImagePipeline
+from attnexplain.device import to_numpy
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.site_attention import site_outputs
 from attnexplain.experiments.wiegreffe_pinter import chosen_adversaries
@@ -103,7 +104,7 @@ def _per_word(
             f"one the scores were computed on (has the dataset changed since the run?)"
         )
     scores = torch.tensor(np.array(values, dtype=np.float64))
-    return aggregate_to_words(scores, WordAlignment(alignment.words, word_ids), "sum").cpu().numpy()
+    return to_numpy(aggregate_to_words(scores, WordAlignment(alignment.words, word_ids), "sum"))
 
 
 def content_to_words(scores: np.ndarray, alignment: WordAlignment) -> np.ndarray:

@@ -64,7 +64,9 @@ class UnitWorker:
     def _train(self, unit: TrainingUnit) -> dict[str, Any]:
         dataset, folder = self._dataset(unit.dataset), self.store.checkpoint_dir(unit.key)
         model = unit.model
-        if model.hf is not None and not model.finetune:
+        # a user's model is used as it is, unless fine-tuned or retrained with frozen uniform
+        # attention (W&P's baseline of it)
+        if model.hf is not None and not model.finetune and not model.architecture():
             result = import_classifier(dataset, folder, model.hf, revision=model.revision)
         else:
             result = train(
