@@ -293,3 +293,35 @@ def test_the_fine_tuned_minilm_saved_as_a_plain_folder_is_audited_from_the_cli(t
     html = (tmp_path / "run" / "report" / "report.html").read_text()
     assert html.index('id="verdict"') < html.index('id="summary"')
     assert (tmp_path / "run" / "report" / "report.pdf").stat().st_size > 10_000
+
+
+def test_plans_fine_tune_a_users_folder_on_a_users_file(folders, data_file, tmp_path):
+    """{hf: FOLDER, finetune: true} on {file: PATH}: the folder's model trains on the file's
+    train split (its head afresh for the file's classes); the manifest names both by content."""
+    from attnexplain.runner import run_plan
+    from attnexplain.runner.plan import parse_plan
+
+    folder = model_folder(folders, "bert")
+    plan = parse_plan(
+        {
+            "name": "tuned",
+            "datasets": [{"file": str(data_file)}],
+            "models": [{"hf": str(folder), "finetune": True}, {"hf": str(folder)}],
+            "seeds": [0],
+            "finetune": {"epochs": 1},
+            "experiments": [{"name": "predictions"}],
+        }
+    )
+    assert [m.label for m in plan.models] == ["bert-finetuned", "bert"]
+    result = run_plan(plan, tmp_path / "run", progress=False)
+    summary = result.summary(0)
+    assert list(summary["model"]) == ["bert-finetuned", "bert"]
+    tuned, imported = (
+        json.loads(
+            (RunStore(result.directory).checkpoint_dir(unit.key) / "attnexplain.json").read_text()
+        )
+        for unit in result.units
+        if unit.kind == "train"
+    )
+    assert tuned["metadata"]["pretrained"] == str(folder)
+    assert imported["metadata"]["imported"]["source"] == str(folder.resolve())
