@@ -486,6 +486,14 @@ def model_explanations(
     except AttnExplainError as exc:
         return Explanations(label, notes=[f"the instances could not be loaded: {exc}"])
     split = dataset.splits[plan.split].reset_index(drop=True)
+    if "text_pair" in split.columns:
+        return Explanations(
+            label,
+            notes=[
+                "token heatmaps are drawn for single texts; this model reads text pairs, "
+                "whose numbers are in the verdict and the tables above"
+            ],
+        )
     # the rows the plan's experiments ran on; an adversarial unit may have run on more
     frame = split.iloc[: plan.max_instances]
     checkpoint = _checkpoint(store, training)
