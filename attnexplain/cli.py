@@ -651,6 +651,13 @@ def audit_command(
         ),
     ] = None,
     revision: Annotated[str | None, typer.Option(help="Hub revision of MODEL")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An analysis's parameter, EXPERIMENT.KEY=VALUE (YAML value), repeatable, e.g. "
+            "jain_wallace.adversarial.steps=100"
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Run directory [default: runs/audit-MODEL]")
     ] = None,
@@ -680,6 +687,7 @@ def audit_command(
         precision=precision,
         formats=formats,
         revision=revision,
+        params=_experiment_params(param or []),
     )
     typer.echo(f"\nverdict on {model} ({found.run.directory}):")
     for (dataset, label, layer_name), rows in found.verdict.groupby(
@@ -691,6 +699,27 @@ def audit_command(
             typer.echo(textwrap.fill(line, width=100, subsequent_indent="    "))
     for written in found.report.values():
         typer.echo(f"report: {written}")
+
+
+def _experiment_params(assignments: list[str]) -> dict[str, dict]:
+    """``["jain_wallace.adversarial.steps=100"]`` -> ``{"jain_wallace.adversarial": {"steps":
+    100}}``, values read as YAML scalars or lists."""
+    import yaml
+
+    params: dict[str, dict] = {}
+    for assignment in assignments:
+        target, equals, value = assignment.partition("=")
+        experiment, dot, key = target.rpartition(".")
+        if not equals or not dot or not experiment:
+            raise InvalidInputError(
+                f"--param {assignment!r}: write EXPERIMENT.KEY=VALUE, e.g. "
+                f"jain_wallace.adversarial.steps=100"
+            )
+        try:
+            params.setdefault(experiment, {})[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise InvalidInputError(f"--param {assignment!r}: {value!r} is not a value") from exc
+    return params
 
 
 def _write_report(

@@ -18,8 +18,10 @@ import pytest
 from attnexplain.audit import audit, audit_plan
 from attnexplain.data.registry import load_local
 from attnexplain.experiments.registry import get_experiment
+from attnexplain.experiments.verdict import verdict
 from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.imported import load_classifier
+from attnexplain.runner.run import RunResult
 from attnexplain.runner.store import RunStore
 from attnexplain.runner.units import ExperimentUnit
 from tests.conftest import run_cli
@@ -27,8 +29,11 @@ from tests.user_models import data_frame, model_folder, vocabulary
 
 ARCHITECTURES = ["bert", "roberta", "electra", "distilbert", "modernbert", "gpt2", "llama"]
 # a short adversarial search keeps these tests quick; the battery is otherwise the audit's own
-QUICK = {"jain_wallace.adversarial": {"steps": 20, "adversaries": 2}}
+QUICK_CLI = (("steps", 20), ("adversaries", 2))
+QUICK = {"jain_wallace.adversarial": dict(QUICK_CLI)}
 INSTANCES = 6
+# every method runs in the test of equal numbers; per architecture a few keep the suite quick
+FEW_METHODS = ["attention", "attention-norm", "jw-gradient", "leave-one-out"]
 
 
 @pytest.fixture(scope="module")
@@ -44,35 +49,46 @@ def folders(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
-def test_audit_runs_on_every_supported_architecture(name, folders, data_file, tmp_path):
-    folder = model_folder(folders, name)
-    found = audit(
-        folder,
-        data_file,
-        instances=INSTANCES,
-        out=tmp_path / "run",
-        params=QUICK,
-        formats="html",
-        progress=False,
+def test_audit_runs_on_every_supported_architecture_from_the_cli(
+    name, folders, data_file, tmp_path
+):
+    folder, out = model_folder(folders, name), tmp_path / "run"
+    quick = [f"--param=jain_wallace.adversarial.{key}={value}" for key, value in QUICK_CLI]
+    result = run_cli(
+        "audit",
+        str(folder),
+        "--data",
+        str(data_file),
+        "--instances",
+        str(INSTANCES),
+        "--methods",
+        ",".join(FEW_METHODS),
+        "--format",
+        "html",
+        "--out",
+        str(out),
+        *quick,
     )
-    questions = set(found.verdict["question"])
-    assert questions == {
+    assert result.returncode == 0, result.stderr
+    assert f"verdict on {folder}" in result.stdout
+    found = verdict(RunResult.load(out))
+    assert list(found["question"]) == [
         "performance",
         "agreement",
         "permutation",
         "adversarial",
         "erasure",
         "most faithful method",
-    }
-    assert found.verdict[["value", "low", "high"]].notna().all().all()
-    assert (found.verdict["low"] <= found.verdict["value"] + 1e-12).all()
-    assert (found.verdict["value"] <= found.verdict["high"] + 1e-12).all()
-    assert found.report["html"].is_file()
-    assert "Verdict: does the attention explain" in found.report["html"].read_text()
-    league = found.tables[next(t for t in found.tables if t.startswith("league.methods"))]
-    assert "attention" in set(league["method"])
-    # the checkpoint says where the model came from, by content
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    ]
+    for row in found.itertuples():
+        assert f"{row.question}: {row.answer}" in " ".join(result.stdout.split())
+    assert found[["value", "low", "high"]].notna().all().all()
+    assert (found["low"] <= found["value"] + 1e-12).all()
+    assert (found["value"] <= found["high"] + 1e-12).all()
+    html = (out / "report" / "report.html").read_text()
+    assert html.index('id="verdict"') < html.index('id="summary"')
+    # the checkpoint says where the model and the data came from, by content
+    manifest = json.loads((out / "manifest.json").read_text())
     training = next(u for u in manifest["units"] if u["kind"] == "train")
     assert set(training["details"]["model"]["hf"]["files"]) >= {"config.json"}
     assert training["details"]["data"]["sha256"]
@@ -124,7 +140,7 @@ def test_text_pairs_are_audited_as_the_tokenizer_joins_them(tmp_path):
         instances=4,
         out=tmp_path / "run",
         params=QUICK,
-        methods=["attention", "jw-gradient", "leave-one-out"],
+        methods=FEW_METHODS,
         formats="html",
         progress=False,
     )
