@@ -62,8 +62,9 @@ MANIFEST_STATUS = {
 
 @dataclass(frozen=True)
 class UnitState:
-    """A unit of the plan and where it stands: ``done``, ``started, not finished`` (killed or
-    still running) or ``not started``; ``reused``: finished before the latest invocation."""
+    """A unit of the plan and where it stands: ``done``, ``damaged: why`` (its files do not
+    match its ``done`` record), ``started, not finished`` (killed or still running) or ``not
+    started``; ``reused``: finished before the latest invocation."""
 
     unit: Unit
     status: str
@@ -161,7 +162,10 @@ def unit_states(result: RunResult, manifest: dict) -> list[UnitState]:
     store, recorded = RunStore(result.directory), {u["key"]: u for u in manifest["units"]}
     states = []
     for unit in result.units:
-        if store.is_done(unit.key):
+        damage = store.damage(unit.key)
+        if damage is not None:
+            states.append(UnitState(unit, f"damaged: {damage}; run the plan again to recompute it"))
+        elif store.is_done(unit.key):
             reused = recorded.get(unit.key, {}).get("reused", False)
             states.append(UnitState(unit, "done", store.finished(unit.key), reused))
         elif store.unit_dir(unit.key).exists():

@@ -65,7 +65,12 @@ class Manifest:
     ``reused``)."""
 
     def __init__(
-        self, store: RunStore, plan: Plan, units: list[Unit], plan_file: str | None
+        self,
+        store: RunStore,
+        plan: Plan,
+        units: list[Unit],
+        plan_file: str | None,
+        damaged: dict[str, str] | None = None,
     ) -> None:
         self.store = store
         self.payload: dict[str, Any] = {
@@ -79,12 +84,12 @@ class Manifest:
             "started_at": now(),
             "finished_at": None,
             "error": None,
-            "units": [self._entry(unit) for unit in units],
+            "units": [self._entry(unit, (damaged or {}).get(unit.key)) for unit in units],
         }
         self._positions = {unit.key: i for i, unit in enumerate(units)}
         self._write()
 
-    def _entry(self, unit: Unit) -> dict[str, Any]:
+    def _entry(self, unit: Unit, damage: str | None) -> dict[str, Any]:
         entry = {
             "key": unit.key,
             "path": str(self.store.unit_dir(unit.key).relative_to(self.store.root)),
@@ -96,6 +101,7 @@ class Manifest:
             "seconds": None,
             "finished_at": None,
             "details": {},
+            **({"damaged": damage} if damage else {}),
         }
         if self.store.is_done(unit.key):
             entry |= self._finished(self.store.finished(unit.key)) | {"reused": True}
@@ -110,9 +116,10 @@ class Manifest:
             "details": finished.details,
         }
 
-    def record(self, finished: Finished) -> None:
-        """A unit finished in this invocation."""
-        self.payload["units"][self._positions[finished.key]] |= self._finished(finished)
+    def record(self, finished: Finished, reused: bool = False) -> None:
+        """A unit finished in this invocation (``reused``: by another invocation meanwhile)."""
+        entry = self.payload["units"][self._positions[finished.key]]
+        entry |= self._finished(finished) | {"reused": reused}
         self._write()
 
     def record_failure(self, failure: UnitFailure) -> None:

@@ -48,8 +48,13 @@ def estimate_group(unit: Unit | StoredUnit) -> str:
 
 
 def _finished_seconds(store: RunStore) -> dict[str, float]:
-    """Seconds each finished unit of the directory took, by key."""
-    return {key: store.finished(key).seconds for key in store.finished_keys()}
+    """Seconds each finished unit of the directory took, by key (damaged ones are left out:
+    the run computes them again)."""
+    return {
+        key: store.finished(key).seconds
+        for key in store.finished_keys()
+        if store.damage(key) is None
+    }
 
 
 def _timings_by_group(store: RunStore, seconds: dict[str, float]) -> dict[str, list[float]]:
