@@ -1,20 +1,19 @@
 """Plans a user can write that passed validation and then crashed, hung or were misread:
 over-long names, impossible dataset options, huge seeds, duplicate keys, deep nesting, bytes
-that are not UTF-8 and alias bombs. Each is one ``error:`` line, before any work starts."""
+that are not UTF-8 and alias bombs; and ``run`` options that cannot work (``--workers 0``).
+Each is one ``error:`` line, before any work starts or any file is written."""
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
 import yaml
 
-from attnexplain import cli
 from attnexplain.data.synthetic import make_synthetic
 from attnexplain.errors import InvalidInputError
 from attnexplain.runner import load_plan
-from tests.conftest import CliResult
+from tests.conftest import assert_one_error_line, run_main
 from tests.test_runner import TINY
 
 BOMB = """\
@@ -27,24 +26,6 @@ notes:
   - &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
   - &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
 """
-
-
-def run_main(monkeypatch, capsys, *args: str) -> CliResult:
-    """``attnexplain ARGS`` in this process (as :func:`~attnexplain.cli.main` runs it)."""
-    monkeypatch.setattr(sys, "argv", ["attnexplain", *args])
-    with pytest.raises(SystemExit) as exit_:
-        cli.main()
-    captured = capsys.readouterr()
-    return CliResult(exit_.value.code, captured.out, captured.err)
-
-
-def assert_one_error_line(result: CliResult, *fragments: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def _plan_text(**changes) -> str:
@@ -105,3 +86,26 @@ def test_aliases_within_the_budget_and_merge_keys_still_load(tmp_path):
 def test_the_synthetic_generator_refuses_what_a_plan_refuses():
     with pytest.raises(InvalidInputError, match="n: should be greater than or equal to 10"):
         make_synthetic(n=-5)
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_workers_below_one_are_refused_before_the_run_starts(
+    monkeypatch, capsys, tmp_path, workers
+):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_plan_text(), encoding="utf-8")
+    out = tmp_path / "run"
+    result = run_main(
+        monkeypatch,
+        capsys,
+        "run",
+        str(plan),
+        "--out",
+        str(out),
+        "--executor",
+        "processes",
+        "--workers",
+        workers,
+    )
+    assert_one_error_line(result, f"--workers must be at least 1, got {workers}")
+    assert not out.exists()  # no manifest of a run that never started

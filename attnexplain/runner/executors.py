@@ -172,11 +172,17 @@ class ProcessExecutor:
     workers: int | None = None
     fresh: bool = False
 
+    def __post_init__(self) -> None:
+        # refused when made, so that a run that cannot start leaves no manifest behind
+        if self.workers is not None and self.workers < 1:
+            raise AttnExplainError(
+                f"--workers must be at least 1, got {self.workers} (leave it out for one per "
+                "CPU, at most 4)"
+            )
+
     def map(self, work: Work, units: Sequence[Unit]) -> Iterator[Outcome]:
         cpus = os.cpu_count() or 1
         workers = self.workers or min(cpus, 4)
-        if workers < 1:
-            raise AttnExplainError(f"workers must be >= 1, got {workers}")
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=get_context("spawn"),  # torch and threads do not survive fork
