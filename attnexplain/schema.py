@@ -72,7 +72,9 @@ def read_json(
     except OSError as exc:
         raise error(f"{path} cannot be read ({exc.strerror}){suffix}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise error(f"{path} is not valid UTF-8 JSON ({exc}){suffix}") from None
+        raise error(f"{path} cannot be read: not valid UTF-8 JSON ({exc}){suffix}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a JSON {type(data).__name__}, not an object{suffix}")
     return validate(model, data, str(path), error, fix)
 
 

@@ -42,6 +42,7 @@ from attnexplain.report.image_maps import (
     image_maps_figure,
 )
 from attnexplain.report.tables import Table, to_table
+from attnexplain.runner.manifest import read_manifest
 from attnexplain.runner.plan import Plan
 from attnexplain.runner.run import RunResult
 from attnexplain.runner.status import estimate_group, format_duration
@@ -148,12 +149,6 @@ def load_run(run_dir: str | os.PathLike) -> RunResult:
     manifest = directory / MANIFEST_FILE
     if not manifest.is_file():
         raise InvalidInputError(f"{directory} is not a run directory (no {MANIFEST_FILE}): {hint}")
-    try:
-        payload = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"{manifest} cannot be read ({exc}): {hint}") from None
-    if not isinstance(payload, dict) or "plan" not in payload:
-        raise InvalidInputError(f"{manifest} is not a manifest attnexplain wrote: {hint}")
     return RunResult.load(directory)
 
 
@@ -504,7 +499,7 @@ def gather(
     result = load_run(run_dir)
     if plan is not None:
         result = RunResult(result.directory, plan, expand(plan))
-    manifest = json.loads(RunStore(result.directory).manifest_path.read_text())
+    manifest = read_manifest(RunStore(result.directory).manifest_path)
     states = unit_states(result, manifest)
     by_key = {state.unit.key: state for state in states}
     plan = result.plan

@@ -4,6 +4,8 @@ It records the validated plan, the package versions, the git revision of the cod
 the run's status (``running``, ``complete``, ``interrupted``, ``failed``) and every unit with
 its status and timing. It is rewritten atomically after every unit, so even after ``kill -9``
 it lists each unit that finished (a killed run stays ``running`` until it is run again).
+A unit found damaged when the run started carries ``damaged``: why it was computed again.
+Reading a manifest back (:func:`read_manifest`) validates it like a plan.
 """
 
 from __future__ import annotations
@@ -15,13 +17,64 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from attnexplain.atomic import write_json
+from attnexplain.errors import InvalidInputError
 from attnexplain.runner.executors import UnitFailure
 from attnexplain.runner.plan import Plan
 from attnexplain.runner.store import Finished, RunStore
 from attnexplain.runner.units import Unit
+from attnexplain.schema import Strict, read_json
 
 PACKAGES = ("attnexplain", "torch", "transformers", "captum")
+STATUSES = ("running", "complete", "interrupted", "failed")
+
+
+class _Record(Strict):
+    # what the code reads is checked; the rest (timings, versions) is kept as it is
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
+class UnitRecord(_Record):
+    """A unit's entry in the manifest."""
+
+    key: str
+    label: str = ""
+    status: str
+    reused: bool = False
+    seconds: float | None = None
+
+
+class GitRecord(_Record):
+    revision: str
+    dirty: bool
+
+
+class ManifestRecord(_Record):
+    """What :func:`read_manifest` checks of a ``manifest.json``."""
+
+    plan: dict[str, Any]
+    plan_file: str | None = None
+    seeds: list[int] = Field(default_factory=list)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    git: GitRecord | None = None
+    status: str
+    error: str | None = None
+    units: list[UnitRecord]
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The ``manifest.json`` at ``path`` as a dict, validated; :class:`InvalidInputError`
+    naming the file and the field when it is not one attnexplain wrote."""
+    record = read_json(
+        path,
+        ManifestRecord,
+        InvalidInputError,
+        "it is not a manifest attnexplain wrote (run the plan into this directory again to "
+        "rewrite it)",
+    )
+    return record.model_dump()
 
 
 def now() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.registry import get_experiment
 from attnexplain.runner.executors import Executor, LocalExecutor, UnitFailure
-from attnexplain.runner.manifest import Manifest
+from attnexplain.runner.manifest import Manifest, read_manifest
 from attnexplain.runner.plan import Plan, load_plan, parse_plan
 from attnexplain.runner.store import RunStore
 from attnexplain.runner.units import ExperimentUnit, Unit, expand
@@ -43,7 +42,7 @@ class RunResult:
     def load(cls, directory: str | os.PathLike) -> RunResult:
         """Read a run directory written by :func:`run_plan` (finished or not)."""
         store = RunStore(Path(directory))
-        manifest = json.loads(store.manifest_path.read_text())
+        manifest = read_manifest(store.manifest_path)
         plan = parse_plan(manifest["plan"], str(store.manifest_path))
         return cls(store.root, plan, expand(plan))
 
