@@ -139,6 +139,14 @@ class ReportContext:
     units: Table
 
 
+def shown_path(directory: Path) -> str:
+    """How a report names its run directory: relative to the working directory (the
+    repository) when inside it, else by its name alone, never the absolute path of the
+    machine that wrote it (reports are committed and shared)."""
+    absolute, here = directory.resolve(), Path.cwd().resolve()
+    return str(absolute.relative_to(here)) if absolute.is_relative_to(here) else absolute.name
+
+
 def load_run(run_dir: str | os.PathLike) -> RunResult:
     """The run in ``run_dir``; :class:`InvalidInputError` in one line when it is not one."""
     directory = Path(run_dir)
@@ -514,7 +522,7 @@ def gather(
     version = metadata.version("attnexplain")
     return ReportContext(
         title=f"Run {plan.name}",
-        run_dir=str(result.directory),
+        run_dir=shown_path(result.directory),
         generated=f"{datetime.now(UTC).isoformat(timespec='seconds')} by attnexplain {version}",
         error=manifest.get("error") or "",
         facts=_facts(result, manifest, states),
