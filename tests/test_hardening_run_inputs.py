@@ -1,6 +1,7 @@
 """Plans a user can write that passed validation and then crashed, hung or were misread:
 over-long names, impossible dataset options, huge seeds, duplicate keys, deep nesting, bytes
-that are not UTF-8 and alias bombs; and ``run`` options that cannot work (``--workers 0``).
+that are not UTF-8 and alias bombs; and ``run`` options that cannot work (``--workers 0``, a
+Ray address nothing listens on).
 Each is one ``error:`` line, before any work starts or any file is written."""
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import yaml
 
 from attnexplain.data.synthetic import make_synthetic
 from attnexplain.errors import InvalidInputError
-from attnexplain.runner import load_plan
+from attnexplain.runner import executors, load_plan
+from attnexplain.runner.executors import CONNECT_TIMEOUT_S, RayExecutor
 from tests.conftest import assert_one_error_line, run_main
 from tests.test_runner import TINY
 
@@ -109,3 +111,41 @@ def test_workers_below_one_are_refused_before_the_run_starts(
     )
     assert_one_error_line(result, f"--workers must be at least 1, got {workers}")
     assert not out.exists()  # no manifest of a run that never started
+
+
+def test_an_unreachable_ray_address_is_one_error_line_within_its_timeout(
+    monkeypatch, capsys, tmp_path
+):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_plan_text(), encoding="utf-8")
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    result = run_main(
+        monkeypatch,
+        capsys,
+        "run",
+        str(plan),
+        "--out",
+        str(out),
+        "--executor",
+        "ray",
+        "--address",
+        "127.0.0.1:1",
+    )
+    assert time.perf_counter() - started < CONNECT_TIMEOUT_S
+    assert_one_error_line(result, "cannot reach the Ray cluster at 127.0.0.1:1 within 10 s")
+    assert not out.exists()
+
+
+def test_a_local_ray_instance_is_started_on_the_loopback_interface(monkeypatch):
+    import ray
+
+    calls = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(executors, "_RayPool", lambda ray, work: None)  # no tasks to send
+    assert list(RayExecutor().map(lambda unit: unit, [])) == []
+    assert calls == [
+        {"log_to_driver": True, "include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+    ]
