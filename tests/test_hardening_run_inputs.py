@@ -42,7 +42,7 @@ def _tiny_with_options(**options) -> str:
     ("text", "fragments"),
     [
         (_plan_text(name="x" * 300), ["name: a name of 300 characters", "at most 100"]),
-        (_tiny_with_options(n=-5), ["datasets[0]", "n: should be greater than or equal to 10"]),
+        (_tiny_with_options(n=-5), ["datasets[0]", "n: should be greater than or equal to 1"]),
         (_tiny_with_options(seed=10**23), ["seed: should be less than or equal to 4294967295"]),
         (_plan_text(seeds=[10**23]), ["seeds[0]: should be less than or equal to 4294967295"]),
         (_plan_text() + "seeds: [2]\n", ["the key 'seeds' is given twice", "lines 11 and 19"]),
@@ -86,7 +86,7 @@ def test_aliases_within_the_budget_and_merge_keys_still_load(tmp_path):
 
 
 def test_the_synthetic_generator_refuses_what_a_plan_refuses():
-    with pytest.raises(InvalidInputError, match="n: should be greater than or equal to 10"):
+    with pytest.raises(InvalidInputError, match="n: should be greater than or equal to 1"):
         make_synthetic(n=-5)
 
 

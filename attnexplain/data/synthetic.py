@@ -34,7 +34,7 @@ def _pseudo_words() -> list[str]:
 class SyntheticOptions(Strict):
     """The options of :func:`make_synthetic`, checked before anything is generated."""
 
-    n: Annotated[int, Field(ge=10)] = 4000
+    n: Annotated[int, Field(ge=1)] = 4000
     num_classes: Annotated[int, Field(ge=2, le=100)] = 2
     min_length: Annotated[int, Field(ge=1, le=10_000)] = 8
     max_length: Annotated[int, Field(ge=1, le=10_000)] = 30
