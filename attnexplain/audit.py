@@ -123,7 +123,7 @@ def audit_plan(
     name = "audit-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in labels[0])
     return parse_plan(
         {
-            "name": name.split("-layer")[0],
+            "name": name.split("-layer")[0][:60],  # a run directory's name, kept short
             "datasets": [dataset],
             "models": models,
             "seeds": [0],

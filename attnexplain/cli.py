@@ -487,13 +487,13 @@ def run_command(
     the same directory."""
     # a bad plan or selection fails before any training
     messages = load_plan(plan).select(dataset, model).messages()
+    _, store, _ = resolve_run(plan, out, dataset, model)
+    chosen = make_executor(executor, workers, address, store.root)  # refuses bad options
     for message in messages:
         typer.echo(f"note: {message}", err=True)
     if dry_run:
         _print_plan_status(plan_status(plan, out, datasets=dataset, models=model))
         return
-    _, store, _ = resolve_run(plan, out, dataset, model)
-    chosen = make_executor(executor, workers, address, store.root)
     result = run_plan(
         plan,
         out,
@@ -578,6 +578,7 @@ def reproduce_command(
     from attnexplain.reproduce import export, finished_results, jobs, reproduce, write_reports
 
     planned = jobs(full, out)
+    chosen = make_executor(executor, workers, address, planned[0].out.parent)
     for job in planned:
         for message in load_plan(job.plan).messages():
             typer.echo(f"note ({job.plan.stem}): {message}", err=True)
@@ -598,7 +599,6 @@ def reproduce_command(
     if report_only:
         results = finished_results(full, out)
     else:
-        chosen = make_executor(executor, workers, address, planned[0].out.parent)
         results = reproduce(full, out, chosen, cache_dir, device=device, precision=precision)
     _use_device(device, precision)  # the reports explain instances with the models
     for written in write_reports(results, cache_dir):

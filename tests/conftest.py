@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from attnexplain import load_dataset
+from attnexplain import cli, load_dataset
 
 
 @dataclass
@@ -30,6 +30,24 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None) -> CliResult:
         timeout=600,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def run_main(monkeypatch, capsys, *args: str) -> CliResult:
+    """``attnexplain ARGS`` in this process (as :func:`~attnexplain.cli.main` runs it)."""
+    monkeypatch.setattr(sys, "argv", ["attnexplain", *args])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    captured = capsys.readouterr()
+    return CliResult(exit_.value.code, captured.out, captured.err)
+
+
+def assert_one_error_line(result: CliResult, *fragments: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="session")

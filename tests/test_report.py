@@ -448,7 +448,7 @@ def test_cli_explain_html_writes_the_heatmaps_of_a_users_texts(bert, tmp_path):
     assert result.stdout.strip() == f"wrote {out}"
     page = out.read_text()
     assert page.count("<article") == 2 and page.count("<h5>integrated gradients</h5>") == 2
-    assert ">films</span>" in page and "##s" not in page  # words, not wordpieces
+    assert ">films</bdi>" in page and "##s" not in page  # words, not wordpieces
     assert "<script" not in page and IMG not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; a dull film" in page
 

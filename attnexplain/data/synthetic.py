@@ -9,9 +9,18 @@ Words are letters-only pseudo-words, so the J&W tokenizer keeps them one token e
 from __future__ import annotations
 
 import itertools
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
+
+from attnexplain.errors import InvalidInputError
+from attnexplain.schema import Strict, validate
+
+# numpy's and torch's seeds are unsigned 32-bit numbers where they meet other code
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
@@ -20,6 +29,42 @@ _VOWELS = "aeiou"
 def _pseudo_words() -> list[str]:
     syllables = [c + v for c, v in itertools.product(_CONSONANTS, _VOWELS)]
     return [a + b for a, b in itertools.product(syllables, syllables)]
+
+
+class SyntheticOptions(Strict):
+    """The options of :func:`make_synthetic`, checked before anything is generated."""
+
+    n: Annotated[int, Field(ge=1)] = 4000
+    num_classes: Annotated[int, Field(ge=2, le=100)] = 2
+    min_length: Annotated[int, Field(ge=1, le=10_000)] = 8
+    max_length: Annotated[int, Field(ge=1, le=10_000)] = 30
+    signal_per_text: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] = (1, 3)
+    signal_words_per_class: Annotated[int, Field(ge=1)] = 4
+    distractor_words: Annotated[int, Field(ge=1)] = 400
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyntheticOptions:
+        if self.max_length < self.min_length:
+            raise ValueError(f"max_length {self.max_length} is below min_length {self.min_length}")
+        low, high = self.signal_per_text
+        if high < low:
+            raise ValueError(f"signal_per_text ({low}, {high}) should be (fewest, most)")
+        needed = self.num_classes * self.signal_words_per_class + self.distractor_words
+        if needed > len(_pseudo_words()):
+            raise ValueError(
+                f"{needed} distinct words are needed, there are {len(_pseudo_words())}: "
+                "lower num_classes, signal_words_per_class or distractor_words"
+            )
+        return self
+
+
+def check_synthetic_options(options: dict[str, Any]) -> None:
+    """Refuse options :func:`make_synthetic` cannot generate from (a negative ``n``, a seed
+    beyond 32 bits, ...) with an :class:`InvalidInputError` naming the option."""
+    # YAML and JSON give lists where the signature has tuples
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    validate(SyntheticOptions, given, "synthetic options", InvalidInputError)
 
 
 def make_synthetic(
@@ -37,6 +82,18 @@ def make_synthetic(
     Returns a frame with columns ``text`` (str), ``label`` (str, ``class0``...), ``rationale``
     (list[int], one flag per whitespace word: 1 where a signal word was planted).
     """
+    check_synthetic_options(
+        {
+            "n": n,
+            "num_classes": num_classes,
+            "min_length": min_length,
+            "max_length": max_length,
+            "signal_per_text": signal_per_text,
+            "signal_words_per_class": signal_words_per_class,
+            "distractor_words": distractor_words,
+            "seed": seed,
+        }
+    )
     rng = np.random.default_rng(seed)
     words = list(rng.permutation(_pseudo_words()))
     signal = [

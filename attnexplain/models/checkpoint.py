@@ -4,12 +4,14 @@ files. Never pickle: loading a checkpoint runs no code from it."""
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import ConfigDict, Field, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -20,6 +22,7 @@ from attnexplain.errors import AttnExplainError, CheckpointError, InvalidInputEr
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_hf, save_hf
 from attnexplain.models.vision import AttentionCNN, AttentionCNNConfig
+from attnexplain.schema import Strict, read_json
 
 VISION_ARCHITECTURES = ("vit", "attention-cnn")
 
@@ -89,67 +92,88 @@ def save_checkpoint(
     return directory
 
 
-def _read_config(directory: Path) -> dict:
+class CheckpointFile(Strict):
+    """What ``attnexplain.json`` must hold for :func:`load_checkpoint` (other keys are kept)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    format_version: int = FORMAT_VERSION
+    architecture: Literal["classic", "hf", "vit", "attention-cnn"]
+    classes: Annotated[list[str], Field(min_length=2)]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] | None = None
+    vocab: list[str] | None = None
+    max_length: Annotated[int, Field(ge=1)] = 128
+    attention_mode: str = "learned"
+    pipeline: dict[str, Any] | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, classes: list[str]) -> list[str]:
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"names a class twice: {classes}")
+        return classes
+
+
+def _read_config(directory: Path) -> CheckpointFile:
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(
             f"{directory} is not a checkpoint: {CONFIG_FILE} is missing "
             f"(pass the folder that `attnexplain train` printed)"
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(
-            f"{path} is not valid UTF-8 JSON ({exc}): the checkpoint is damaged; train again"
-        ) from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(
-            f"{path} holds a JSON {type(config).__name__}, not an object: the checkpoint is "
-            f"damaged; train again"
-        )
-    return config
+    return read_json(
+        path, CheckpointFile, CheckpointError, "the checkpoint is damaged: train again"
+    )
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """Load a checkpoint folder written by :func:`save_checkpoint`.
 
-    Raises :class:`CheckpointError` for a missing or truncated file, or weights that do not fit
-    the architecture the config declares.
+    Raises :class:`CheckpointError` for a missing or truncated file, a config that does not
+    fit :class:`CheckpointFile`, or weights that do not fit the architecture the config
+    declares (checked before the model is allocated).
     """
     directory = Path(directory)
     config = _read_config(directory)
-    if config.get("architecture") not in ("classic", "hf", *VISION_ARCHITECTURES):
-        raise CheckpointError(
-            f"{directory}: unsupported architecture {config.get('architecture')!r}"
-        )
     weights = _read_weights(directory)
-    if config["architecture"] in VISION_ARCHITECTURES:
+    if config.architecture in VISION_ARCHITECTURES:
         model, pipeline = _load_vision(directory, config, weights)
         _ready(model)
-        return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
-    if config["architecture"] == "hf":
+        return Checkpoint(model, pipeline, config.classes, config.metadata)
+    if config.architecture == "hf":
         try:
-            model, pipeline = load_hf(
-                directory, config.get("max_length", 128), config.get("attention_mode", "learned")
-            )
+            model, pipeline = load_hf(directory, config.max_length, config.attention_mode)
         except (OSError, ValueError, AttnExplainError) as exc:
             raise CheckpointError(
                 f"{directory} holds a damaged transformers model ({exc})"
             ) from exc
         _ready(model)
-        return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
+        return Checkpoint(model, pipeline, config.classes, config.metadata)
     try:
-        model = ClassicModel(ClassicConfig(**config["model"]))
-        pipeline = TextPipeline(Vocabulary(config["vocab"]))
+        model_config = ClassicConfig(**(config.model or {}))
+        pipeline = TextPipeline(Vocabulary(config.vocab or []))
     except (KeyError, TypeError, AttnExplainError) as exc:
         raise CheckpointError(
             f"{directory / CONFIG_FILE} does not describe a model ({exc})"
         ) from exc
     _check_vocabulary(len(pipeline.vocab), weights, directory)
-    _check_fits(model, weights, directory)
-    model.load_state_dict(weights)
+    model = _fitted(lambda: ClassicModel(model_config), weights, directory)
     _ready(model)
-    return Checkpoint(model, pipeline, config["classes"], config.get("metadata", {}))
+    return Checkpoint(model, pipeline, config.classes, config.metadata)
+
+
+def _fitted(
+    build: Callable[[], torch.nn.Module], weights: dict[str, torch.Tensor], where: Path
+) -> torch.nn.Module:
+    """The model ``build`` makes, with ``weights`` loaded; first built without memory (on
+    the meta device) to check the weights fit, so that a config declaring an absurd size is
+    an error, not an allocation of terabytes."""
+    with torch.device("meta"):
+        _check_fits(build(), weights, where)
+    model = build()
+    model.load_state_dict(weights)
+    return model
 
 
 def _ready(model: torch.nn.Module) -> None:
@@ -172,26 +196,22 @@ def _save_vision(directory: Path, model: torch.nn.Module, pipeline: ImagePipelin
 
 
 def _load_vision(
-    directory: Path, config: dict, weights: dict[str, torch.Tensor]
+    directory: Path, config: CheckpointFile, weights: dict[str, torch.Tensor]
 ) -> tuple[torch.nn.Module, ImagePipeline]:
     """The image model and pipeline of a checkpoint written by :func:`_save_vision`."""
     try:
-        pipeline = ImagePipeline.from_dict(config["pipeline"])
-        if config["architecture"] == "vit":
+        pipeline = ImagePipeline.from_dict(config.pipeline or {})
+        if config.architecture == "vit":
             from transformers import AutoModelForImageClassification
 
             vit = AutoModelForImageClassification.from_pretrained(
                 directory, attn_implementation="eager"
             )
-            return HFClassifier(
-                vit, attention_mode=config.get("attention_mode", "learned")
-            ), pipeline
-        model = AttentionCNN(AttentionCNNConfig(**config["model"]))
+            return HFClassifier(vit, attention_mode=config.attention_mode), pipeline
+        model_config = AttentionCNNConfig(**(config.model or {}))
     except (KeyError, TypeError, OSError, ValueError, AttnExplainError) as exc:
         raise CheckpointError(f"{directory} does not hold a usable image model ({exc})") from exc
-    _check_fits(model, weights, directory)
-    model.load_state_dict(weights)
-    return model, pipeline
+    return _fitted(lambda: AttentionCNN(model_config), weights, directory), pipeline
 
 
 def _read_weights(directory: Path) -> dict[str, torch.Tensor]:

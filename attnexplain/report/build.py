@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from attnexplain.atomic import atomic_write
+from attnexplain.atomic import atomic_write, atomic_write_all, stale_temporaries
 from attnexplain.errors import InvalidInputError
 from attnexplain.explain import DEFAULT_METHODS
 from attnexplain.models.checkpoint import Checkpoint
@@ -62,6 +62,8 @@ def build(
 
     Raises :class:`~attnexplain.errors.InvalidInputError` when ``run_dir`` is not a run
     directory or a format is unknown; a run with units missing gives a report naming them.
+    The files are written side by side and swapped in together, after removing temporary
+    files a killed report left.
 
     Example
     -------
@@ -71,14 +73,17 @@ def build(
     formats = parse_formats(formats)
     html = render_report(gather(run_dir, instances, cache_dir, plan))
     folder = Path(out) if out is not None else Path(run_dir) / REPORT_FOLDER
-    written = {}
-    if "html" in formats:
-        written["html"] = atomic_write(
-            folder / "report.html", lambda tmp: tmp.write_text(html, encoding="utf-8")
-        )
-    if "pdf" in formats:
-        written["pdf"] = atomic_write(folder / "report.pdf", lambda tmp: write_pdf(html, tmp))
-    return written
+    writers = {
+        "html": lambda tmp: tmp.write_text(html, encoding="utf-8"),
+        "pdf": lambda tmp: write_pdf(html, tmp),
+    }
+    paths = {name: folder / f"report.{name}" for name in formats}
+    for path in paths.values():  # left by a report killed while writing
+        for stale in stale_temporaries(path):
+            stale.unlink(missing_ok=True)
+    # both written, then both swapped in: never a new HTML beside an old PDF
+    atomic_write_all({path: writers[name] for name, path in paths.items()})
+    return paths
 
 
 def write_explanations(

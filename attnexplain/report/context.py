@@ -43,6 +43,7 @@ from attnexplain.report.image_maps import (
     image_maps_figure,
 )
 from attnexplain.report.tables import Table, to_table
+from attnexplain.runner.manifest import read_manifest
 from attnexplain.runner.plan import Plan
 from attnexplain.runner.run import RunResult
 from attnexplain.runner.status import estimate_group, format_duration
@@ -63,8 +64,9 @@ MANIFEST_STATUS = {
 
 @dataclass(frozen=True)
 class UnitState:
-    """A unit of the plan and where it stands: ``done``, ``started, not finished`` (killed or
-    still running) or ``not started``; ``reused``: finished before the latest invocation."""
+    """A unit of the plan and where it stands: ``done``, ``damaged: why`` (its files do not
+    match its ``done`` record), ``started, not finished`` (killed or still running) or ``not
+    started``; ``reused``: finished before the latest invocation."""
 
     unit: Unit
     status: str
@@ -150,6 +152,14 @@ class ReportContext:
     units: Table
 
 
+def shown_path(directory: Path) -> str:
+    """How a report names its run directory: relative to the working directory (the
+    repository) when inside it, else by its name alone, never the absolute path of the
+    machine that wrote it (reports are committed and shared)."""
+    absolute, here = directory.resolve(), Path.cwd().resolve()
+    return str(absolute.relative_to(here)) if absolute.is_relative_to(here) else absolute.name
+
+
 def load_run(run_dir: str | os.PathLike) -> RunResult:
     """The run in ``run_dir``; :class:`InvalidInputError` in one line when it is not one."""
     directory = Path(run_dir)
@@ -160,12 +170,6 @@ def load_run(run_dir: str | os.PathLike) -> RunResult:
     manifest = directory / MANIFEST_FILE
     if not manifest.is_file():
         raise InvalidInputError(f"{directory} is not a run directory (no {MANIFEST_FILE}): {hint}")
-    try:
-        payload = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"{manifest} cannot be read ({exc}): {hint}") from None
-    if not isinstance(payload, dict) or "plan" not in payload:
-        raise InvalidInputError(f"{manifest} is not a manifest attnexplain wrote: {hint}")
     return RunResult.load(directory)
 
 
@@ -174,7 +178,10 @@ def unit_states(result: RunResult, manifest: dict) -> list[UnitState]:
     store, recorded = RunStore(result.directory), {u["key"]: u for u in manifest["units"]}
     states = []
     for unit in result.units:
-        if store.is_done(unit.key):
+        damage = store.damage(unit.key)
+        if damage is not None:
+            states.append(UnitState(unit, f"damaged: {damage}; run the plan again to recompute it"))
+        elif store.is_done(unit.key):
             reused = recorded.get(unit.key, {}).get("reused", False)
             states.append(UnitState(unit, "done", store.finished(unit.key), reused))
         elif store.unit_dir(unit.key).exists():
@@ -547,7 +554,7 @@ def gather(
     result = load_run(run_dir)
     if plan is not None:
         result = RunResult(result.directory, plan, expand(plan))
-    manifest = json.loads(RunStore(result.directory).manifest_path.read_text())
+    manifest = read_manifest(RunStore(result.directory).manifest_path)
     states = unit_states(result, manifest)
     by_key = {state.unit.key: state for state in states}
     plan = result.plan
@@ -563,7 +570,7 @@ def gather(
     found = verdict(result)
     return ReportContext(
         title=f"Run {plan.name}",
-        run_dir=str(result.directory),
+        run_dir=shown_path(result.directory),
         generated=f"{datetime.now(UTC).isoformat(timespec='seconds')} by attnexplain {version}",
         verdict=verdict_groups(found),
         verdict_overview=verdict_overview(found),

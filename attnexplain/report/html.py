@@ -17,6 +17,19 @@ from attnexplain.report.context import ReportContext
 from attnexplain.report.figures import score_colours, score_gradient
 from attnexplain.report.heatmaps import TokenHeatmap
 
+# A token longer than this is shown shortened (its first and last characters): one unbroken
+# 1,000-character word made the PDF's line layout take seconds, 5,000 minutes.
+SHOWN_TOKEN = 40
+
+
+def shown_token(token: str) -> str:
+    """``token`` as a heatmap shows it: whole up to :data:`SHOWN_TOKEN` characters, else its
+    start and end around an ellipsis (the data keep it whole)."""
+    if len(token) <= SHOWN_TOKEN:
+        return token
+    return f"{token[: SHOWN_TOKEN - 12]}…{token[-8:]}"
+
+
 ENVIRONMENT = Environment(
     loader=PackageLoader("attnexplain.report", "templates"),
     autoescape=True,
@@ -24,8 +37,10 @@ ENVIRONMENT = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+ENVIRONMENT.filters["shown_token"] = shown_token
 ENVIRONMENT.globals |= {
     "score_colours": score_colours,
+    "shown_limit": SHOWN_TOKEN,
     "gradient": score_gradient(),
     "generator": f"attnexplain {metadata.version('attnexplain')}",
     # the package's own stylesheet, inlined as it is (it holds no user text)

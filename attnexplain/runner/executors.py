@@ -20,6 +20,7 @@ what failed or never ran.
 from __future__ import annotations
 
 import os
+import socket
 import traceback
 import uuid
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -34,6 +35,11 @@ from attnexplain.runner.store import Finished
 from attnexplain.runner.units import Unit
 
 Work = Callable[[Unit], Finished]
+
+# How long a Ray address may take to accept a connection before it is refused.
+CONNECT_TIMEOUT_S = 10.0
+# Where a local Ray instance of our own listens.
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -172,11 +178,17 @@ class ProcessExecutor:
     workers: int | None = None
     fresh: bool = False
 
+    def __post_init__(self) -> None:
+        # refused when made, so that a run that cannot start leaves no manifest behind
+        if self.workers is not None and self.workers < 1:
+            raise AttnExplainError(
+                f"--workers must be at least 1, got {self.workers} (leave it out for one per "
+                "CPU, at most 4)"
+            )
+
     def map(self, work: Work, units: Sequence[Unit]) -> Iterator[Outcome]:
         cpus = os.cpu_count() or 1
         workers = self.workers or min(cpus, 4)
-        if workers < 1:
-            raise AttnExplainError(f"workers must be >= 1, got {workers}")
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=get_context("spawn"),  # torch and threads do not survive fork
@@ -235,7 +247,10 @@ class RayExecutor:
 
     ``address``: the cluster to join (``ray://host:10001`` or ``host:6379``; None: the one
     ``ray.init`` already joined in this process, else ``RAY_ADDRESS``, else a new local
-    instance). Every node needs attnexplain installed, and the run directory and the data
+    instance on the loopback interface, without a dashboard; to serve other machines, start
+    a cluster with ``ray start --head`` and pass its address). An address that does not
+    accept a connection within :data:`CONNECT_TIMEOUT_S` seconds is refused when the executor
+    is made. Every node needs attnexplain installed, and the run directory and the data
     cache must be paths every node sees (a shared filesystem): workers write each unit's
     results into the run store themselves. A task is not retried by Ray: a unit whose worker
     dies is reported failed and runs again on the next invocation of the plan.
@@ -244,10 +259,20 @@ class RayExecutor:
     address: str | None = None
     probe_root: Path | None = None
 
+    def __post_init__(self) -> None:
+        # ray.init retries an unreachable cluster for minutes, printing warnings: ask first,
+        # before the run writes anything
+        if self.address is not None:
+            _check_reachable(self.address)
+
     def map(self, work: Work, units: Sequence[Unit]) -> Iterator[Outcome]:
         ray = _import_ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, log_to_driver=True)
+            if self.address is None and not os.environ.get("RAY_ADDRESS"):
+                # a local instance of our own: reachable from this machine only
+                ray.init(log_to_driver=True, include_dashboard=False, _node_ip_address=LOOPBACK)
+            else:
+                ray.init(address=self.address, log_to_driver=True)
         if self.probe_root is not None:
             self._check_shared(ray, self.probe_root)
         yield from schedule(_RayPool(ray, work), units)
@@ -267,6 +292,28 @@ class RayExecutor:
                 f"the Ray workers cannot see the run directory {root.resolve()}; put it (and "
                 "the data cache, --cache-dir) on a filesystem every node mounts at the same path"
             )
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a Ray ``address`` (``ray://host:port`` or ``host:port``; ``auto`` and ``local``
+    are Ray's own to resolve) that accepts no TCP connection within :data:`CONNECT_TIMEOUT_S`."""
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local"):
+        return
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise AttnExplainError(
+            f"--address {address!r} is not a Ray address; pass host:port (e.g. head:6379) or "
+            "ray://host:port (e.g. ray://head:10001)"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise AttnExplainError(
+            f"cannot reach the Ray cluster at {address} within {CONNECT_TIMEOUT_S:.0f} s "
+            f"({reason}): start it (ray start --head) or check the address"
+        ) from None
 
 
 def _import_ray() -> Any:

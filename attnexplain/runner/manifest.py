@@ -4,6 +4,8 @@ It records the validated plan, the package versions, the git revision of the cod
 the run's status (``running``, ``complete``, ``interrupted``, ``failed``) and every unit with
 its status and timing. It is rewritten atomically after every unit, so even after ``kill -9``
 it lists each unit that finished (a killed run stays ``running`` until it is run again).
+A unit found damaged when the run started carries ``damaged``: why it was computed again.
+Reading a manifest back (:func:`read_manifest`) validates it like a plan.
 """
 
 from __future__ import annotations
@@ -15,13 +17,64 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from attnexplain.atomic import write_json
+from attnexplain.errors import InvalidInputError
 from attnexplain.runner.executors import UnitFailure
 from attnexplain.runner.plan import Plan
 from attnexplain.runner.store import Finished, RunStore
 from attnexplain.runner.units import Unit
+from attnexplain.schema import Strict, read_json
 
 PACKAGES = ("attnexplain", "torch", "transformers", "captum")
+STATUSES = ("running", "complete", "interrupted", "failed")
+
+
+class _Record(Strict):
+    # what the code reads is checked; the rest (timings, versions) is kept as it is
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
+class UnitRecord(_Record):
+    """A unit's entry in the manifest."""
+
+    key: str
+    label: str = ""
+    status: str
+    reused: bool = False
+    seconds: float | None = None
+
+
+class GitRecord(_Record):
+    revision: str
+    dirty: bool
+
+
+class ManifestRecord(_Record):
+    """What :func:`read_manifest` checks of a ``manifest.json``."""
+
+    plan: dict[str, Any]
+    plan_file: str | None = None
+    seeds: list[int] = Field(default_factory=list)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    git: GitRecord | None = None
+    status: str
+    error: str | None = None
+    units: list[UnitRecord]
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The ``manifest.json`` at ``path`` as a dict, validated; :class:`InvalidInputError`
+    naming the file and the field when it is not one attnexplain wrote."""
+    record = read_json(
+        path,
+        ManifestRecord,
+        InvalidInputError,
+        "it is not a manifest attnexplain wrote (run the plan into this directory again to "
+        "rewrite it)",
+    )
+    return record.model_dump()
 
 
 def now() -> str:
@@ -65,7 +118,12 @@ class Manifest:
     ``reused``)."""
 
     def __init__(
-        self, store: RunStore, plan: Plan, units: list[Unit], plan_file: str | None
+        self,
+        store: RunStore,
+        plan: Plan,
+        units: list[Unit],
+        plan_file: str | None,
+        damaged: dict[str, str] | None = None,
     ) -> None:
         self.store = store
         self.payload: dict[str, Any] = {
@@ -79,12 +137,12 @@ class Manifest:
             "started_at": now(),
             "finished_at": None,
             "error": None,
-            "units": [self._entry(unit) for unit in units],
+            "units": [self._entry(unit, (damaged or {}).get(unit.key)) for unit in units],
         }
         self._positions = {unit.key: i for i, unit in enumerate(units)}
         self._write()
 
-    def _entry(self, unit: Unit) -> dict[str, Any]:
+    def _entry(self, unit: Unit, damage: str | None) -> dict[str, Any]:
         entry = {
             "key": unit.key,
             "path": str(self.store.unit_dir(unit.key).relative_to(self.store.root)),
@@ -96,6 +154,7 @@ class Manifest:
             "seconds": None,
             "finished_at": None,
             "details": {},
+            **({"damaged": damage} if damage else {}),
         }
         if self.store.is_done(unit.key):
             entry |= self._finished(self.store.finished(unit.key)) | {"reused": True}
@@ -110,9 +169,10 @@ class Manifest:
             "details": finished.details,
         }
 
-    def record(self, finished: Finished) -> None:
-        """A unit finished in this invocation."""
-        self.payload["units"][self._positions[finished.key]] |= self._finished(finished)
+    def record(self, finished: Finished, reused: bool = False) -> None:
+        """A unit finished in this invocation (``reused``: by another invocation meanwhile)."""
+        entry = self.payload["units"][self._positions[finished.key]]
+        entry |= self._finished(finished) | {"reused": reused}
         self._write()
 
     def record_failure(self, failure: UnitFailure) -> None:

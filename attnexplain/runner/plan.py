@@ -30,7 +30,6 @@ every mistake is a :class:`PlanError` naming the file, the field path and the fi
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from collections.abc import Iterable, Mapping
@@ -41,20 +40,15 @@ from typing import Annotated, Any
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from attnexplain.data.registry import (
     REGISTRY,
@@ -64,16 +58,21 @@ from attnexplain.data.registry import (
     load_dataset,
     load_local,
 )
+from attnexplain.data.synthetic import Seed
 from attnexplain.errors import AttnExplainError, PlanError
 from attnexplain.experiments.registry import get_experiment, list_experiments
 from attnexplain.models.classic import ATTENTION_MODES, ATTENTIONS, ENCODERS, ClassicConfig
 from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import EMBEDDINGS, TrainConfig
 from attnexplain.provenance import file_sha256
+from attnexplain.safe_yaml import YamlShapeError, load_yaml
+from attnexplain.schema import Strict, shorten, validate
 
 ARCHITECTURE_KEYS = ("encoder", "attention", "hidden_size", "attention_mode")
 # "fixed" attention takes its weights with every call, so it cannot be trained from a plan.
 TRAINABLE_MODES = ATTENTION_MODES[:2]
+# The longest plan name (a folder name; file systems allow 255 bytes, paths inside add more)
+MAX_NAME = 100
 # The architecture keys each image model takes.
 VISION_KEYS = {"vit": ("attention_mode",), "attention-cnn": ("attention", "attention_mode")}
 
@@ -90,26 +89,8 @@ def _one_of(what: str, allowed: Iterable[str]) -> AfterValidator:
     return AfterValidator(check)
 
 
-class _Section(BaseModel):
-    """A mapping in the plan: strict types (YAML's ``"2"`` or ``yes`` is not a number), no
-    unknown keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        # pydantic's own extra="forbid" message does not say which keys would have been right
-        if isinstance(data, Mapping):
-            for key in data:
-                if key not in cls.model_fields:
-                    allowed = list(cls.model_fields)
-                    close = difflib.get_close_matches(str(key), allowed, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise ValueError(
-                        f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
-                    )
-        return data
+class _Section(Strict):
+    """A mapping in the plan (see :class:`~attnexplain.schema.Strict`)."""
 
 
 def _dataset_name(value: Any) -> Any:
@@ -117,7 +98,7 @@ def _dataset_name(value: Any) -> Any:
     if isinstance(value, str):
         return {"name": value}
     if not isinstance(value, Mapping):
-        raise ValueError(f"expected a dataset name or {{name, options}}, got {_shorten(value)}")
+        raise ValueError(f"expected a dataset name or {{name, options}}, got {shorten(value)}")
     return value
 
 
@@ -222,6 +203,11 @@ class DatasetEntry(_Section):
                     f"unknown option {option!r} for dataset {self.name!r}; "
                     f"known: {', '.join(known)}"
                 )
+        if spec.check is not None:
+            try:
+                spec.check(self.options)
+            except AttnExplainError as exc:
+                raise ValueError(str(exc)) from exc
         return self
 
     def _readable_file(self) -> DatasetEntry:
@@ -457,6 +443,10 @@ class ExperimentEntry(_Section):
 
 
 def _safe_name(name: str) -> str:
+    if len(name) > MAX_NAME:
+        raise ValueError(
+            f"a name of {len(name)} characters cannot name a run directory; use at most {MAX_NAME}"
+        )
     if not name or not all(c.isalnum() or c in "._-" for c in name) or name.startswith("."):
         raise ValueError(
             f"{name!r} cannot name a run directory; use letters, digits, '.', '_' and '-'"
@@ -470,7 +460,7 @@ class Plan(_Section):
     name: Annotated[str, AfterValidator(_safe_name)]
     datasets: Annotated[list[DatasetItem], Field(min_length=1)]
     models: Annotated[list[ModelEntry], Field(min_length=1)]
-    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)]
+    seeds: Annotated[list[Seed], Field(min_length=1)]
     split: Annotated[str, _one_of("split", SPLITS)] = "test"
     max_instances: PositiveInt | None = None
     train: TrainEntry = Field(default_factory=TrainEntry)
@@ -572,52 +562,27 @@ def parse_plan(data: Any, source: str = "<plan>") -> Plan:
 
     Raises :class:`PlanError` listing every problem as ``field.path: what is wrong``.
     """
-    if not isinstance(data, Mapping):
-        raise PlanError(
-            f"plan {source}: expected a mapping with the keys "
-            f"{', '.join(Plan.model_fields)}, got {type(data).__name__}"
-        )
-    try:
-        return Plan.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())
-        raise PlanError(f"plan {source}: {problems}") from None
+    return validate(Plan, data, f"plan {source}", PlanError)
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
     """Read and validate a YAML plan file (see the module docstring for the format)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        data = load_yaml(text)
     except OSError as exc:
         raise PlanError(f"plan {path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            f"plan {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8"
+        ) from None
+    except YamlShapeError as exc:
+        raise PlanError(f"plan {path}: {exc}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         problem = getattr(exc, "problem", None) or exc
         raise PlanError(f"plan {path}: not valid YAML{line}: {problem}") from None
     return parse_plan(data, str(path))
-
-
-def _describe(error: ErrorDetails) -> str:
-    """One pydantic error as ``models[1].encoder: unknown encoder 'gru'; choose one of ...``."""
-    path = "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
-    ).lstrip(".")
-    kind = error["type"]
-    if kind == "value_error":
-        message = str(error["ctx"]["error"])
-    elif kind == "missing":
-        message = "required; add it"
-    elif kind == "too_short":
-        message = f"needs at least {error['ctx']['min_length']} entry"
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"should be a mapping of keys to values, got {_shorten(error['input'])}"
-    else:
-        message = f"{error['msg'].removeprefix('Input ')}, got {_shorten(error['input'])}"
-    return f"{path}: {message}" if path else message
-
-
-def _shorten(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."

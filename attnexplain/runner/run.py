@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from attnexplain.device import resolve_device, resolve_precision
 from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.registry import get_experiment
 from attnexplain.runner.executors import Executor, LocalExecutor, UnitFailure
-from attnexplain.runner.manifest import Manifest
+from attnexplain.runner.manifest import Manifest, read_manifest
 from attnexplain.runner.plan import Plan, load_plan, parse_plan
 from attnexplain.runner.store import RunStore
 from attnexplain.runner.units import ExperimentUnit, Unit, expand
@@ -43,7 +43,7 @@ class RunResult:
     def load(cls, directory: str | os.PathLike) -> RunResult:
         """Read a run directory written by :func:`run_plan` (finished or not)."""
         store = RunStore(Path(directory))
-        manifest = json.loads(store.manifest_path.read_text())
+        manifest = read_manifest(store.manifest_path)
         plan = parse_plan(manifest["plan"], str(store.manifest_path))
         return cls(store.root, plan, expand(plan))
 
@@ -75,7 +75,7 @@ class RunResult:
     def _stack(self, entry: int, transform: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
         store, tables = RunStore(self.directory), []
         for unit in self.entry_units(entry):
-            if not store.is_done(unit.key):
+            if not store.intact(unit.key):
                 continue
             table = transform(store.read_result(unit.key))
             training = unit.training
@@ -136,9 +136,12 @@ def run_plan(
     failures are printed with their tracebacks as they happen, recorded in the manifest, and
     raised together at the end as :class:`UnitsFailedError`.
     Finished units are kept and skipped, so after Ctrl-C, ``kill -9`` or an error, running the
-    same plan again finishes the rest and gives the results an uninterrupted run gives. Units
+    same plan again finishes the rest and gives the results an uninterrupted run gives. A
+    finished unit whose files no longer match its ``done`` record (truncated, deleted,
+    changed) is computed again, with the units that depend on it, and named on stderr. Units
     are named by their config, so plans may share a directory (``manifest.json`` describes
-    the latest run); two runs must not write to one directory at the same time.
+    the latest run). Two runs of one directory at once each lock the unit they compute: the
+    other waits for it and reuses it, so no unit is computed twice.
     """
     plan, store, plan_file = resolve_run(plan, out, datasets, models)
     resolve_device(device)  # a device this machine cannot see: one error before any work
@@ -151,10 +154,12 @@ def run_plan(
     units = expand(plan)
     for source in reuse:
         adopt_finished(store, RunStore(Path(source)), units)
-    manifest = Manifest(store, plan, units, plan_file)
+    damaged = discard_damaged(store, units)
+    manifest = Manifest(store, plan, units, plan_file, damaged)
     pending = [unit for unit in units if not store.is_done(unit.key)]
     # units in other processes print no progress bars of their own: one line as each ends
-    worker = UnitWorker(store, cache_dir, progress and in_process, device, precision)
+    run_id = uuid.uuid4().hex
+    worker = UnitWorker(store, cache_dir, progress and in_process, run_id, device, precision)
     ran, failures = [], []
     with tqdm(
         total=len(units),
@@ -171,8 +176,9 @@ def run_plan(
                     if progress:
                         tqdm.write(f"FAILED: {outcome.label}\n{outcome.error}", file=sys.stderr)
                     continue
-                manifest.record(outcome)
-                ran.append(outcome.key)
+                manifest.record(outcome, reused=outcome.run != run_id)
+                if outcome.run == run_id:  # else another run of the directory computed it
+                    ran.append(outcome.key)
                 bar.update()
                 if progress and not in_process:
                     label = manifest.label(outcome.key)
@@ -191,13 +197,38 @@ def run_plan(
     return RunResult(store.root, plan, units, ran)
 
 
+def discard_damaged(store: RunStore, units: Sequence[Unit]) -> dict[str, str]:
+    """Find the finished units of ``units`` (in dependency order) whose files do not match
+    their ``done`` record, and the units that depend on them; discard what they wrote so that
+    they are computed again, and say so on stderr. Returns why, by key."""
+    damaged: dict[str, str] = {}
+    labels = {unit.key: unit.label for unit in units}
+    for unit in units:
+        broken = [key for key in unit.depends_on if key in damaged]
+        reason = f"it needs {labels[broken[0]]}, which is damaged" if broken else None
+        if not store.unit_dir(unit.key).is_dir():
+            if broken:
+                damaged[unit.key] = reason
+            continue
+        reason = reason or store.damage(unit.key)
+        if reason is None:
+            continue
+        with store.lock(unit.key, unit.label):
+            store.discard(unit.key)
+        damaged[unit.key] = reason
+        print(
+            f"warning: unit {unit.label} is damaged ({reason}): computing it again", file=sys.stderr
+        )
+    return damaged
+
+
 def adopt_finished(store: RunStore, source: RunStore, units: Iterable[Unit]) -> list[str]:
     """Copy into ``store`` the units of ``units`` that ``source`` (another run directory) has
     finished and ``store`` has not: keys name the work, so an equal key is equal work. Returns
     the keys copied."""
     copied = []
     for unit in units:
-        if store.is_done(unit.key) or not source.is_done(unit.key):
+        if store.is_done(unit.key) or not source.intact(unit.key):
             continue
         target = store.unit_dir(unit.key)
         staging = target.with_name(f".{unit.key}.copying")

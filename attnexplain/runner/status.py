@@ -3,18 +3,17 @@ may take, estimated from the timings of the units finished there (of any plan)."
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from attnexplain.runner.manifest import read_manifest
 from attnexplain.runner.plan import Plan
 from attnexplain.runner.run import resolve_run
 from attnexplain.runner.store import RunStore
@@ -50,8 +49,13 @@ def estimate_group(unit: Unit | StoredUnit) -> str:
 
 
 def _finished_seconds(store: RunStore) -> dict[str, float]:
-    """Seconds each finished unit of the directory took, by key."""
-    return {key: store.finished(key).seconds for key in store.finished_keys()}
+    """Seconds each finished unit of the directory took, by key (damaged ones are left out:
+    the run computes them again)."""
+    return {
+        key: store.finished(key).seconds
+        for key in store.finished_keys()
+        if store.damage(key) is None
+    }
 
 
 def _timings_by_group(store: RunStore, seconds: dict[str, float]) -> dict[str, list[float]]:
@@ -69,7 +73,7 @@ def _timings_by_group(store: RunStore, seconds: dict[str, float]) -> dict[str, l
 def reference_seconds(manifest: str | os.PathLike) -> dict[str, float]:
     """Seconds of every finished unit of another run's ``manifest.json`` (a committed
     reference run), by key."""
-    payload = json.loads(Path(manifest).read_text())
+    payload = read_manifest(manifest)
     return {
         unit["key"]: unit["seconds"]
         for unit in payload["units"]

@@ -31,7 +31,8 @@ class UnitWorker:
     """Callable on a unit whose dependencies are finished; returns its :class:`Finished`.
 
     Holds no state (loaded datasets are cached per process, in :func:`_load_dataset`), so an
-    executor can hand it to other processes and machines. Training writes straight into the
+    executor can hand it to other processes and machines. ``run`` names the invocation in the
+    records of the units it computes. Training writes straight into the
     unit's checkpoint folder, where :func:`~attnexplain.models.train.train` resumes an
     interrupted run from its last epoch.
     """
@@ -39,27 +40,34 @@ class UnitWorker:
     store: RunStore
     cache_dir: str | os.PathLike | None = None
     progress: bool = True
+    run: str = ""
     device: str = "auto"
     precision: str = "fp32"
 
     def __call__(self, unit: Unit) -> Finished:
-        if self.store.is_done(unit.key):
-            # finished meanwhile by another run of the same directory (parts of a long plan
-            # run side by side with --dataset / --model): not again
-            return self.store.finished(unit.key)
-        started = time.perf_counter()
-        if self.progress:
-            tqdm.write(f"{unit.kind}: {unit.label}", file=sys.stderr)
-        self.store.begin(unit)
-        # resolved here, where the unit runs: a worker on another machine has its own devices
-        device = resolve_device(self.device)
-        with computing_on(device, self.precision):
-            work = self._train if isinstance(unit, TrainingUnit) else self._experiment
-            details = work(unit)
-        details |= {"peak_rss_mb": peak_rss_mb(), "device": str(device)}
-        finished = Finished(unit.key, time.perf_counter() - started, now(), details)
-        self.store.mark_done(finished)
-        return finished
+        # the lock makes a second run of the same directory (or parts of a long plan run side
+        # by side with --dataset / --model) wait for a unit, then reuse it: never twice
+        with self.store.lock(unit.key, unit.label):
+            if self.store.is_done(unit.key):
+                return self.store.finished(unit.key)
+            started = time.perf_counter()
+            if self.progress:
+                tqdm.write(f"{unit.kind}: {unit.label}", file=sys.stderr)
+            self.store.begin(unit)
+            # resolved here, where the unit runs: a worker on another machine has its own
+            device = resolve_device(self.device)
+            with computing_on(device, self.precision):
+                work = self._train if isinstance(unit, TrainingUnit) else self._experiment
+                details = work(unit)
+            details |= {"peak_rss_mb": peak_rss_mb(), "device": str(device)}
+            finished = Finished(
+                key=unit.key,
+                seconds=time.perf_counter() - started,
+                finished_at=now(),
+                details=details,
+                run=self.run,
+            )
+            return self.store.mark_done(finished)
 
     def _train(self, unit: TrainingUnit) -> dict[str, Any]:
         dataset, folder = self._dataset(unit.dataset), self.store.checkpoint_dir(unit.key)
