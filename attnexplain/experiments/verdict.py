@@ -53,6 +53,9 @@ AGREEMENT = ((0.3, "weak"), (0.6, "moderate"), (float("inf"), "strong"))
 PERMUTATION = ((0.05, "hardly moves"), (0.2, "moves somewhat"), (float("inf"), "moves strongly"))
 ADVERSARIAL = ((0.2, "robust"), (0.5, "partly fragile"), (float("inf"), "fragile"))
 ADVERSARIAL_JSD = 0.5
+# what a question finds: the answer (a word or a method), the sentence that says it with its
+# evidence, and the number it rests on with its interval
+Finding = tuple[str, str, Interval]
 ERASURE = ((0.5, "chance"), (float("inf"), ""))
 # the questions the figure draws, their thresholds and axes
 SCALES = {
@@ -77,12 +80,26 @@ def verdict(result: RunResult) -> pd.DataFrame:
     for dataset in result.plan.datasets:
         for entry in result.plan.models:
             layer = _layer_name(entry)
-            for question in QUESTIONS:
-                found = question(tables, dataset.label, entry.label)
-                rows += [
-                    {"dataset": dataset.label, "model": entry.label, "layer": layer, **row}
-                    for row in found
-                ]
+            for experiment, (question, judge) in QUESTIONS.items():
+                table = _rows_of(tables, experiment, dataset.label, entry.label)
+                found = None if table is None else judge(table)
+                if found is not None:
+                    answer, statement, interval = found
+                    rows.append(
+                        {
+                            "dataset": dataset.label,
+                            "model": entry.label,
+                            "layer": layer,
+                            "question": question,
+                            "answer": answer,
+                            "statement": statement,
+                            "value": interval.value,
+                            "low": interval.low,
+                            "high": interval.high,
+                            "count": interval.count,
+                            "evidence": experiment,
+                        }
+                    )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -117,29 +134,11 @@ def _word(value: float, scale: tuple[tuple[float, str], ...]) -> str:
     return next(word for bound, word in scale if value < bound)
 
 
-def _row(
-    question: str, answer: str, statement: str, interval: Interval, evidence: str
-) -> dict[str, object]:
-    return {
-        "question": question,
-        "answer": answer,
-        "statement": statement,
-        "value": interval.value,
-        "low": interval.low,
-        "high": interval.high,
-        "count": interval.count,
-        "evidence": evidence,
-    }
-
-
 def _share(interval: Interval) -> str:
     return f"{interval.value:.0%} [{interval.low:.0%}, {interval.high:.0%}]"
 
 
-def accuracy(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
-    rows = _rows_of(tables, "predictions", dataset, model)
-    if rows is None:
-        return []
+def accuracy(rows: pd.DataFrame) -> Finding | None:
     correct = bootstrap(rows["correct"].astype(float))
     from sklearn.metrics import f1_score
 
@@ -147,17 +146,14 @@ def accuracy(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[
     statement = (
         f"accuracy {correct} and macro F1 {f1:.3f} on the {correct.count} labelled instances"
     )
-    return [_row("performance", f"{correct.value:.1%} accurate", statement, correct, "predictions")]
+    return f"{correct.value:.1%} accurate", statement, correct
 
 
-def agreement(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
-    rows = _rows_of(tables, "jain_wallace.correlation", dataset, model)
-    if rows is None:
-        return []
+def agreement(rows: pd.DataFrame) -> Finding | None:
     references = {"gradient": "tau_jw-gradient", "leave-one-out": "tau_leave-one-out"}
     found = {name: bootstrap(rows[column]) for name, column in references.items() if column in rows}
     if not found:
-        return []
+        return None
     best = max(found.values(), key=lambda interval: interval.value)
     word = _word(best.value, AGREEMENT)
     parts = ", ".join(f"with {name} {interval}" for name, interval in found.items())
@@ -165,13 +161,10 @@ def agreement(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list
         f"attention agrees {word}ly with the model's own token importance: mean Kendall tau "
         f"{parts} (weak < .3 <= moderate < .6 <= strong)"
     )
-    return [_row("agreement", word, statement, best, "jain_wallace.correlation")]
+    return word, statement, best
 
 
-def permutation(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
-    rows = _rows_of(tables, "jain_wallace.permutation", dataset, model)
-    if rows is None:
-        return []
+def permutation(rows: pd.DataFrame) -> Finding | None:
     change = bootstrap(rows["median_output_change"], np.median)
     word = _word(change.value, PERMUTATION)
     consequence = (
@@ -183,13 +176,10 @@ def permutation(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> li
         f"shuffling the attention, the output {word}: median output TVD {change}; "
         f"{consequence} (hardly < .05 <= somewhat < .2 <= strongly)"
     )
-    return [_row("permutation", word, statement, change, "jain_wallace.permutation")]
+    return word, statement, change
 
 
-def adversarial(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
-    rows = _rows_of(tables, "jain_wallace.adversarial", dataset, model)
-    if rows is None:
-        return []
+def adversarial(rows: pd.DataFrame) -> Finding | None:
     share = bootstrap((rows["eps_max_jsd"] >= ADVERSARIAL_JSD).astype(float))
     word = _word(share.value, ADVERSARIAL)
     eps = rows["eps_report"].iloc[0] if "eps_report" in rows else 0.05
@@ -198,17 +188,14 @@ def adversarial(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> li
         f"from the model's own gives the same output (within {eps} TVD): attention is "
         f"{word} as an explanation (robust < 20% <= partly fragile < 50% <= fragile)"
     )
-    return [_row("adversarial", word, statement, share, "jain_wallace.adversarial")]
+    return word, statement, share
 
 
-def erasure(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
-    rows = _rows_of(tables, "serrano_smith.zero_top", dataset, model)
-    if rows is None:
-        return []
+def erasure(rows: pd.DataFrame) -> Finding | None:
     defined = rows.dropna(subset=["jsd_top", "jsd_random"])
     larger = bootstrap((defined["jsd_top"] > defined["jsd_random"]).astype(float))
     if larger.count == 0:
-        return []
+        return None
     if larger.low > 0.5:
         word = "points at what matters"
     elif larger.high < 0.5:
@@ -222,20 +209,17 @@ def erasure(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[d
         f"{flips['flipped_top']:.0%}, a random token for {flips['flipped_random']:.0%}): "
         f"attention {word}"
     )
-    return [_row("erasure", word, statement, larger, "serrano_smith.zero_top")]
+    return word, statement, larger
 
 
-def most_faithful(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> list[dict]:
-    rows = _rows_of(tables, "league.methods", dataset, model)
-    if rows is None:
-        return []
+def most_faithful(rows: pd.DataFrame) -> Finding | None:
     scored = rows.dropna(subset=["comprehensiveness"])
     by_method = {
         method: group.set_index("instance")["comprehensiveness"]
         for method, group in scored.groupby("method", sort=True)
     }
     if not by_method:
-        return []
+        return None
     ranked = sorted(by_method, key=lambda method: -by_method[method].mean())
     best = ranked[0]
     interval = bootstrap(by_method[best])
@@ -260,17 +244,18 @@ def most_faithful(tables: dict[str, pd.DataFrame], dataset: str, model: str) -> 
         f"AOPC comprehensiveness {interval} "
         f"(the output drop when its top tokens are deleted){tie}{attention}"
     )
-    return [_row("most faithful method", answer, statement, interval, "league.methods")]
+    return answer, statement, interval
 
 
-QUESTIONS: tuple[Callable[[dict, str, str], list[dict]], ...] = (
-    accuracy,
-    agreement,
-    permutation,
-    adversarial,
-    erasure,
-    most_faithful,
-)
+# experiment -> (the question its per-instance table answers, how), in the verdict's order
+QUESTIONS: dict[str, tuple[str, Callable[[pd.DataFrame], Finding | None]]] = {
+    "predictions": ("performance", accuracy),
+    "jain_wallace.correlation": ("agreement", agreement),
+    "jain_wallace.permutation": ("permutation", permutation),
+    "jain_wallace.adversarial": ("adversarial", adversarial),
+    "serrano_smith.zero_top": ("erasure", erasure),
+    "league.methods": ("most faithful method", most_faithful),
+}
 
 
 def figure_verdict(frame: pd.DataFrame) -> Figure:
