@@ -15,9 +15,10 @@ Serrano & Smith's flip fraction, the league) take about ten minutes per 512-toke
 2 cores: this case runs the others (predictions, permutation, adversarial attention,
 Serrano & Smith's zero-top, and attention against the J&W gradient) on every text.
 
-Pass 1 times the command; pass 2 runs the same plan with a fresh process per unit, so each
-analysis's peak resident memory is its own (imports and data included). Units are timed alone
-only if nothing else runs on the machine: run benchmarks by themselves.
+``minilm``: pass 1 times the command; pass 2 runs the same plan with a fresh process per
+unit, so each analysis's peak resident memory is its own (imports and data included).
+``bert-base`` runs once, a fresh process per analysis. Run benchmarks by themselves: other
+work on the machine slows the units.
 """
 
 from __future__ import annotations
@@ -151,7 +152,11 @@ def unit_rows(result: RunResult) -> pd.DataFrame:
 def measure(
     model: Path, data: Path, scratch: Path, instances: int, long_inputs: bool
 ) -> tuple[float, pd.DataFrame]:
+    """Wall seconds and the per-analysis table (seconds, instances / s, peak MiB). The MiniLM
+    case times the command, then takes each analysis's peak from a fresh-process pass; the
+    long-input case runs its battery once, a fresh process per analysis, which gives both."""
     plan = audit_plan(str(model), data, instances=instances)
+    fresh_executor = ProcessExecutor(1, fresh=True)
     if long_inputs:  # the battery whose cost grows linearly with the tokens
         plan = plan.model_copy(
             update={
@@ -162,18 +167,15 @@ def measure(
                 ]
             }
         )
-        timed_dir = scratch / "timed"
         started = time.perf_counter()
-        timed = run_plan(plan, timed_dir, progress=False, device="cpu")
+        fresh = run_plan(plan, scratch / "fresh", progress=False, executor=fresh_executor)
+        table = unit_rows(fresh)
         wall = time.perf_counter() - started
     else:
         wall = run_audit(model, data, scratch / "timed", instances)
-        timed = RunResult.load(scratch / "timed")
-    fresh = run_plan(
-        plan, scratch / "fresh", progress=False, executor=ProcessExecutor(1, fresh=True)
-    )
-    table = unit_rows(timed)
-    table["peak MiB"] = unit_rows(fresh)["peak MiB"].to_numpy()
+        table = unit_rows(RunResult.load(scratch / "timed"))
+        fresh = run_plan(plan, scratch / "fresh", progress=False, executor=fresh_executor)
+        table["peak MiB"] = unit_rows(fresh)["peak MiB"].to_numpy()
     table["instances/s"] = table["instances"] / table["seconds"]
     return wall, table
 
