@@ -24,9 +24,8 @@ from transformers import (
 )
 
 from attnexplain.data.synthetic import make_synthetic
+from tests.tiny_transformers import PEAKED, TINY
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
-PEAKED = {"initializer_range": 0.3}
 LABELS = {"id2label": {0: "class0", 1: "class1"}, "label2id": {"class0": 0, "class1": 1}}
 
 # special tokens and how each family frames a text ($A) and a pair ($A, $B)
