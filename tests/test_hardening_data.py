@@ -140,7 +140,7 @@ def test_the_verified_hash_is_remembered_per_size_and_mtime(tmp_path, monkeypatc
         raise AssertionError("hashed again")
 
     with monkeypatch.context() as patched:
-        patched.setattr(sources, "_sha256", no_hashing)
+        patched.setattr(sources, "sha256_of", no_hashing)
         assert source.is_cached(tmp_path)
     path = source.cached_path(tmp_path)
     data = bytearray(path.read_bytes())

@@ -120,9 +120,21 @@ def titles(run_dir) -> list[str]:
     return [entry.title for entry in RunResult.load(run_dir).plan.experiments]
 
 
+VERDICT = "Verdict: does the attention explain the predictions?"
+
+
 @pytest.fixture(scope="module")
 def sections(titles) -> list[str]:
-    return ["Summary", "The papers' claims", *titles, "Explanations of instances", "All units"]
+    """The report's sections: the verdict first (the plan runs J&W's experiments, which it
+    reads), then the summary, the claims, one per experiment, explanations and units."""
+    return [
+        VERDICT,
+        "Summary",
+        "The papers' claims",
+        *titles,
+        "Explanations of instances",
+        "All units",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +152,10 @@ def _h2(page: str) -> list[str]:
     return [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<h2>(.*?)</h2>", page)]
 
 
-def test_summary_comes_first_and_says_what_ran(html):
-    assert _h2(html)[0] == "Summary"
+def test_the_verdict_then_the_summary_come_first_and_say_what_ran(html):
+    assert _h2(html)[:2] == [VERDICT, "Summary"]
+    verdict = html.split('<section id="verdict" class="verdict">')[1].split("</section>")[0]
+    assert "agreement: <strong>" in verdict and "adversarial: <strong>" in verdict
     summary = html.split('<section id="summary">')[1].split("</section>")[0]
     for fact in (
         "synthetic-n300-seed2",  # dataset
@@ -165,7 +179,7 @@ def test_every_experiment_of_the_plan_has_a_section_from_the_registry(html, titl
     ):
         assert description in html
     # each section's summary table and figure, including the list-column and long-format ones
-    assert html.count('<img src="data:image/png;base64,') == len(titles)
+    assert html.count('<img src="data:image/png;base64,') == len(titles) + 1  # and the verdict's
     assert "could not be drawn" not in html and "Missing" not in html
     consistent = html.split(titles[-1])[-1]
     for source in ("lambda=0.001", "seeds", "uniform", "J&amp;W adversary"):
@@ -233,7 +247,7 @@ def test_the_page_loads_in_chromium_offline_and_runs_no_injected_markup(browser,
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
     )
-    assert len(images) == len(titles)
+    assert len(images) == len(titles) + 1  # the verdict's figure and one per experiment
     assert all(complete and width > 0 for complete, width in images)
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
@@ -318,7 +332,8 @@ def test_an_experiment_face_that_fails_costs_its_figure_not_the_report(
     monkeypatch.setitem(EXPERIMENTS, name, replace(EXPERIMENTS[name], figure=broken))
     page = build(run_dir, tmp_path, "html")["html"].read_text()
     assert page.count("The figure could not be drawn: ValueError: cannot draw &lt;this&gt;") == 1
-    assert page.count('<img src="data:image/png') == len(PLAN["experiments"]) - 1
+    # every experiment's figure but the broken one, and the verdict's
+    assert page.count('<img src="data:image/png') == len(PLAN["experiments"])
 
 
 def test_a_directory_that_is_not_a_run_is_one_clear_error(tmp_path):
