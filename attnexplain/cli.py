@@ -646,8 +646,9 @@ def audit_command(
     methods: Annotated[
         str | None,
         typer.Option(
-            help="The league's attribution methods, comma-separated, or all [default: the "
-            "attention-derived and gradient methods that cost a few passes]"
+            help="The league's attribution methods, comma-separated, or all [default: "
+            "attention, attention-rollout, attention-norm, alti, attnlrp, input-x-gradient, "
+            "leave-one-out]"
         ),
     ] = None,
     revision: Annotated[str | None, typer.Option(help="Hub revision of MODEL")] = None,
