@@ -24,7 +24,7 @@ Both give the same numbers up to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,30 +46,39 @@ def _check(batch: Batch, scores: torch.Tensor) -> None:
         )
 
 
-def _top_percent_change(
+def _top_percent_changes(
     model: Model,
     batch: Batch,
-    scores: torch.Tensor,
+    requests: Sequence[tuple[torch.Tensor, bool]],
     percents: Sequence[int],
-    keep_top: bool,
     fast: bool,
-) -> torch.Tensor:
-    """p(x) - p(variant) [batch, bins] for the variant that keeps only (``keep_top``) or
-    deletes the top ``percents`` of each instance's content tokens."""
-    _check(batch, scores)
+) -> list[torch.Tensor]:
+    """p(x) - p(variant) [batch, bins] per request ``(scores, keep_top)``: the variants keep
+    only (``keep_top``) or delete the top ``percents`` of each instance's content tokens by
+    ``scores`` [batch, tokens]. One full pass serves every request, and a variant that several
+    requests make (two methods ranking the same tokens first) runs once."""
+    for scores, _ in requests:
+        _check(batch, scores)
     if not percents or any(not 0 < p <= 100 for p in percents):
         raise InvalidInputError(f"percents must lie in (0, 100], got {list(percents)}")
+    if not requests:
+        return []
     content = batch.content_mask
     size = content.sum(-1)
-    counts = torch.stack([-(-p * size // 100) for p in percents], 1)  # ceil, in integers
+    counts = torch.stack([-(-p * size // 100) for p in percents], 1).flatten()  # ceil
     rows = torch.arange(len(batch), device=content.device).repeat_interleave(len(percents))
-    top = top_k_mask(scores[rows], content[rows], counts.flatten())
-    keep = top if keep_top else content[rows] & ~top
+    keeps = []
+    for scores, keep_top in requests:
+        top = top_k_mask(scores[rows], content[rows], counts)
+        keeps.append(top if keep_top else content[rows] & ~top)
     full = output_distribution(model, batch)
     predicted = full.argmax(-1)
-    erased = erased_probabilities(model, batch, rows, keep, fast=fast)
-    chosen = erased.gather(-1, predicted[rows].unsqueeze(-1)).reshape(len(batch), len(percents))
-    return full.gather(-1, predicted.unsqueeze(-1)) - chosen
+    erased = erased_probabilities(
+        model, batch, rows.repeat(len(requests)), torch.cat(keeps), fast=fast
+    )
+    chosen = erased.gather(-1, predicted[rows].repeat(len(requests)).unsqueeze(-1))
+    before = full.gather(-1, predicted.unsqueeze(-1))
+    return [before - part.reshape(len(batch), len(percents)) for part in chosen.split(len(rows))]
 
 
 def comprehensiveness(
@@ -84,7 +93,7 @@ def comprehensiveness(
     scores: [batch, tokens] (e.g. ``attribute(...).scores``); percents: bins in percent of
     each instance's content tokens; fast: see the module docstring. Returns [batch, bins].
     """
-    return _top_percent_change(model, batch, scores, percents, keep_top=False, fast=fast)
+    return _top_percent_changes(model, batch, [(scores, False)], percents, fast)[0]
 
 
 def sufficiency(
@@ -96,7 +105,28 @@ def sufficiency(
 ) -> torch.Tensor:
     """p(x) - p(only the top-scoring tokens), per bin. Arguments and shape as
     :func:`comprehensiveness`."""
-    return _top_percent_change(model, batch, scores, percents, keep_top=True, fast=fast)
+    return _top_percent_changes(model, batch, [(scores, True)], percents, fast)[0]
+
+
+def eraser_curves(
+    model: Model,
+    batch: Batch,
+    scores: Mapping[str, torch.Tensor],
+    percents: Sequence[int] = ERASER_PERCENTS,
+    fast: bool = True,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """:func:`comprehensiveness` and :func:`sufficiency` of several methods' scores on one
+    batch, ``{name: {"comprehensiveness": [batch, bins], "sufficiency": [batch, bins]}}``:
+    the same numbers, from one full pass and one pass per distinct variant (methods that rank
+    the same tokens first share their variants).
+
+    scores: ``{name: [batch, tokens]}``; percents, fast: as :func:`comprehensiveness`.
+    """
+    requests = [(values, keep_top) for values in scores.values() for keep_top in (False, True)]
+    changes = iter(_top_percent_changes(model, batch, requests, percents, fast))
+    return {
+        name: {"comprehensiveness": next(changes), "sufficiency": next(changes)} for name in scores
+    }
 
 
 def aopc(per_bin: torch.Tensor) -> torch.Tensor:

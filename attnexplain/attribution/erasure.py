@@ -66,17 +66,34 @@ def erased_probabilities(
 ) -> torch.Tensor:
     """Class probabilities [variants, num_classes] of the variants :func:`erase` describes.
 
-    rows: [variants] long; keep: [variants, tokens] bool. The generic path re-runs the model
-    on ``batch_size`` variants per forward pass, longest variants first. With ``fast`` a
+    rows: [variants] long; keep: [variants, tokens] bool. Variants that delete the same
+    tokens of the same row are computed once. The generic path re-runs the model on
+    ``batch_size`` variants per forward pass, longest variants first. With ``fast`` a
     classic model with the average encoder re-encodes nothing
     (:mod:`attnexplain.attribution.fast_erasure`). The CNN and BiLSTM fast paths are left to
     :func:`leave_one_out`: they recompute few states per variant but first make per-token
     work for the whole batch, which pays off for one variant per token, not for the handful
     per instance that ERASER's bins and decision flips make (measured: CNN decision flip 0.7x).
     """
+    rows, keep, inverse = _distinct_variants(batch, rows, keep)
     if fast and fast_erasure.erases_any_set_fast(model):
-        return fast_erasure.kept_probabilities(model, batch, rows, keep)
-    return _rerun(model, batch, rows, keep, batch_size)
+        return fast_erasure.kept_probabilities(model, batch, rows, keep)[inverse]
+    return _rerun(model, batch, rows, keep, batch_size)[inverse]
+
+
+def _distinct_variants(
+    batch: Batch, rows: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct (row, kept content tokens) pairs among the variants: their ``rows``
+    [distinct] and ``keep`` [distinct, tokens], and the index [variants] of each variant's
+    distinct one. ``keep`` is read at content positions only, so it is compared there."""
+    if len(rows) == 0:
+        return rows, keep, rows
+    kept = (keep & batch.content_mask[rows]).to(rows.dtype)
+    distinct, inverse = torch.unique(
+        torch.cat([rows.unsqueeze(1), kept], 1), dim=0, return_inverse=True
+    )
+    return distinct[:, 0], distinct[:, 1:].bool(), inverse
 
 
 def _rerun(

@@ -26,8 +26,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from attnexplain.attribution import attribute
 from attnexplain.device import draw, seeded_generator, to_numpy
+from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import (
     SiteBatch,
     attention_bin,
@@ -267,7 +267,7 @@ def run_correlation(
     """Kendall tau-b (and its p-value) of attention vs each method, per instance, on content
     tokens; transformers' attention is the head mean of the site row."""
     params = {**CORRELATION_DEFAULTS, **(params or {})}
-    model, parts = checkpoint.model, []
+    parts = []
     for site in iterate_site_batches(
         checkpoint, frame, params["batch_size"], progress, "correlation"
     ):
@@ -275,7 +275,7 @@ def run_correlation(
         columns = instance_columns(frame, checkpoint.classes, site)
         mask = site.batch.content_mask
         for method in params["methods"]:
-            scores = attribute(model, site.batch, method).scores
+            scores = method_scores(checkpoint, site.batch, method)
             correlation = kendall_tau(attention, scores, mask)
             columns[f"tau_{method}"] = correlation.statistic
             columns[f"p_{method}"] = correlation.pvalue

@@ -17,11 +17,12 @@ import seaborn as sns
 import torch
 
 from attnexplain.alignment import text_alignment
-from attnexplain.attribution import attribute, list_methods
+from attnexplain.attribution import list_methods
 from attnexplain.device import to_numpy
 from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
+from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
-from attnexplain.faithfulness import aopc, comprehensiveness, sufficiency
+from attnexplain.faithfulness import aopc, eraser_curves
 from attnexplain.metrics import auprc, kendall_tau, spearman
 from attnexplain.models.checkpoint import Checkpoint
 
@@ -75,27 +76,29 @@ def rationale_tensor(frame: pd.DataFrame, site: SiteBatch, pipeline: object) -> 
     return truth
 
 
-def _scores(model, site: SiteBatch, methods: list[str]) -> dict[str, torch.Tensor | str]:
+def _scores(
+    checkpoint: Checkpoint, site: SiteBatch, methods: list[str]
+) -> dict[str, torch.Tensor | str]:
     """Each method's token scores [batch, tokens], or why the model does not support it."""
     scores: dict[str, torch.Tensor | str] = {}
     for name in methods:
         try:
-            scores[name] = attribute(model, site.batch, name).scores
+            scores[name] = method_scores(checkpoint, site.batch, name)
         except HookError as error:
             scores[name] = str(error)
     return scores
 
 
 def _method_rows(
-    model, site: SiteBatch, name: str, scores: torch.Tensor, references: dict, truth
+    site: SiteBatch, scores: torch.Tensor, references: dict, curves: dict, truth
 ) -> dict[str, np.ndarray]:
     mask = site.batch.content_mask
     columns = {}
     for short, reference in REFERENCES.items():
         columns[f"spearman_{short}"] = spearman(scores, references[reference], mask).statistic
         columns[f"kendall_{short}"] = kendall_tau(scores, references[reference], mask).statistic
-    columns["comprehensiveness"] = to_numpy(aopc(comprehensiveness(model, site.batch, scores)))
-    columns["sufficiency"] = to_numpy(aopc(sufficiency(model, site.batch, scores)))
+    for metric, per_bin in curves.items():
+        columns[metric] = to_numpy(aopc(per_bin))
     columns["auprc"] = (
         np.full(len(site.rows), np.nan) if truth is None else to_numpy(auprc(scores, truth, mask))
     )
@@ -112,18 +115,20 @@ def run_league(
     methods = params["methods"] or default_methods()
     model, parts = checkpoint.model, []
     for site in iterate_site_batches(checkpoint, frame, params["batch_size"], progress, "league"):
-        scores = _scores(model, site, sorted({*methods, *REFERENCES.values()}))
+        scores = _scores(checkpoint, site, sorted({*methods, *REFERENCES.values()}))
         references = {name: scores[name] for name in REFERENCES.values()}
         if any(isinstance(value, str) for value in references.values()):
             raise AttnExplainError(f"the league's references failed: {references}")
         truth = rationale_tensor(frame, site, checkpoint.pipeline)
+        supported = {name: scores[name] for name in methods if not isinstance(scores[name], str)}
+        curves = eraser_curves(model, site.batch, supported)
         for name in methods:
             part = {"instance": site.rows, "method": name}
-            if isinstance(scores[name], str):
-                part |= {metric: np.nan for metric in METRICS} | {"unsupported": scores[name]}
-            else:
-                part |= _method_rows(model, site, name, scores[name], references, truth)
+            if name in supported:
+                part |= _method_rows(site, supported[name], references, curves[name], truth)
                 part["unsupported"] = ""
+            else:
+                part |= {metric: np.nan for metric in METRICS} | {"unsupported": scores[name]}
             parts.append(pd.DataFrame(part))
     table = pd.concat(parts, ignore_index=True)
     return table.sort_values(["method", "instance"], kind="stable").reset_index(drop=True)

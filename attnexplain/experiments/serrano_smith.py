@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attnexplain.attribution import attribute, get_method
+from attnexplain.attribution import get_method
 from attnexplain.device import draw, seeded_generator, to_numpy
 from attnexplain.errors import InvalidInputError
+from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import (
     SiteBatch,
     decode_probabilities,
@@ -235,7 +236,7 @@ def ordering_scores(
     (head mean), the gradient method's importance, their product, and uniform noise."""
     attention = token_attention(site)
     gradient = (
-        attribute(checkpoint.model, site.batch, gradient_method).scores
+        method_scores(checkpoint, site.batch, gradient_method)
         if {"gradient", "gradient_x_attention"} & set(orderings)
         else None
     )

@@ -33,12 +33,15 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the model in eval mode, its text pipeline and metadata."""
+    """A loaded checkpoint: the model in eval mode, its text pipeline and metadata;
+    ``origin`` names the folder it was loaded from and when that folder was written (None for
+    a checkpoint built in memory)."""
 
     model: ClassicModel | HFClassifier
     pipeline: TextPipeline | WordpieceTokenizer
     classes: list[str]
     metadata: dict = field(default_factory=dict)
+    origin: str | None = None
 
 
 def at_site_layer(checkpoint: Checkpoint, layer: int) -> Checkpoint:
@@ -140,7 +143,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     if config.architecture in VISION_ARCHITECTURES:
         model, pipeline = _load_vision(directory, config, weights)
         _ready(model)
-        return Checkpoint(model, pipeline, config.classes, config.metadata)
+        return Checkpoint(model, pipeline, config.classes, config.metadata, _origin(directory))
     if config.architecture == "hf":
         try:
             model, pipeline = load_hf(directory, config.max_length, config.attention_mode)
@@ -149,7 +152,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
                 f"{directory} holds a damaged transformers model ({exc})"
             ) from exc
         _ready(model)
-        return Checkpoint(model, pipeline, config.classes, config.metadata)
+        return Checkpoint(model, pipeline, config.classes, config.metadata, _origin(directory))
     try:
         model_config = ClassicConfig(**(config.model or {}))
         pipeline = TextPipeline(Vocabulary(config.vocab or []))
@@ -160,7 +163,12 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     _check_vocabulary(len(pipeline.vocab), weights, directory)
     model = _fitted(lambda: ClassicModel(model_config), weights, directory)
     _ready(model)
-    return Checkpoint(model, pipeline, config.classes, config.metadata)
+    return Checkpoint(model, pipeline, config.classes, config.metadata, _origin(directory))
+
+
+def _origin(directory: Path) -> str:
+    """The folder, resolved, and the time its config (written last) was written."""
+    return f"{directory.resolve()}@{(directory / CONFIG_FILE).stat().st_mtime_ns}"
 
 
 def _fitted(
