@@ -20,6 +20,7 @@ import torch
 
 from attnexplain.attribution import attribute
 from attnexplain.data.batching import Batch
+from attnexplain.device import to_numpy
 from attnexplain.models.checkpoint import Checkpoint
 
 SHARED_METHODS = frozenset({"jw-gradient", "leave-one-out"})
@@ -74,7 +75,7 @@ def _fingerprint(batch: Batch) -> str:
     ):
         if tensor is not None:
             digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            digest.update(to_numpy(tensor).tobytes())
         else:
             digest.update(b"-")
     return digest.hexdigest()
