@@ -12,7 +12,8 @@ from attnexplain.data import get_spec, load_dataset
 from attnexplain.data.babi import generate_babi
 from attnexplain.data.splits import split_with_given_test
 from attnexplain.data.text import tokenize
-from attnexplain.errors import InvalidInputError
+from attnexplain.errors import InvalidInputError, PlanError
+from attnexplain.runner.plan import parse_plan
 
 MOVE = re.compile(r"(\w+) (?:moved|went|journeyed|travelled|went back) to the (\w+)")
 GET = re.compile(r"(\w+) (?:got|grabbed|picked up|took) the (\w+)(?: there)?")
@@ -145,6 +146,14 @@ def test_bad_options_are_clear_errors():
         load_dataset("babi-1", test_questions=0)
     with pytest.raises(InvalidInputError, match="unknown option"):
         load_dataset("babi-1", questions=5)
+    plan = {
+        "name": "babi",
+        "datasets": [{"name": "babi-3", "options": {"seed": 2, "train_questions": -3}}],
+        "models": [{"encoder": "lstm"}],
+        "experiments": [{"name": "predictions"}],
+    }
+    with pytest.raises(PlanError, match=r"datasets\[0\].*train_questions"):
+        parse_plan(plan)
 
 
 def test_a_given_test_set_removes_only_the_same_pairs_from_train():

@@ -36,10 +36,10 @@ from typing import Annotated
 import pandas as pd
 from pydantic import Field
 
-from attnexplain.data.synthetic import Seed
+from attnexplain.data.synthetic import Seed, check_options
 from attnexplain.data.text import tokenize
 from attnexplain.errors import InvalidInputError
-from attnexplain.schema import Strict, validate
+from attnexplain.schema import Strict
 
 ACTORS = ("Mary", "John", "Daniel", "Sandra")
 LOCATIONS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
@@ -62,7 +62,7 @@ class BabiOptions(Strict):
 def check_babi_options(options: dict) -> None:
     """Refuse options a ``babi-N`` dataset cannot be generated with (:class:`InvalidInputError`
     naming the option)."""
-    validate(BabiOptions, options, "bAbI options", InvalidInputError)
+    check_options(BabiOptions, options, "bAbI options")
 
 
 @dataclass

@@ -16,7 +16,13 @@ from attnexplain.data.babi import LOCATIONS, babi_reader, check_babi_options
 from attnexplain.data.image_tokens import IMAGE_COLUMN
 from attnexplain.data.sources import WheelSource
 from attnexplain.data.splits import SPLITS, split_frame, split_with_given_test
-from attnexplain.data.synthetic import check_synthetic_options, make_synthetic
+from attnexplain.data.synthetic import (
+    NLI_CLASSES,
+    check_nli_synthetic_options,
+    check_synthetic_options,
+    make_nli_synthetic,
+    make_synthetic,
+)
 from attnexplain.data.text import tokenize
 from attnexplain.errors import InvalidInputError, UnknownNameError
 
@@ -130,6 +136,13 @@ def read_synthetic(cache, **options) -> pd.DataFrame:
 
 
 read_synthetic.__signature__ = inspect.signature(make_synthetic)
+
+
+def read_nli_synthetic(cache, **options) -> pd.DataFrame:
+    return make_nli_synthetic(**options)
+
+
+read_nli_synthetic.__signature__ = inspect.signature(make_nli_synthetic)
 
 
 def image_reader(name: str) -> Callable[..., Dataset]:
@@ -267,6 +280,16 @@ REGISTRY: dict[str, DatasetSpec] = {
             options={"n": 4000, "seed": 0},
             sizes=(3200, 400, 400),
             check=check_synthetic_options,
+        ),
+        DatasetSpec(
+            "nli-synthetic",
+            "Generated premise / hypothesis pairs whose NLI-style label one planted premise "
+            "word decides (per-token ground truth); options: n, seed, ...",
+            NLI_CLASSES,
+            read_nli_synthetic,
+            options={"n": 4000, "seed": 0},
+            sizes=(3200, 400, 400),
+            check=check_nli_synthetic_options,
         ),
         babi_spec(1, "single supporting fact", (8413, 1485, 999)),
         babi_spec(2, "two supporting facts", (8500, 1500, 1000)),
