@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -402,28 +403,29 @@ def load_local(
     """Load a local ``.csv`` / ``.tsv`` / ``.jsonl`` file with a text and a label column.
 
     ``pair_column`` names a second text (hypothesis, passage, ...): the rows become text pairs,
-    with the second text in the ``text_pair`` column of each split, for a transformer whose
-    tokenizer joins the two. ``classes``: the label order (a model's own, whose outputs index
-    it); every label must be one of them, or a number indexing them; default: the sorted
-    distinct labels. The file is split deterministically with ``split_seed`` by ``fractions``
-    (train, dev, test), like the registered datasets; ``(0, 0, 1)`` puts every row in test.
+    with the second text in the ``text_pair`` column of each split (and its tokens in
+    ``pair_tokens``), for a transformer whose tokenizer joins the two and for pair models.
+    SNLI's own files read as they are: with the default column names, a file that has SNLI's
+    ``sentence1``, ``sentence2``, ``gold_label`` instead is read as premise, hypothesis and
+    label; rows whose ``gold_label`` is ``-`` (no annotator majority) are dropped with a
+    warning that counts them, as J&W drop them. ``classes``: the label order (a model's own,
+    whose outputs index it); every label must be one of them, or a number indexing them;
+    default: the sorted distinct labels. The file is split deterministically with
+    ``split_seed`` by ``fractions`` (train, dev, test), like the registered datasets;
+    ``(0, 0, 1)`` puts every row in test.
 
     Raises :class:`InvalidInputError`, naming the file and the fix, for a missing file or
-    column, an empty file, empty texts or labels, and labels outside ``classes``.
+    column, an empty file, empty texts or labels, a file with no gold label, and labels
+    outside ``classes``.
     """
     path = Path(path)
     raw = read_table(path)
-    columns = {"text": text_column, "label": label_column}
-    if pair_column is not None:
-        columns["text_pair"] = pair_column
-    missing = [c for c in columns.values() if c not in raw.columns]
-    if missing:
-        raise InvalidInputError(
-            f"{path} has no column(s) {missing}; its columns are {list(raw.columns)}: "
-            f"name the right ones with --text-column / --pair-column / --label-column"
-        )
+    columns = _columns(raw, path, text_column, label_column, pair_column)
+    if columns["label"] == SNLI_COLUMNS["label"]:
+        raw = _drop_without_gold_label(raw, path)
     frame = pd.DataFrame({ours: raw[theirs] for ours, theirs in columns.items()})
-    for column, what in (("text", "text"), ("text_pair", f"second text ({pair_column!r})")):
+    second = f"second text ({columns.get('text_pair')!r})"
+    for column, what in (("text", "text"), ("text_pair", second)):
         if column in frame:
             _refuse_empty(frame[column], path, what)
     if frame["label"].isna().any():
@@ -432,9 +434,9 @@ def load_local(
     if classes is None:
         classes = sorted(frame["label"].unique())
     else:
-        frame["label"] = _model_labels(frame["label"], list(classes), path, label_column)
+        frame["label"] = _model_labels(frame["label"], list(classes), path, columns["label"])
     if len(set(frame["label"])) < 2 and tuple(fractions[:2]) != (0, 0):
-        raise InvalidInputError(f"{path}: column {label_column!r} has fewer than 2 classes")
+        raise InvalidInputError(f"{path}: column {columns['label']!r} has fewer than 2 classes")
     spec = DatasetSpec(
         path.stem,
         str(path),
@@ -446,6 +448,52 @@ def load_local(
         split_seed=split_seed,
     )
     return _finish(frame, list(classes), spec, path.stem)
+
+
+# SNLI's own columns (its .jsonl files) for ours: premise, hypothesis, label
+SNLI_COLUMNS = {"text": "sentence1", "label": "gold_label", "text_pair": "sentence2"}
+NO_GOLD_LABEL = "-"
+
+
+def _columns(
+    raw: pd.DataFrame, path: Path, text: str, label: str, pair: str | None
+) -> dict[str, str]:
+    """Our column (``text``, ``label``, ``text_pair``) -> the file's: the named ones, or
+    SNLI's when the names are the defaults and the file has no ``text`` but SNLI's
+    ``sentence1``. :class:`InvalidInputError` naming the missing columns and the fix."""
+    columns = {"text": text, "label": label} | ({"text_pair": pair} if pair else {})
+    defaults = (text, label, pair) == ("text", "label", None)
+    snli = defaults and "text" not in raw.columns and SNLI_COLUMNS["text"] in raw.columns
+    if snli:
+        columns = dict(SNLI_COLUMNS)
+    missing = [c for c in columns.values() if c not in raw.columns]
+    if missing:
+        named = ", ".join(SNLI_COLUMNS.values())
+        snli_hint = f"looks like SNLI's ({named}) but " if snli else ""
+        raise InvalidInputError(
+            f"{path} {snli_hint}has no column(s) {missing}; its columns are {list(raw.columns)}: "
+            f"name the right ones with --text-column / --pair-column / --label-column"
+        )
+    return columns
+
+
+def _drop_without_gold_label(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``raw`` without the rows whose ``gold_label`` is ``-`` (SNLI's mark for pairs without
+    an annotator majority), with a warning that counts them."""
+    dropped = raw[SNLI_COLUMNS["label"]].astype(str).str.strip() == NO_GOLD_LABEL
+    if dropped.all():
+        raise InvalidInputError(
+            f"{path}: every row's gold_label is {NO_GOLD_LABEL!r} (no annotator majority), so "
+            f"no row has a label: give rows with a gold label (entailment, neutral, "
+            f"contradiction)"
+        )
+    if dropped.any():
+        warnings.warn(
+            f"{path}: dropped {int(dropped.sum())} of {len(raw)} rows whose gold_label is "
+            f"{NO_GOLD_LABEL!r} (no annotator majority), as J&W drop them",
+            stacklevel=3,
+        )
+    return raw[~dropped]  # the file's row numbers stay, for the errors that name rows
 
 
 def read_table(path: Path) -> pd.DataFrame:
