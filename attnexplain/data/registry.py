@@ -340,8 +340,10 @@ def _finish(
 
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.reset_index(drop=True).copy()
-        frame["tokens"] = [tokenize(t) for t in frame["text"]]
-        if "text_pair" in frame:
+        # a generator that tokenised as it wrote (bAbI, per sentence) keeps its tokens
+        if "tokens" not in frame:
+            frame["tokens"] = [tokenize(t) for t in frame["text"]]
+        if "text_pair" in frame and "pair_tokens" not in frame:
             frame["pair_tokens"] = [tokenize(t) for t in frame["text_pair"]]
         lengths = frame["tokens"].map(len)
         keep = lengths >= spec_like.min_tokens
