@@ -8,6 +8,7 @@ from attnexplain.cli import main  # noqa: F401  (the CLI module must import clea
 from attnexplain.data import Vocabulary, list_datasets, load_dataset
 from attnexplain.data.glove import glove_matrix
 from attnexplain.data.sources import WheelSource, fetch_wheel, read_member
+from attnexplain.data.splits import text_key
 from attnexplain.errors import DataSourceError, UnknownNameError
 from tests.conftest import run_cli
 
@@ -28,11 +29,14 @@ def test_registered_dataset_loads_with_its_documented_splits(name):
     spec = next(s for s in list_datasets() if s.name == name)
     data = load_dataset(name)
     assert tuple(len(data.splits[s]) for s in ("train", "dev", "test")) == spec.sizes
-    texts = [set(frame["text"]) for frame in data.splits.values()]
+    # a text is the pair for QA and NLI sets: one passage may come with different questions
+    texts = [set(frame[text_key(frame)].itertuples(index=False)) for frame in data.splits.values()]
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
     for frame in data.splits.values():
         assert frame["label"].between(0, data.num_classes - 1).all()
         assert frame["tokens"].map(len).min() >= 1
+        if "text_pair" in frame:
+            assert frame["pair_tokens"].map(len).min() >= 1
     # every class is present in training data, and splitting is deterministic
     assert set(data.train["label"]) == set(range(data.num_classes))
     again = load_dataset(name)

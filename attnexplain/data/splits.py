@@ -8,11 +8,16 @@ import pandas as pd
 SPLITS = ("train", "dev", "test")
 
 
+def text_key(frame: pd.DataFrame) -> list[str]:
+    """The columns that make a row's text: ``text``, and ``text_pair`` for text pairs (one
+    premise with two hypotheses is two texts)."""
+    return [column for column in ("text", "text_pair") if column in frame.columns]
+
+
 def drop_duplicate_texts(frame: pd.DataFrame) -> pd.DataFrame:
     """Keep the first copy of a text that repeats with one label; drop every copy of a text
-    that appears with different labels (its label is unknowable). For text pairs the text is
-    the pair: one premise with two hypotheses is two texts."""
-    key = [column for column in ("text", "text_pair") if column in frame.columns]
+    that appears with different labels (its label is unknowable); texts by :func:`text_key`."""
+    key = text_key(frame)
     labels_per_text = frame.groupby(key, sort=False)["label"].transform("nunique")
     frame = frame[labels_per_text == 1]
     return frame.drop_duplicates(key, keep="first").reset_index(drop=True)
@@ -41,9 +46,10 @@ def split_with_given_test(
     train: pd.DataFrame, test: pd.DataFrame, dev_fraction: float, seed: int
 ) -> dict[str, pd.DataFrame]:
     """Keep a source's own test set (shuffled with ``seed``, like every split); drop training
-    rows whose text is in it; cut dev from train."""
+    rows whose text (:func:`text_key`) is in it; cut dev from train."""
     test = drop_duplicate_texts(test)
     test = test.iloc[np.random.default_rng(seed).permutation(len(test))].reset_index(drop=True)
-    train = train[~train["text"].isin(set(test["text"]))]
+    key = text_key(train)
+    train = train[~pd.MultiIndex.from_frame(train[key]).isin(pd.MultiIndex.from_frame(test[key]))]
     parts = split_frame(train, (1 - dev_fraction, dev_fraction, 0.0), seed)
     return {"train": parts["train"], "dev": parts["dev"], "test": test}
