@@ -17,11 +17,12 @@ from attnexplain.errors import InvalidInputError
 from attnexplain.hooks import CLASSIC_SITE, list_sites
 from attnexplain.models.classic import AttendingClassifier, ClassicModel
 from attnexplain.models.hf import HFClassifier
+from attnexplain.models.pair import PairModel
 
 if TYPE_CHECKING:
     from attnexplain.attribution.pixels import PixelForward
 
-Model = ClassicModel | HFClassifier
+Model = ClassicModel | PairModel | HFClassifier
 
 
 def check_model(model: object) -> None:
@@ -77,14 +78,16 @@ class EmbeddingForward(nn.Module):
     """``model`` as a function of its input word embeddings, split in two parts that add up:
 
         forward(content [B, T, E], framing [B, T, E], padding_mask [B, T], content_mask [B, T],
-                segments [B, T] or None) -> class probabilities [B, num_classes]
+                segments [B, T] or None, pair_ids [B, Q] or None, pair_lengths [B] or None)
+            -> class probabilities [B, num_classes]
 
     ``content`` holds the word embeddings of the content tokens (zero elsewhere) and
     ``framing`` those of the special tokens and padding (zero at content tokens). Gradient and
     perturbation methods act on ``content`` only, so their all-zero baseline erases the content
     tokens and keeps ``<SOS>``/``<EOS>`` or ``[CLS]``/``[SEP]`` as they are; for a classic model
     a zero embedding is exactly its PAD token. Rows may be repeated (Captum expands the
-    trailing arguments alongside the inputs).
+    trailing arguments alongside the inputs). A pair model's question (``pair_ids``) is an
+    input held fixed: it is encoded as it is, never attributed or perturbed.
     """
 
     def __init__(self, model: Model) -> None:
@@ -101,14 +104,20 @@ class EmbeddingForward(nn.Module):
         return self.words.embedding_dim
 
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """``(content, (framing, padding_mask, content_mask, segments))`` for ``batch``,
-        detached (``segments``: a text pair's, else None)."""
+        """``(content, (framing, padding_mask, content_mask, segments, pair_ids,
+        pair_lengths))`` for ``batch``, detached (``segments``: a transformer's text pair's,
+        ``pair_ids`` and ``pair_lengths``: a pair model's question, else None)."""
         with torch.no_grad():
             embedded = self.words(batch.token_ids)
         is_content = batch.content_mask.unsqueeze(-1)
         content = embedded * is_content
         framing = embedded * ~is_content
-        return content, (framing, batch.padding_mask, batch.content_mask, batch.segments)
+        question = (
+            (batch.pair_ids, batch.pair_lengths)
+            if isinstance(self.model, PairModel)
+            else (None, None)
+        )
+        return content, (framing, batch.padding_mask, batch.content_mask, batch.segments, *question)
 
     def forward(
         self,
@@ -117,6 +126,8 @@ class EmbeddingForward(nn.Module):
         padding_mask: torch.Tensor,
         content_mask: torch.Tensor,
         segments: torch.Tensor | None = None,
+        pair_ids: torch.Tensor | None = None,
+        pair_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         embedded = content + framing
         if isinstance(self.model, HFClassifier):
@@ -126,6 +137,9 @@ class EmbeddingForward(nn.Module):
         else:
             # encode reads token ids only to look up embeddings, which are given here.
             lengths = padding_mask.sum(-1)
-            state = self.model.encode(None, lengths, content_mask, embedded=embedded)
+            question = (
+                {} if pair_ids is None else {"pair_ids": pair_ids, "pair_lengths": pair_lengths}
+            )
+            state = self.model.encode(None, lengths, content_mask, embedded=embedded, **question)
             logits = self.model.decode(state, self.model.attention(state))
         return self.model.probabilities(logits)

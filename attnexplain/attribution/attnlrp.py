@@ -51,7 +51,7 @@ from attnexplain.attribution.adapter import Model
 from attnexplain.attribution.layerwise import target_logit
 from attnexplain.attribution.result import MethodOutput
 from attnexplain.data.batching import Batch
-from attnexplain.errors import HookError
+from attnexplain.errors import HookError, InvalidInputError
 from attnexplain.models.classic import (
     AdditiveAttention,
     AverageEncoder,
@@ -61,6 +61,7 @@ from attnexplain.models.classic import (
     masked_softmax,
 )
 from attnexplain.models.hf import HFClassifier
+from attnexplain.models.pair import PairModel
 
 LRP_IMPLEMENTATION = "attnexplain-attnlrp"
 
@@ -452,4 +453,9 @@ def attnlrp(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
     gradient rollout: the wrapped model's own attention is explained."""
     if isinstance(model, HFClassifier):
         return MethodOutput(_transformer(model, batch, target))
+    if isinstance(model, PairModel):
+        raise InvalidInputError(
+            "attnlrp has no rules for a pair model's question encoder and tanh decoder: pick "
+            "another method (e.g. input-x-gradient, integrated-gradients, leave-one-out)"
+        )
     return MethodOutput(_classic(model, batch, target))

@@ -29,8 +29,9 @@ def erase(batch: Batch, rows: torch.Tensor, keep: torch.Tensor, pad: int) -> Bat
     content tokens where ``keep[i]`` is False deleted.
 
     rows: [variants] long; keep: [variants, tokens] bool (read at content positions only);
-    pad: the padding id. The result is as narrow as its longest variant; its ``index`` and
-    ``labels`` are those of the source rows. An image's tokens cannot close up: their blocks
+    pad: the padding id. The result is as narrow as its longest variant; its ``index``,
+    ``labels`` and a text pair's question (``pair_ids``, never erased) are those of the
+    source rows. An image's tokens cannot close up: their blocks
     of pixels are blacked out instead (:func:`~attnexplain.attribution.pixels.occlude`).
     """
     if batch.pixels is not None:
@@ -53,6 +54,8 @@ def erase(batch: Batch, rows: torch.Tensor, keep: torch.Tensor, pad: int) -> Bat
         segments=None
         if batch.segments is None
         else batch.segments[rows].gather(1, order).masked_fill(~inside, 0),
+        pair_ids=None if batch.pair_ids is None else batch.pair_ids[rows],
+        pair_lengths=None if batch.pair_lengths is None else batch.pair_lengths[rows],
     )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from attnexplain.data.image_tokens import ImageSequence
-from attnexplain.data.text import SOS_EOS, Framing
+from attnexplain.data.text import SOS_EOS, Framing, PairSequence
 from attnexplain.errors import InvalidInputError
 
 
@@ -35,6 +35,13 @@ class Batch:
     segments : LongTensor [batch, tokens] or None
         Which text of a pair each position belongs to (transformers' ``token_type_ids``),
         for text pairs of a tokenizer that marks them; None otherwise.
+    pair_ids : LongTensor [batch, pair tokens] or None
+        The second text of a pair (question, hypothesis), ``<SOS> ... <EOS>`` then PAD, for
+        the pair models (:mod:`attnexplain.models.pair`), which encode it apart from the
+        passage in ``token_ids``; None otherwise. Attention, attributions and erasure read the
+        passage only: the question is part of the encoded state.
+    pair_lengths : LongTensor [batch] or None
+        Lengths of ``pair_ids``' rows, SOS and EOS included.
     """
 
     token_ids: torch.Tensor
@@ -44,6 +51,8 @@ class Batch:
     index: torch.Tensor
     pixels: torch.Tensor | None = None
     segments: torch.Tensor | None = None
+    pair_ids: torch.Tensor | None = None
+    pair_lengths: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.token_ids.shape[0]
@@ -135,7 +144,9 @@ def collate(
     """Pad id sequences into a :class:`Batch` whose content mask leaves out the special tokens
     that ``framing`` describes (default: one before, one after, as ``<SOS> ... <EOS>``).
     Images (:class:`~attnexplain.data.image_tokens.ImageSequence` items) bring their pixels
-    along as ``pixels`` [batch, channels, height, width]."""
+    along as ``pixels`` [batch, channels, height, width]; text pairs
+    (:class:`~attnexplain.data.text.PairSequence` items) their questions as ``pair_ids``
+    [batch, pair tokens] and ``pair_lengths`` [batch]."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
     width = int(lengths.max())
     token_ids = torch.full((len(sequences), width), framing.pad_id, dtype=torch.long)
@@ -148,6 +159,7 @@ def collate(
     if isinstance(sequences[0], TokenSequence):  # flags from the tokenizer (text pairs)
         content_mask = _padded([s.content for s in sequences], width).bool()
     segments = sequences[0].segments if isinstance(sequences[0], TokenSequence) else None
+    pairs = [s.pair for s in sequences] if isinstance(sequences[0], PairSequence) else None
     return Batch(
         token_ids=token_ids,
         lengths=lengths,
@@ -156,12 +168,14 @@ def collate(
         index=torch.as_tensor(range(len(sequences)) if index is None else index),
         pixels=_stacked_pixels(sequences),
         segments=None if segments is None else _padded([s.segments for s in sequences], width),
+        pair_ids=None if pairs is None else _padded(pairs, max(map(len, pairs)), framing.pad_id),
+        pair_lengths=None if pairs is None else torch.tensor([len(p) for p in pairs]),
     )
 
 
-def _padded(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-    """[len(rows), width] long: each row, then zeros."""
-    out = torch.zeros(len(rows), width, dtype=torch.long)
+def _padded(rows: Sequence[Sequence[int]], width: int, pad: int = 0) -> torch.Tensor:
+    """[len(rows), width] long: each row, then ``pad``."""
+    out = torch.full((len(rows), width), pad, dtype=torch.long)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
     return out

@@ -94,6 +94,32 @@ class Vocabulary:
         return [self.stoi.get(tok, UNK_ID) for tok in tokens]
 
 
+class PairSequence(list):
+    """The ids of a text pair's first text (passage, premise), ``<SOS> ... <EOS>``, that carry
+    the ids of the second (question, hypothesis) as ``pair``, framed the same way: what
+    :meth:`TextPipeline.encode_split` gives for a pair dataset, read by
+    :func:`~attnexplain.data.batching.collate`. Its length is the passage's, so batches are
+    bucketed by passage length."""
+
+    def __init__(self, ids: Sequence[int], pair: Sequence[int]) -> None:
+        super().__init__(ids)
+        self.pair = list(pair)
+
+
+PAIR_COLUMN = "pair_tokens"
+
+
+def pair_documents(frame) -> list[list[str]]:
+    """Each row's tokens, with its question's (``pair_tokens``) when the split has them: the
+    documents a vocabulary is counted over (one per row, so a word in both texts counts once
+    towards its document frequency)."""
+    if PAIR_COLUMN not in frame:
+        return list(frame["tokens"])
+    return [
+        [*tokens, *pair] for tokens, pair in zip(frame["tokens"], frame[PAIR_COLUMN], strict=True)
+    ]
+
+
 @dataclass
 class TextPipeline:
     """Text -> token ids with SOS/EOS, using a fixed vocabulary."""
@@ -116,8 +142,16 @@ class TextPipeline:
         return self.vocab.ids(self.tokens(text))
 
     def encode_split(self, frame) -> list[list[int]]:
-        """Ids of every row of a dataset split, from its pre-tokenised ``tokens`` column."""
-        return [self.vocab.ids([SOS, *tokens, EOS]) for tokens in frame["tokens"]]
+        """Ids of every row of a dataset split, from its pre-tokenised ``tokens`` column; for a
+        pair dataset (a ``pair_tokens`` column) each row is a :class:`PairSequence` that
+        carries its question's ids too."""
+        passages = [self.vocab.ids([SOS, *tokens, EOS]) for tokens in frame["tokens"]]
+        if PAIR_COLUMN not in frame:
+            return passages
+        return [
+            PairSequence(ids, self.vocab.ids([SOS, *pair, EOS]))
+            for ids, pair in zip(passages, frame[PAIR_COLUMN], strict=True)
+        ]
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return [self.vocab.itos[i] for i in ids]

@@ -72,6 +72,8 @@ def _fingerprint(batch: Batch) -> str:
         batch.content_mask,
         batch.segments,
         batch.pixels,
+        batch.pair_ids,
+        batch.pair_lengths,
     ):
         if tensor is not None:
             digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())

@@ -8,12 +8,16 @@ from attnexplain.models.classic import (
     masked_softmax,
     uniform_attention,
 )
+from attnexplain.models.pair import PairModel, PairState, classic_model
 
 __all__ = [
     "Checkpoint",
     "ClassicConfig",
     "ClassicModel",
     "EncodedState",
+    "PairModel",
+    "PairState",
+    "classic_model",
     "load_checkpoint",
     "masked_softmax",
     "save_checkpoint",

@@ -21,6 +21,7 @@ from attnexplain.data.text import TextPipeline, Vocabulary
 from attnexplain.errors import AttnExplainError, CheckpointError, InvalidInputError
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_hf, save_hf
+from attnexplain.models.pair import PairModel, classic_model
 from attnexplain.models.vision import AttentionCNN, AttentionCNNConfig
 from attnexplain.schema import Strict, read_json
 
@@ -37,7 +38,7 @@ class Checkpoint:
     ``origin`` names the folder it was loaded from and when that folder was written (None for
     a checkpoint built in memory)."""
 
-    model: ClassicModel | HFClassifier
+    model: ClassicModel | PairModel | HFClassifier
     pipeline: TextPipeline | WordpieceTokenizer
     classes: list[str]
     metadata: dict = field(default_factory=dict)
@@ -161,7 +162,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
             f"{directory / CONFIG_FILE} does not describe a model ({exc})"
         ) from exc
     _check_vocabulary(len(pipeline.vocab), weights, directory)
-    model = _fitted(lambda: ClassicModel(model_config), weights, directory)
+    model = _fitted(lambda: classic_model(model_config), weights, directory)
     _ready(model)
     return Checkpoint(model, pipeline, config.classes, config.metadata, _origin(directory))
 
@@ -276,6 +277,6 @@ def _describe(config: ClassicConfig | AttentionCNNConfig) -> str:
     if isinstance(config, AttentionCNNConfig):
         return f"attention CNN, {config.image_size}x{config.image_size}, hidden {config.hidden}"
     return (
-        f"{config.encoder}+{config.attention}, hidden {config.hidden_size}, "
-        f"vocab {config.vocab_size}"
+        f"{config.encoder}+{config.attention}{' pair' if config.pair else ''}, hidden "
+        f"{config.hidden_size}, vocab {config.vocab_size}"
     )

@@ -35,6 +35,10 @@ class ClassicConfig:
     ``hidden_size``; no context). ``attention``: ``additive`` or ``dot`` (scaled).
     ``attention_mode``: ``learned``; ``uniform`` (frozen 1/n over content tokens, W&P's
     baseline); ``fixed`` (weights given with every call, W&P's diagnostic).
+    ``pair``: J&W's question-answering / NLI model (:class:`~attnexplain.models.pair.
+    PairModel`): a second encoder of the same kind reads the question (hypothesis), and the
+    attention over the passage (premise) and the decoder are conditioned on it. Build either
+    kind with :func:`~attnexplain.models.pair.classic_model`.
     """
 
     vocab_size: int
@@ -44,6 +48,7 @@ class ClassicConfig:
     embed_dim: int = 300
     hidden_size: int = 128
     attention_mode: str = "learned"
+    pair: bool = False
 
     def __post_init__(self) -> None:
         for value, allowed, what in (
@@ -71,8 +76,11 @@ class ClassicConfig:
     @property
     def min_hidden_size(self) -> int:
         """The smallest ``hidden_size`` that leaves no layer empty: 2 where it is halved (the
-        cnn encoder's channels per kernel, the additive scorer of the average encoder)."""
-        halved = self.encoder == "cnn" or (self.encoder, self.attention) == ("average", "additive")
+        cnn encoder's channels per kernel, the additive scorer and the pair decoder of the
+        average encoder)."""
+        halved = self.encoder == "cnn" or (
+            self.encoder == "average" and (self.attention == "additive" or self.pair)
+        )
         return 2 if halved else 1
 
     @property
@@ -81,7 +89,12 @@ class ClassicConfig:
         return 1 if self.num_classes == 2 else self.num_classes
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as plain data; ``pair`` only when set, so that a single-text model's
+        checkpoint and training fingerprint read as they did before pair models existed."""
+        data = asdict(self)
+        if not self.pair:
+            del data["pair"]
+        return data
 
 
 @dataclass
@@ -257,8 +270,17 @@ class AttendingClassifier(nn.Module):
         raise NotImplementedError
 
     def attention_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the attention scorer (J&W train them without weight decay)."""
+        """Parameters of the attention scorer."""
         return [] if self.scorer is None else list(self.scorer.parameters())
+
+    def undecayed_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained without weight decay: the attention scorer's (J&W's
+        classifiers)."""
+        return self.attention_parameters()
+
+    def _scores(self, state: EncodedState) -> torch.Tensor:
+        """The learned scorer's attention scores [B, T] (before the masked softmax)."""
+        return self.scorer(state.hidden)
 
     def attention(self, state: EncodedState) -> torch.Tensor:
         """The model's own attention over content tokens: [B, T], rows sum to 1.
@@ -274,7 +296,7 @@ class AttendingClassifier(nn.Module):
                 "explicitly (forward(..., attention=weights))"
             )
         else:
-            alpha = masked_softmax(self.scorer(state.hidden), state.content_mask)
+            alpha = masked_softmax(self._scores(state), state.content_mask)
         return self.attention_hook(alpha, state.content_mask)
 
     def decode(self, state: EncodedState, attention: torch.Tensor) -> torch.Tensor:

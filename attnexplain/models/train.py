@@ -26,13 +26,14 @@ from attnexplain.data.batching import Batch, Framing, bucketed_batches
 from attnexplain.data.glove import GLOVE_DIM, glove_matrix
 from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.registry import Dataset
-from attnexplain.data.text import SOS_EOS, TextPipeline, Vocabulary
+from attnexplain.data.text import PAIR_COLUMN, SOS_EOS, TextPipeline, Vocabulary, pair_documents
 from attnexplain.device import to_numpy
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.epochs import fit_epoch, run_epochs
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_pretrained
+from attnexplain.models.pair import PairModel, classic_model
 from attnexplain.models.train_state import clear_train_state
 
 EMBEDDINGS = ("random", "glove")
@@ -201,7 +202,7 @@ def _loss_function(model: ClassicModel | HFClassifier, labels: np.ndarray) -> nn
 def _optimizer(model: ClassicModel | HFClassifier, config: TrainConfig) -> torch.optim.Optimizer:
     if isinstance(model, HFClassifier):
         return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    attention = {id(p) for p in model.attention_parameters()}
+    attention = {id(p) for p in model.undecayed_parameters()}
     groups = [
         {
             "params": [p for p in model.parameters() if id(p) not in attention],
@@ -218,10 +219,12 @@ def build_model(
     config: TrainConfig,
     pretrained: str | None = None,
     cache: str | os.PathLike | None = None,
-) -> tuple[ClassicModel | HFClassifier, TextPipeline | WordpieceTokenizer]:
+) -> tuple[ClassicModel | PairModel | HFClassifier, TextPipeline | WordpieceTokenizer]:
     """A fresh seeded model for ``dataset`` and the pipeline that feeds it.
 
-    Classic: vocabulary from the training split, GloVe rows copied in when asked.
+    Classic: vocabulary from the training split (passages and, for a pair dataset, questions),
+    GloVe rows copied in when asked; ``{"pair": True}`` in ``model_kwargs`` builds J&W's
+    QA / NLI model (:class:`~attnexplain.models.pair.PairModel`) for a pair dataset.
     ``pretrained`` (e.g. ``"minilm"``): that encoder with a new classification head. Image
     datasets: :func:`build_image_model`.
     """
@@ -237,9 +240,14 @@ def build_model(
             )
         mode = model_kwargs.get("attention_mode", "learned")
         return load_pretrained(pretrained, dataset.num_classes, config.max_length, cache, mode)
-    pipeline = TextPipeline(Vocabulary.build(dataset.train["tokens"], min_df=dataset.min_df))
+    if model_kwargs.get("pair") and PAIR_COLUMN not in dataset.train:
+        raise InvalidInputError(
+            f"a pair model reads a question with every text, and {dataset.name!r} has none "
+            f"(no {PAIR_COLUMN!r} column): pick a pair dataset, or drop pair=True"
+        )
+    pipeline = TextPipeline(Vocabulary.build(pair_documents(dataset.train), min_df=dataset.min_df))
     embed_dim = GLOVE_DIM if config.embeddings == "glove" else config.embed_dim
-    model = ClassicModel(
+    model = classic_model(
         ClassicConfig(
             vocab_size=len(pipeline.vocab),
             num_classes=dataset.num_classes,
@@ -249,7 +257,9 @@ def build_model(
     )
     if config.embeddings == "glove":
         matrix, _ = glove_matrix(pipeline.vocab, cache, seed=config.seed)
-        model.embedding.weight.data.copy_(matrix)
+        for table in model.modules():  # a pair model has one table per encoder, as J&W's
+            if isinstance(table, nn.Embedding):
+                table.weight.data.copy_(matrix)
     return model, pipeline
 
 
@@ -266,7 +276,7 @@ def train(
     """Train a model on ``dataset`` and save the best epoch's checkpoint to ``out_dir``.
 
     ``model_kwargs`` go to :class:`ClassicConfig` (encoder, attention, hidden_size,
-    attention_mode); ``pretrained`` names a transformer to fine-tune instead (``"minilm"``;
+    attention_mode, pair); ``pretrained`` names a transformer to fine-tune instead (``"minilm"``;
     pass ``TrainConfig.finetuning()``). The checkpoint is rewritten atomically whenever dev
     improves, and the training state after every epoch: calling ``train`` again with the same
     arguments after a crash or Ctrl-C resumes from the last finished epoch, with the same
