@@ -3,9 +3,12 @@ default), so repeated runs download nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 import pytest
@@ -20,16 +23,47 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, cwd: str | os.PathLike | None = None) -> CliResult:
-    """Run ``python -m attnexplain ARGS`` in a subprocess, as a user would."""
-    done = subprocess.run(
-        [sys.executable, "-m", "attnexplain", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
-    return CliResult(done.returncode, done.stdout, done.stderr)
+def run_cli(*args: str, cwd: str | os.PathLike | None = None, fresh: bool = False) -> CliResult:
+    """``attnexplain ARGS`` as a user types it, from ``cwd``: its exit code, stdout and stderr.
+
+    By default it runs in this process, through the same :func:`attnexplain.cli.main` that
+    ``python -m attnexplain`` calls, with the arguments, the working directory and both
+    streams its own, and warnings shown as a fresh process would show them (this spares the
+    ~5 s import of torch and transformers per call). ``fresh`` runs
+    ``python -m attnexplain ARGS`` in a new process, for what only a process shows: how it
+    starts, what it imports, its exit by a signal.
+    """
+    if fresh:
+        done = subprocess.run(
+            [sys.executable, "-m", "attnexplain", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=600,
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+    out, err, started_in, argv = io.StringIO(), io.StringIO(), os.getcwd(), sys.argv
+    code: int | str | None = 0
+    try:
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("default")  # each warning shown again, as in a new process
+            sys.argv = ["attnexplain", *args]
+            os.chdir(cwd or started_in)
+            try:
+                cli.main()
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        sys.argv = argv
+        os.chdir(started_in)
+    if isinstance(code, str):  # sys.exit("message"), as Python prints it
+        err.write(code + "\n")
+        code = 1
+    return CliResult(code or 0, out.getvalue(), err.getvalue())
 
 
 def run_main(monkeypatch, capsys, *args: str) -> CliResult:

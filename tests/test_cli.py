@@ -1,4 +1,5 @@
-"""The command line as a user meets it: real subprocesses, real files."""
+"""The command line as a user meets it: real files, and `attnexplain` run as
+`python -m attnexplain` runs it (tests/conftest.py: run_cli)."""
 
 import json
 
