@@ -223,8 +223,9 @@ def build_model(
     """A fresh seeded model for ``dataset`` and the pipeline that feeds it.
 
     Classic: vocabulary from the training split (passages and, for a pair dataset, questions),
-    GloVe rows copied in when asked; ``{"pair": True}`` in ``model_kwargs`` builds J&W's
-    QA / NLI model (:class:`~attnexplain.models.pair.PairModel`) for a pair dataset.
+    GloVe rows copied in when asked. On a pair dataset (questions or hypotheses beside the
+    texts) the model is J&W's QA / NLI model (:class:`~attnexplain.models.pair.PairModel`)
+    unless ``model_kwargs`` says ``pair=False``; ``pair=True`` on any other is an error.
     ``pretrained`` (e.g. ``"minilm"``): that encoder with a new classification head. Image
     datasets: :func:`build_image_model`.
     """
@@ -245,6 +246,8 @@ def build_model(
             f"a pair model reads a question with every text, and {dataset.name!r} has none "
             f"(no {PAIR_COLUMN!r} column): pick a pair dataset, or drop pair=True"
         )
+    if PAIR_COLUMN in dataset.train:  # J&W's QA / NLI model unless pair=False says otherwise
+        model_kwargs = {"pair": True, **model_kwargs}
     pipeline = TextPipeline(Vocabulary.build(pair_documents(dataset.train), min_df=dataset.min_df))
     embed_dim = GLOVE_DIM if config.embeddings == "glove" else config.embed_dim
     model = classic_model(
