@@ -181,8 +181,16 @@ def test_a_killed_audit_resumes_to_identical_results(folders, data_file, tmp_pat
     process.wait()
     finished = RunStore(killed).finished_keys()
     assert 3 <= len(finished) < 8
-    for out in (killed, tmp_path / "whole"):
-        assert start(out).wait(timeout=600) == 0
+    for out in (killed, tmp_path / "whole"):  # resumed, and a run never killed
+        audit(
+            folder,
+            data_file,
+            instances=INSTANCES,
+            out=out,
+            params=QUICK,
+            formats="html",
+            progress=False,
+        )
     resumed, whole = RunStore(killed), RunStore(tmp_path / "whole")
     assert set(resumed.finished_keys()) == set(whole.finished_keys())
     for key in whole.finished_keys():

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -33,6 +35,7 @@ def test_jain_wallace_batching_prints_a_speed_up_per_batch_size():
     assert all(float(speed_up) > 0 for *_, speed_up in rows)
 
 
+@pytest.mark.slow  # a run, a fresh process per unit and a report: ~45 s
 def test_reproduce_benchmark_prints_wall_time_throughput_and_memory(tmp_path):
     plan = tmp_path / "toy.yaml"
     plan.write_text(

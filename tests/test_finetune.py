@@ -89,37 +89,47 @@ def test_unknown_pretrained_model_is_one_error_line():
     )
 
 
-def test_wiegreffe_pinter_runs_on_a_fine_tuned_minilm(tmp_path):
+WP_EXPERIMENTS = [
+    {"name": "wiegreffe_pinter.uniform"},
+    # the seeds overlay J&W's adversaries: [heads, tokens] weights per adversary
+    {"name": "jain_wallace.adversarial", "params": {"steps": 5, "batch_size": 16}},
+    {"name": "wiegreffe_pinter.seeds", "params": {"extra_seeds": 1}},
+    {"name": "wiegreffe_pinter.adversary", "params": {"epochs": 1, "patience": 1}},
+    {
+        "name": "wiegreffe_pinter.diagnostic",
+        "params": {"variants": ["uniform", "base", "wp-adversary"], "epochs": 1},
+    },
+]
+
+
+def _run_wiegreffe_pinter(model: dict, dataset: dict, tmp_path):
+    """W&P's experiments on a fine-tuned transformer, checked: the uniform sibling's site row
+    is 1/n over the unpadded keys in its forward pass, every experiment has its rows, and the
+    base model's [CLS] attention becomes one weight per classic token."""
     from attnexplain.experiments.site_attention import site_outputs
     from attnexplain.experiments.wiegreffe_pinter import word_weights
     from attnexplain.hooks import capture
     from attnexplain.runner import parse_plan, run_plan
+    from attnexplain.runner.store import RunStore
 
     plan = {
-        "name": "wp-minilm",
-        "datasets": [{"name": "rt-sentences", "max_rows": {"train": 192, "dev": 64, "test": 64}}],
-        "models": [{"pretrained": "minilm"}],
+        "name": "wp-transformer",
+        "datasets": [dataset],
+        "models": [model],
         "seeds": [10],
         "max_instances": 16,
         "finetune": {"epochs": 1},
-        "experiments": [
-            {"name": "wiegreffe_pinter.uniform"},
-            # the seeds overlay J&W's adversaries: [heads, tokens] weights per adversary
-            {"name": "jain_wallace.adversarial", "params": {"steps": 5, "batch_size": 16}},
-            {"name": "wiegreffe_pinter.seeds", "params": {"extra_seeds": 1}},
-            {"name": "wiegreffe_pinter.adversary", "params": {"epochs": 1, "patience": 1}},
-            {
-                "name": "wiegreffe_pinter.diagnostic",
-                "params": {"variants": ["uniform", "base", "wp-adversary"], "epochs": 1},
-            },
-        ],
+        "experiments": WP_EXPERIMENTS,
     }
     result = run_plan(parse_plan(plan), tmp_path, progress=False)
-    uniform_unit = next(u for u in result.units if u.label.endswith("minilm-uniform / seed 10"))
-    uniform = load_checkpoint(tmp_path / "units" / uniform_unit.key / "checkpoint")
-    assert uniform.model.attention_mode == "uniform"  # the mode survives the checkpoint
+    store, data = RunStore(tmp_path), result.plan.datasets[0].load()
+    trained = {}
+    for unit in (u for u in result.units if u.kind == "train"):
+        checkpoint = load_checkpoint(store.checkpoint_dir(unit.key))
+        trained.setdefault(checkpoint.model.attention_mode, checkpoint)
+    uniform, base = trained["uniform"], trained["learned"]  # the mode survives the checkpoint
     # in the uniform model's forward pass the site's [CLS] row is 1/n over the unpadded keys
-    batch = next(iter(_batches(uniform, load_dataset("rt-sentences"))))
+    batch = next(iter(_batches(uniform, data)))
     site = uniform.model._site_split().site
     with capture(uniform.model.model, site) as cache:
         uniform.model.forward_batch(batch)
@@ -132,10 +142,26 @@ def test_wiegreffe_pinter_runs_on_a_fine_tuned_minilm(tmp_path):
     assert result.summary(3)["count"].iloc[0] == 16
     diagnostic = result.summary(4)
     assert diagnostic["attention"].tolist() == ["uniform", "base", "wp-adversary"]
-    # MiniLM's [CLS] attention as weights over the classic tokens: one per token, sum 1
-    base_unit = next(u for u in result.units if u.label.endswith("/ minilm / seed 10"))
-    base = load_checkpoint(tmp_path / "units" / base_unit.key / "checkpoint")
-    frame = load_dataset("rt-sentences").test.iloc[:8]
+    # the [CLS] attention as weights over the classic tokens: one per token, sum 1
+    frame = data.test.iloc[:8]
     weights = word_weights(base, frame, site_outputs(base, frame).attention)
     assert [len(w) for w in weights] == [len(tokens) for tokens in frame["tokens"]]
     assert all(abs(float(w.sum()) - 1) < 1e-5 for w in weights)
+
+
+@pytest.mark.slow
+def test_wiegreffe_pinter_runs_on_a_fine_tuned_minilm(tmp_path):
+    rt = {"name": "rt-sentences", "max_rows": {"train": 192, "dev": 64, "test": 64}}
+    _run_wiegreffe_pinter({"pretrained": "minilm"}, rt, tmp_path)
+
+
+def test_wiegreffe_pinter_runs_on_a_users_transformer_fine_tuned(tmp_path):
+    """The same experiments on a tiny random-init BERT folder fine-tuned by the plan (the
+    MiniLM case runs with -m slow)."""
+    from tests.user_models import data_frame, model_folder
+
+    path = tmp_path / "planted.csv"
+    data_frame(n=120).to_csv(path, index=False)
+    folder = model_folder(tmp_path / "models", "bert")
+    dataset = {"file": str(path), "fractions": [0.6, 0.2, 0.2]}
+    _run_wiegreffe_pinter({"hf": str(folder), "finetune": True}, dataset, tmp_path / "run")
