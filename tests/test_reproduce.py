@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.claims import CLAIMS, UNTESTABLE, Evidence, claims_markdown, verdicts
 from attnexplain.reproduce import FULL_PLANS, MAIN_PLAN, jobs
 from attnexplain.runner import load_plan
@@ -87,6 +88,37 @@ def test_ordering_claims_are_judged_on_every_dataset_run():
     row = verdict(evidence, "Attention agrees less with gradients")
     assert row["holds"] == "no"
     assert "BiLSTM lower in 1 of 2 dataset / class pairs" in row["ours"]
+
+
+def _diagnostic(attentions: list[str], f1s: list[float]) -> Evidence:
+    summary = pd.DataFrame(
+        {"dataset": "sst", "model": "lstm-additive", "seed": 10, "attention": attentions, "f1": f1s}
+    )
+    return Evidence({"wiegreffe_pinter.diagnostic": summary}, pd.DataFrame())
+
+
+def test_every_adversary_mlp_is_judged_even_when_two_share_a_label():
+    # two W&P adversaries (lambda .001 and .1) both labelled wp-adversary: the second does
+    # better than the base model's attention, so the claim does not hold; a pivot that kept
+    # the first of them said "1 of 1" and "yes"
+    evidence = _diagnostic(
+        ["uniform", "trained", "base", "wp-adversary", "wp-adversary"],
+        [0.60, 0.70, 0.75, 0.65, 0.80],
+    )
+    row = verdict(evidence, "Diagnostic MLP: attention from adversaries")
+    assert row["holds"] == "no"
+    assert "below the base model's in 1 of 2 MLPs" in row["ours"]
+    ranking = verdict(evidence, "Diagnostic MLP: the base model's attention helps")
+    assert ranking["holds"] == "yes" and "ordering holds in 1 of 1" in ranking["ours"]
+
+
+def test_two_different_base_mlps_for_one_model_are_refused_not_pivoted():
+    evidence = _diagnostic(["uniform", "trained", "base", "base"], [0.60, 0.70, 0.75, 0.50])
+    with pytest.raises(AttnExplainError, match="several MLPs for one model and attention"):
+        verdicts(evidence)
+    # the same MLP seen by two runs counts once
+    same = _diagnostic(["uniform", "trained", "base", "base"], [0.60, 0.70, 0.75, 0.75])
+    assert verdict(same, "Diagnostic MLP: the base model's attention helps")["holds"] == "yes"
 
 
 def test_claims_without_evidence_say_not_run_and_the_untestable_are_listed():

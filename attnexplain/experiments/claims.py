@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.paper_numbers import run_beside_paper
 from attnexplain.runner.run import RunResult
 
@@ -36,8 +37,9 @@ class Verdict:
 @dataclass(frozen=True)
 class Evidence:
     """What claims are judged on: the summaries of every experiment, stacked per experiment
-    name, with the registered dataset name (``dataset_name``) beside each row's dataset label;
-    and our numbers beside the papers'
+    name, with the registered dataset name (``dataset_name``) beside each row's dataset label
+    and the plan entry it comes from (``entry``: plan name and index, so two entries of one
+    experiment with other parameters stay apart); and our numbers beside the papers'
     (:func:`~attnexplain.experiments.paper_numbers.run_beside_paper`)."""
 
     summaries: dict[str, pd.DataFrame]
@@ -54,11 +56,12 @@ class Evidence:
                 summary = result.summary(index)
                 if len(summary):
                     summary.insert(1, "dataset_name", summary["dataset"].map(names))
+                    summary["entry"] = f"{result.plan.name}#{index}"
                     summaries.setdefault(entry.name, []).append(summary)
             beside.append(run_beside_paper(result))
         stacked = {
             name: pd.concat(tables, ignore_index=True).drop_duplicates(
-                subset=[c for c in tables[0].columns if c != "count"]
+                subset=[c for c in tables[0].columns if c not in ("count", "entry")]
             )
             for name, tables in summaries.items()
         }
@@ -165,25 +168,50 @@ def _adversaries_beyond_seeds(evidence: Evidence) -> Verdict | None:
     )
 
 
-def _diagnostic_rows(evidence: Evidence) -> pd.DataFrame | None:
+DIAGNOSTIC_KEYS = ["dataset", "model", "seed", "entry"]
+
+
+def _keys(table: pd.DataFrame) -> list[str]:
+    """What tells one diagnostic MLP's model apart (``entry`` where the runs give it)."""
+    return [key for key in DIAGNOSTIC_KEYS if key in table.columns]
+
+
+def _diagnostic_table(evidence: Evidence) -> pd.DataFrame | None:
+    """The diagnostic summaries, one row per MLP (dataset, model, seed, attention, f1); the
+    same MLP seen by two runs counts once."""
     table = evidence.summary("wiegreffe_pinter.diagnostic")
     if not len(table):
         return None
-    return table.pivot_table(
-        index=["dataset", "model", "seed"], columns="attention", values="f1", aggfunc="first"
-    )
+    return table.drop_duplicates(subset=[*_keys(table), "attention", "f1"])
+
+
+def _one_per_model(table: pd.DataFrame, attentions: list[str]) -> pd.DataFrame:
+    """F1 by model (rows) and attention (columns) for ``attentions``, each of which must be
+    one MLP per model: :class:`AttnExplainError` names the rows where it is several, rather
+    than a pivot keeping one of them (two W&P adversaries at different lambdas share the
+    label ``wp-adversary``, so they are judged one by one, never pivoted)."""
+    chosen = table[table["attention"].isin(attentions)]
+    keys = _keys(table)
+    repeated = chosen[chosen.duplicated(subset=[*keys, "attention"], keep=False)]
+    if len(repeated):
+        raise AttnExplainError(
+            "the diagnostic summaries hold several MLPs for one model and attention: "
+            + repeated[[*keys, "attention", "f1"]].to_string(index=False)
+        )
+    return chosen.pivot(index=keys, columns="attention", values="f1")
 
 
 def _diagnostic_ranking(evidence: Evidence) -> Verdict | None:
-    table = _diagnostic_rows(evidence)
-    if table is None or not {"uniform", "trained", "base"} <= set(table.columns):
+    table = _diagnostic_table(evidence)
+    ranked = ["uniform", "trained", "base"]
+    if table is None or not set(ranked) <= set(table["attention"]):
         return None
-    table = table.dropna(subset=["uniform", "trained", "base"])
+    table = _one_per_model(table, ranked).dropna(subset=ranked)
     ordered = (table["base"] >= table["trained"]) & (table["trained"] > table["uniform"])
     parts = [
         f"{dataset} {model}: base {row.base:.3f}, trained {row.trained:.3f}, "
         f"uniform {row.uniform:.3f}"
-        for (dataset, model, _), row in table.iterrows()
+        for (dataset, model, *_), row in table.iterrows()
     ]
     return Verdict(
         f"{'; '.join(parts)}; ordering holds in {int(ordered.sum())} of {len(table)}",
@@ -192,22 +220,30 @@ def _diagnostic_ranking(evidence: Evidence) -> Verdict | None:
 
 
 def _diagnostic_adversaries(evidence: Evidence) -> Verdict | None:
-    table = _diagnostic_rows(evidence)
-    if table is None or "base" not in table.columns:
+    """Every adversary MLP against its model's base MLP (adversaries are never pivoted)."""
+    table = _diagnostic_table(evidence)
+    if table is None or "base" not in set(table["attention"]):
         return None
-    adversaries = [column for column in table.columns if "adversary" in str(column)]
-    if not adversaries:
+    base = _one_per_model(table, ["base"])["base"]
+    adversaries = table[table["attention"].str.contains("adversary")]
+    if not len(adversaries):
         return None
-    stacked = table[["base", *adversaries]].melt(
-        id_vars="base", value_vars=adversaries, ignore_index=False
-    )
-    stacked = stacked.dropna()
-    worse = int((stacked["value"] < stacked["base"]).sum())
-    gap = (stacked["base"] - stacked["value"]).min(), (stacked["base"] - stacked["value"]).max()
+    joined = adversaries.join(base, on=_keys(table))
+    paired = joined.dropna(subset=["base"])
+    if not len(paired):
+        return None
+    worse = int((paired["f1"] < paired["base"]).sum())
+    gap = paired["base"] - paired["f1"]
+    unpaired = len(joined) - len(paired)
     return Verdict(
-        f"adversaries' attention below the base model's in {worse} of {len(stacked)} MLPs "
-        f"(F1 lower by {gap[0]:+.3f} to {gap[1]:+.3f})",
-        worse == len(stacked),
+        f"adversaries' attention below the base model's in {worse} of {len(paired)} MLPs "
+        f"(F1 lower by {gap.min():+.3f} to {gap.max():+.3f})"
+        + (
+            f"; {unpaired} adversary MLPs have no base MLP in their run, not judged"
+            if unpaired
+            else ""
+        ),
+        worse == len(paired),
     )
 
 
