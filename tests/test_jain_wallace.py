@@ -58,7 +58,9 @@ def test_permutation_moves_a_learned_model_and_summarises_by_bin(classic, frame)
     assert df["instance"].tolist() == list(range(len(frame)))
     assert (df["median_output_change"] >= 0).all() and df["median_output_change"].max() > 0
     summary = jw.summarise_permutation(df)
-    assert summary["count"].sum() == len(frame)
+    bins, overall = summary.iloc[:-1], summary.iloc[-1]
+    assert bins["count"].sum() == overall["count"] == len(frame)
+    assert overall["median"] == df["median_output_change"].median()
     assert jw.figure_permutation(df).axes
 
 
@@ -131,6 +133,28 @@ def test_experiments_read_the_site_layer_they_are_given(tiny_bert, frame, classi
     assert not np.allclose(default["max_attention"], layer0["max_attention"])
     with pytest.raises(InvalidInputError, match="one attention site"):
         at_site_layer(classic, 0)
+
+
+def test_babi_is_put_beside_the_papers_one_number_over_all_instances():
+    # J&W's bAbI rows are means over all instances; ours come per predicted class, weighted by
+    # the instances each covers: (0.2 * 30 + 0.5 * 10) / 40 = 0.275
+    summary = pd.DataFrame(
+        {
+            "dataset": "babi-2",
+            "model": "lstm-additive",
+            "seed": 10,
+            "method": "jw-gradient",
+            "predicted_class": ["garden", "kitchen"],
+            "mean_tau": [0.2, 0.5],
+            "sig_frac": [0.5, 1.0],
+            "count": [30, 10],
+        }
+    )
+    table = beside_paper(summary_quantities("jain_wallace.correlation", summary))
+    assert table["quantity"].tolist() == ["tau jw-gradient"]  # J&W give no bAbI Sig. Frac.
+    row = table.iloc[0]
+    assert (row["paper_dataset"], row["predicted_class"], row["paper"]) == ("bAbI 2", "all", 0.17)
+    assert row["ours"] == pytest.approx(0.275) and row["count"] == 40
 
 
 def test_summaries_are_put_beside_the_papers_numbers_by_class_order():

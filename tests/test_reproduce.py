@@ -121,6 +121,28 @@ def test_two_different_base_mlps_for_one_model_are_refused_not_pivoted():
     assert verdict(same, "Diagnostic MLP: the base model's attention helps")["holds"] == "yes"
 
 
+@pytest.mark.parametrize(("babi", "holds"), [(0.85, "yes"), (0.07, "no")])
+def test_pair_tasks_move_more_under_permutation_per_model(babi, holds):
+    permutation = pd.DataFrame(
+        {
+            "dataset": ["babi-2", "rt-sentences", "babi-2", "rt-sentences"],
+            "model": "lstm-additive",
+            "seed": 10,
+            "bin": ["[.75, 1]", "[.75, 1]", "all", "all"],
+            "predicted_class": ["garden", "negative", "all", "all"],
+            "median": [0.99, 0.08, babi, 0.04],
+            "count": 50,
+            "pairs": [True, False, True, False],
+        }
+    )
+    evidence = Evidence({"jain_wallace.permutation": permutation}, pd.DataFrame())
+    row = verdict(evidence, "In pair tasks (question answering, NLI) permuting attention")
+    assert row["holds"] == holds
+    assert row["ours"] == (
+        f"lstm-additive: pair tasks babi-2 {babi:.2f} against single texts rt-sentences 0.04"
+    )
+
+
 def test_claims_without_evidence_say_not_run_and_the_untestable_are_listed():
     table = verdicts(Evidence({}, pd.DataFrame()))
     assert len(table) == len(CLAIMS) and set(table["holds"]) == {"not run"}

@@ -117,6 +117,7 @@ class DatasetSpec:
     modality: str = "text"
     origin: str = "generated"  # where a set without a source wheel comes from
     check: Callable[[dict], None] | None = None
+    pairs: bool = False  # rows are text pairs (passage / question, premise / hypothesis)
 
     @property
     def task(self) -> str:
@@ -173,6 +174,7 @@ def babi_spec(task: int, title: str, sizes: tuple[int, int, int]) -> DatasetSpec
         options={"seed": 0},
         sizes=sizes,
         check=check_babi_options,
+        pairs=True,
     )
 
 
@@ -291,6 +293,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             options={"n": 4000, "seed": 0},
             sizes=(3200, 400, 400),
             check=check_nli_synthetic_options,
+            pairs=True,
         ),
         babi_spec(1, "single supporting fact", (8413, 1485, 999)),
         babi_spec(2, "two supporting facts", (8500, 1500, 1000)),

@@ -129,13 +129,18 @@ def run_permutation(
 
 
 def summarise_permutation(df: pd.DataFrame) -> pd.DataFrame:
-    """Median of the per-instance median output change by max-attention bin and class."""
-    return (
+    """Median of the per-instance median output change by max-attention bin and class, and a
+    last row (bin and class ``all``) over every instance."""
+    by_bin = (
         df.assign(bin=attention_bin(df["max_attention"]))
         .groupby(["bin", "predicted_class"], observed=True)["median_output_change"]
         .agg(["median", "count"])
         .reset_index()
     )
+    changes = df["median_output_change"]
+    overall = {"bin": "all", "predicted_class": "all", "median": changes.median()}
+    by_bin["bin"] = by_bin["bin"].astype(str)
+    return pd.concat([by_bin, pd.DataFrame([overall | {"count": len(changes)}])], ignore_index=True)
 
 
 def figure_permutation(df: pd.DataFrame) -> plt.Figure:

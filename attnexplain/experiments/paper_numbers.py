@@ -3,8 +3,11 @@ ours beside them.
 
 Only datasets that stand in for a paper dataset with the same classes in the same order are
 compared: ``imdb`` is J&W's IMDB, ``rt-sentences`` (the Rotten Tomatoes sentences behind SST,
-binarised by the crowd score) stands in for SST. Every number is read as "paper value for
-predicted class i" with i the index of the class in the dataset's class list.
+binarised by the crowd score) stands in for SST, ``babi-1/2/3`` (our generator's stories, the
+public task rules) for bAbI tasks 1-3. A number with one value per class is read as "paper
+value for predicted class i" with i the index of the class in the dataset's class list; a
+single value is one over all instances (J&W's bAbI rows, W&P's F1), compared with our value
+over all classes (``predicted_class`` :data:`ALL_CLASSES`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ EXPERIMENTS_WITH_NUMBERS = (
 ALL_CLASSES = "all"
 
 # our dataset -> the paper's dataset it stands in for
-PAPER_DATASETS = {"imdb": "IMDB", "rt-sentences": "SST"}
+PAPER_DATASETS = {
+    "imdb": "IMDB",
+    "rt-sentences": "SST",
+    "babi-1": "bAbI 1",
+    "babi-2": "bAbI 2",
+    "babi-3": "bAbI 3",
+}
 
 # Where each quantity's paper numbers come from (papers-spec's tags), by the quantity's first
 # word: [table] a paper table, checked against the authors' committed result files; [derived]
@@ -55,6 +64,16 @@ PAPER_NUMBERS: dict[tuple[str, str, str], tuple[float | None, ...]] = {
     ("IMDB", "lstm-additive", "tau jw-gradient"): (0.37, 0.37),
     ("IMDB", "average-additive", "tau jw-gradient"): (0.65, 0.66),
     ("IMDB", "lstm-additive", "tau leave-one-out"): (0.30, 0.31),
+    # A6, Table 2 (from the authors' committed result files): bAbI, one mean over instances
+    ("bAbI 1", "lstm-additive", "tau jw-gradient"): (0.23,),
+    ("bAbI 2", "lstm-additive", "tau jw-gradient"): (0.17,),
+    ("bAbI 3", "lstm-additive", "tau jw-gradient"): (0.30,),
+    ("bAbI 1", "average-additive", "tau jw-gradient"): (0.66,),
+    ("bAbI 2", "average-additive", "tau jw-gradient"): (0.84,),
+    ("bAbI 3", "average-additive", "tau jw-gradient"): (0.76,),
+    ("bAbI 1", "lstm-additive", "tau leave-one-out"): (0.23,),
+    ("bAbI 2", "lstm-additive", "tau leave-one-out"): (0.11,),
+    ("bAbI 3", "lstm-additive", "tau leave-one-out"): (0.31,),
     # A3, Table 2: share of instances with p <= 0.05
     ("SST", "lstm-additive", "sig. frac. jw-gradient"): (0.59, 0.58),
     ("SST", "average-additive", "sig. frac. jw-gradient"): (0.93, 0.94),
@@ -99,6 +118,7 @@ def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
             summary.assign(quantity=f"{name} " + summary["method"], ours=summary[column])
             for name, column in (("tau", "mean_tau"), ("sig. frac.", "sig_frac"))
         ]
+        parts.append(_over_all_classes(pd.concat(parts, ignore_index=True)))
     elif experiment == "jain_wallace.permutation":
         parts = [
             summary.assign(
@@ -125,6 +145,18 @@ def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
     return long[[*columns[:3], "quantity", "predicted_class", "ours", "count"]]
 
 
+def _over_all_classes(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Each quantity's value over all instances from its per-class rows: their mean weighted
+    by the instances each covers (exact for means and shares over the defined instances)."""
+    keys = ["dataset", "model", "seed", "quantity"]
+    weighted = per_class.assign(weight=per_class["ours"] * per_class["count"])
+    grouped = weighted.groupby(keys, sort=False)[["weight", "count"]].sum().reset_index()
+    return grouped.assign(
+        ours=grouped["weight"] / grouped["count"].where(grouped["count"] > 0),
+        predicted_class=ALL_CLASSES,
+    ).drop(columns="weight")
+
+
 def beside_paper(
     quantities: pd.DataFrame, dataset_names: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
@@ -139,7 +171,8 @@ def beside_paper(
         name = names.get(row.dataset, row.dataset)
         paper_dataset = PAPER_DATASETS.get(name)
         values = PAPER_NUMBERS.get((paper_dataset, row.model, row.quantity))
-        if values is None:
+        # one value: a number over all instances; one per class: per predicted class
+        if values is None or (row.predicted_class == ALL_CLASSES) != (len(values) == 1):
             continue
         if row.predicted_class == ALL_CLASSES:
             paper = values[0]

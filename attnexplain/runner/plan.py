@@ -151,6 +151,12 @@ class DatasetEntry(_Section):
             [self.name, *(f"{key}{value}" for key, value in {**self.options, **caps}.items())]
         )
 
+    @property
+    def reads_pairs(self) -> bool:
+        """Whether its rows are text pairs (a file with ``pair_column``, a registered pair
+        set such as bAbI)."""
+        return self.pair_column is not None if self.file is not None else get_spec(self.name).pairs
+
     def load(self, cache: str | os.PathLike | None = None) -> Dataset:
         """The dataset, built with its options and cut to ``max_rows``."""
         if self.file is not None:
