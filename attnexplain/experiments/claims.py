@@ -344,7 +344,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         WP,
         "Freezing attention to uniform costs a BiLSTM little F1 on these tasks",
-        "IMDb .902 -> .879, SST .831 -> .822 (Table 2, recalled)",
+        "IMDb .902 -> .879, SST .831 -> .822 (Table 2)",
         "our drop at most the paper's + .02",
         _uniform_costs_little,
     ),
@@ -361,7 +361,8 @@ CLAIMS: tuple[Claim, ...] = (
         "A model trained to be consistent with the base model's predictions can still move "
         "its attention far (JSD >= .5) at an output change within seed variance, on some "
         "datasets",
-        "figure only (lambda sweep)",
+        "Table 4: SST lambda 5.25e-4, F1 .823, TVD .036, JSD .514; IMDb lambda 8e-4, F1 .906, "
+        "TVD .014, JSD .405",
         "JSD >= .5 at a mean output change <= the seeds' on at least one model",
         _consistent_adversary_exists,
     ),
@@ -378,14 +379,14 @@ CLAIMS: tuple[Claim, ...] = (
         WP,
         "Diagnostic MLP: the base model's attention helps at least as much as attention the "
         "MLP learns, which beats uniform (base >= trained > uniform)",
-        "ordering (Table 3, recalled)",
+        "Table 3: SST base .824, trained .817, uniform .812; IMDb .905, .888, .863",
         "an ordering, per dataset and base model",
         _diagnostic_ranking,
     ),
     Claim(
         WP,
         "Diagnostic MLP: attention from adversaries does worse than the base model's",
-        "ordering (Table 3, recalled)",
+        "Table 3: adversary .592 against base .824 (SST), .700 against .905 (IMDb)",
         "an ordering: adversary F1 < base F1 for every MLP",
         _diagnostic_adversaries,
     ),
