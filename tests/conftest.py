@@ -23,7 +23,12 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, cwd: str | os.PathLike | None = None, fresh: bool = False) -> CliResult:
+def run_cli(
+    *args: str,
+    cwd: str | os.PathLike | None = None,
+    fresh: bool = False,
+    stdin: str | None = None,
+) -> CliResult:
     """``attnexplain ARGS`` as a user types it, from ``cwd``: its exit code, stdout and stderr.
 
     By default it runs in this process, through the same :func:`attnexplain.cli.main` that
@@ -31,11 +36,13 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, fresh: bool = Fals
     streams its own, and warnings shown as a fresh process would show them (this spares the
     ~5 s import of torch and transformers per call). ``fresh`` runs
     ``python -m attnexplain ARGS`` in a new process, for what only a process shows: how it
-    starts, what it imports, its exit by a signal.
+    starts, what it imports, its exit by a signal; ``stdin`` (text on the command's standard
+    input) runs it there too.
     """
-    if fresh:
+    if fresh or stdin is not None:
         done = subprocess.run(
             [sys.executable, "-m", "attnexplain", *args],
+            input=stdin,
             capture_output=True,
             text=True,
             cwd=cwd,

@@ -5,19 +5,13 @@ same results."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
 from attnexplain import load_checkpoint
 from attnexplain.models.pair import PairModel
 from attnexplain.runner import parse_plan, run_plan
 from attnexplain.runner.store import RunStore
-from tests.test_runner import REPO, assert_same_results, write_plan
+from tests.test_runner import assert_same_results, kill_after_the_first_unit, write_plan
 
 BABI_SLICE = {
     "name": "babi-slice",
@@ -64,19 +58,7 @@ def test_the_plan_trains_pair_models_and_scores_passages_against_supporting_fact
 
 def test_a_killed_babi_plan_resumes_to_identical_results(reference, tmp_path):
     path, directory = write_plan(tmp_path / "plan.yaml", BABI_SLICE), tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "attnexplain", "run", str(path), "--out", str(directory)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-    )
-    deadline = time.monotonic() + 180
-    while not list(directory.glob("units/*/done")):
-        assert process.poll() is None and time.monotonic() < deadline, "no unit finished"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    finished = len(list(directory.glob("units/*/done")))
+    finished = kill_after_the_first_unit(path, directory, deadline_s=180)
     assert 1 <= finished < len(reference.units)
     resumed = run_plan(path, directory, progress=False)
     assert len(resumed.ran) == len(reference.units) - finished

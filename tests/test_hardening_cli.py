@@ -3,15 +3,12 @@ texts of unknown words, help strings with brackets, out-of-range training option
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from transformers import BertTokenizerFast
 
 from attnexplain import load_checkpoint, save_checkpoint
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
-from tests.conftest import CliResult, run_cli
+from tests.conftest import assert_one_error_line, run_cli
 from tests.test_cli import QUICK, TRAIN_AVERAGE
 from tests.tiny_transformers import tiny_model
 
@@ -47,27 +44,6 @@ def _long_text(words: list[str], length: int) -> str:
     return " ".join(words[i % len(words)] for i in range(length))
 
 
-def _run_with_stdin(text: str, *args: str) -> CliResult:
-    """Like :func:`run_cli`, with ``text`` on the command's standard input."""
-    done = subprocess.run(
-        [sys.executable, "-m", "attnexplain", *args],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return CliResult(done.returncode, done.stdout, done.stderr)
-
-
-def _assert_one_line_error(result: CliResult, *fragments: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 # explain: --file, stdin, the length cap and the progress bar
 
 
@@ -82,9 +58,9 @@ def test_explain_reads_its_text_from_a_file(checkpoint, words, tmp_path):
 
 
 def test_explain_reads_its_text_from_stdin(checkpoint, words):
-    result = _run_with_stdin(
-        f"{words[5]} {words[6]}",
+    result = run_cli(
         *("explain", "--checkpoint", str(checkpoint), "--file", "-", "--method", "attention"),
+        stdin=f"{words[5]} {words[6]}",
     )
     assert result.returncode == 0, result.stderr
     assert words[5] in result.stdout and words[6] in result.stdout
@@ -94,16 +70,16 @@ def test_explain_takes_texts_or_a_file_not_both_nor_neither(checkpoint, tmp_path
     path = tmp_path / "text.txt"
     path.write_text("some text", encoding="utf-8")
     both = run_cli("explain", "--checkpoint", str(checkpoint), "--file", str(path), "text")
-    _assert_one_line_error(both, "--file PATH", "exactly one")
-    _assert_one_line_error(run_cli("explain", "--checkpoint", str(checkpoint)), "exactly one")
+    assert_one_error_line(both, "--file PATH", "exactly one")
+    assert_one_error_line(run_cli("explain", "--checkpoint", str(checkpoint)), "exactly one")
     missing = run_cli("explain", "--checkpoint", str(checkpoint), "--file", str(tmp_path / "no"))
-    _assert_one_line_error(missing, "cannot read --file", "No such file")
+    assert_one_error_line(missing, "cannot read --file", "No such file")
 
 
 def test_explain_refuses_a_text_over_the_token_cap_and_names_the_flag(checkpoint, words, tmp_path):
     path = tmp_path / "long.txt"
     path.write_text(_long_text(words, 6000), encoding="utf-8")
-    _assert_one_line_error(
+    assert_one_error_line(
         run_cli("explain", "--checkpoint", str(checkpoint), "--file", str(path)),
         "6,000 tokens",
         "cap of 5,000",

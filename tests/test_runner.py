@@ -155,25 +155,31 @@ def test_run_interrupted_mid_training_resumes_to_identical_results(
     assert_same_results(directory, reference)
 
 
-def test_killed_run_resumes_to_identical_results(reference, tmp_path):
-    # The average model first: the LSTM still trains when the first unit is done, so the
-    # kill lands mid-run (unit keys do not depend on the order of the plan's models).
-    plan = copy.deepcopy(TINY)
-    plan["models"].reverse()
-    path, directory = write_plan(tmp_path / "plan.yaml", plan), tmp_path / "run"
+def kill_after_the_first_unit(path: Path, directory: Path, deadline_s: float) -> int:
+    """Run the plan at ``path`` with ``attnexplain run`` in its own process, kill it with
+    SIGKILL as soon as a unit is done, and return how many units were done."""
     process = subprocess.Popen(
         [sys.executable, "-m", "attnexplain", "run", str(path), "--out", str(directory)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + deadline_s
     while not list(directory.glob("units/*/done")):
         assert process.poll() is None and time.monotonic() < deadline, "no unit finished"
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    finished = len(list(directory.glob("units/*/done")))
+    return len(list(directory.glob("units/*/done")))
+
+
+def test_killed_run_resumes_to_identical_results(reference, tmp_path):
+    # The average model first: the LSTM still trains when the first unit is done, so the
+    # kill lands mid-run (unit keys do not depend on the order of the plan's models).
+    plan = copy.deepcopy(TINY)
+    plan["models"].reverse()
+    path, directory = write_plan(tmp_path / "plan.yaml", plan), tmp_path / "run"
+    finished = kill_after_the_first_unit(path, directory, deadline_s=120)
     assert 1 <= finished < 4
 
     resumed = run_plan(path, directory, progress=False)
