@@ -28,7 +28,9 @@ from attnexplain.models import (
     save_checkpoint,
 )
 from attnexplain.models.classic import ATTENTIONS, ENCODERS
+from attnexplain.models.hf import WordpieceTokenizer, load_hf
 from attnexplain.models.train import TrainConfig, predict_proba, train
+from tests.user_models import model_folder, vocabulary
 
 ARCHITECTURES = [(e, a) for e in ENCODERS for a in ATTENTIONS]
 
@@ -332,3 +334,32 @@ def test_jain_wallace_experiments_run_unchanged_on_a_pair_model(trained):
         for weights in adversaries:  # SOS, the passage, EOS: the question has no weight
             assert len(weights) == len(tokens) + 2
             assert weights[0] == 0 and weights[-1] == 0
+
+
+# ---------------------------------------------------------------- the transformer cross-encoder
+
+
+def test_a_cross_encoder_reads_question_first_and_the_passage_alone(tmp_path):
+    folder = model_folder(tmp_path, "bert", vocabulary(FRAME, ("text", "text_pair")), classes=4)
+    model, reading = load_hf(folder, 64, passage_only=True)
+    both = WordpieceTokenizer(reading.tokenizer, 64)
+    for row in range(len(FRAME)):
+        ids = reading.encode_split(FRAME.iloc[[row]])[0]
+        tokens = reading.decode(ids)
+        # [CLS] question [SEP] passage [SEP]: the passage's tokens, and only they, are content
+        first, second = tokens.index("[SEP]"), len(tokens) - 1
+        assert tokens[1:first] == FRAME.at[row, "pair_tokens"]
+        assert tokens[first + 1 : second] == FRAME.at[row, "tokens"]
+        assert ids.content == [int(first < i < second) for i in range(len(tokens))]
+        # read as the tokenizer joins it, the passage comes first and both texts are content
+        joined = both.encode_split(FRAME.iloc[[row]])[0]
+        assert both.decode(joined)[1 : len(FRAME.at[row, "tokens"]) + 1] == FRAME.at[row, "tokens"]
+        assert sum(joined.content) == len(tokens) - 3
+    batch = collate(reading.encode_split(FRAME), FRAME["label"].tolist())
+    for method in ("attention", "jw-gradient", "leave-one-out"):
+        scores = attribute(model, batch, method).scores
+        assert (scores[~batch.content_mask] == 0).all(), method
+        assert scores[batch.content_mask].abs().sum() > 0, method
+    # the reading is part of the checkpoint: it comes back on loading
+    save_checkpoint(tmp_path / "saved", model, reading, list(ANSWERS))
+    assert load_checkpoint(tmp_path / "saved").pipeline.passage_only

@@ -83,7 +83,7 @@ def save_checkpoint(
             "architecture": "hf",
             "max_length": pipeline.max_length,
             "attention_mode": model.attention_mode,
-        }
+        } | ({"passage_only": True} if pipeline.passage_only else {})
     else:
         state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
         atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
@@ -109,6 +109,7 @@ class CheckpointFile(Strict):
     vocab: list[str] | None = None
     max_length: Annotated[int, Field(ge=1)] = 128
     attention_mode: str = "learned"
+    passage_only: bool = False
     pipeline: dict[str, Any] | None = None
 
     @field_validator("classes")
@@ -147,7 +148,9 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
         return Checkpoint(model, pipeline, config.classes, config.metadata, _origin(directory))
     if config.architecture == "hf":
         try:
-            model, pipeline = load_hf(directory, config.max_length, config.attention_mode)
+            model, pipeline = load_hf(
+                directory, config.max_length, config.attention_mode, config.passage_only
+            )
         except (OSError, ValueError, AttnExplainError) as exc:
             raise CheckpointError(
                 f"{directory} holds a damaged transformers model ({exc})"

@@ -133,12 +133,12 @@ def train_diagnostic(
         batches = epoch_batches(sequences, labels, config, epoch, pipeline.framing)
         return fit_epoch(model, optimizer, batches, batch_loss, progress, f"diagnostic {epoch}")
 
-    metadata = {"diagnostic": attention_mode, "train_config": asdict(config)}
+    metadata = {"diagnostic": attention_mode, "train_config": config.identity()}
     run_epochs(
         out_dir,
         model,
         optimizer,
-        {"diagnostic": attention_mode, "sizes": dataset.sizes(), "train_config": asdict(config)},
+        {"diagnostic": attention_mode, "sizes": dataset.sizes(), "train_config": config.identity()},
         config.epochs,
         train_epoch,
         evaluate_dev=dict,
@@ -268,7 +268,7 @@ def train_consistent_adversary(
         batches = epoch_batches(sequences, labels, config, epoch, pipeline.framing)
         return fit_epoch(model, optimizer, batches, batch_loss, progress, f"adversary {epoch}")
 
-    metadata = {"adversary": asdict(adversary), "train_config": asdict(config)}
+    metadata = {"adversary": asdict(adversary), "train_config": config.identity()}
     run_epochs(
         out_dir,
         model,

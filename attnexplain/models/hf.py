@@ -56,10 +56,19 @@ def pretrained_folder(name: str, cache: str | os.PathLike | None = None) -> Path
 
 @dataclass
 class WordpieceTokenizer:
-    """Text -> wordpiece ids ``[CLS] ... [SEP]``, truncated to ``max_length``."""
+    """Text -> wordpiece ids ``[CLS] ... [SEP]``, truncated to ``max_length``.
+
+    A text pair (``text``, ``text_pair``) is read one of two ways. By default as the tokenizer
+    joins it, ``[CLS] text [SEP] text_pair [SEP]``, every token of both texts content (a
+    user's NLI classifier reads both). With ``passage_only``, J&W's reading of a QA / NLI
+    pair: ``[CLS] text_pair [SEP] text [SEP]`` (question first, so truncation cuts only the
+    passage) with the passage ``text`` alone content, so attention, attributions and erasure
+    are read over it while the question conditions it, as in the classic pair models
+    (:mod:`attnexplain.models.pair`)."""
 
     tokenizer: object  # a transformers PreTrainedTokenizerBase
     max_length: int = 128
+    passage_only: bool = False
 
     @property
     def framing(self) -> Framing:
@@ -91,11 +100,13 @@ class WordpieceTokenizer:
 
     def encode_pairs(self, texts: Sequence[str], pairs: Sequence[str]) -> list[TokenSequence]:
         """``texts[i]`` and ``pairs[i]`` joined as the tokenizer joins a pair (``[CLS] a [SEP]
-        b [SEP]``, ``<s> a </s></s> b </s>``), truncated to ``max_length``."""
+        b [SEP]``, ``<s> a </s></s> b </s>``), truncated to ``max_length``; with
+        ``passage_only`` the pair comes first and only ``texts[i]``'s tokens are content."""
+        first, second = (pairs, texts) if self.passage_only else (texts, pairs)
         encoded = self.tokenizer(
-            list(texts),
-            list(pairs),
-            truncation=True,
+            list(first),
+            list(second),
+            truncation="only_second" if self.passage_only else True,
             max_length=self.max_length,
             return_special_tokens_mask=True,
             return_token_type_ids=True,
@@ -104,13 +115,25 @@ class WordpieceTokenizer:
         return [
             TokenSequence(
                 ids,
-                [1 - flag for flag in special],
+                self._content(encoded, i, special),
                 encoded["token_type_ids"][i] if segments else None,
             )
             for i, (ids, special) in enumerate(
                 zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True)
             )
         ]
+
+    def _content(self, encoded, row: int, special: Sequence[int]) -> list[int]:
+        """1 at the tokens read as content of pair ``row``: every text token, or with
+        ``passage_only`` the second text's (the passage's) alone."""
+        if not self.passage_only:
+            return [1 - flag for flag in special]
+        if not encoded.is_fast:
+            raise InvalidInputError(
+                "reading a pair's passage alone needs a fast tokenizer (one that reports which "
+                "text each token came from): save the model with its tokenizer.json"
+            )
+        return [int(text == 1) for text in encoded.sequence_ids(row)]
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens(list(ids))
@@ -217,9 +240,11 @@ def load_pretrained(
     max_length: int = 128,
     cache: str | os.PathLike | None = None,
     attention_mode: str = "learned",
+    passage_only: bool = False,
 ) -> tuple[HFClassifier, WordpieceTokenizer]:
     """A pretrained encoder with a fresh classification head of ``num_classes`` outputs
-    (``attention_mode`` as for :class:`HFClassifier`)."""
+    (``attention_mode`` as for :class:`HFClassifier`, ``passage_only`` as for
+    :class:`WordpieceTokenizer`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging
 
@@ -238,7 +263,7 @@ def load_pretrained(
         logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     classifier = HFClassifier(model, attention_mode=attention_mode)
-    return classifier, WordpieceTokenizer(tokenizer, max_length)
+    return classifier, WordpieceTokenizer(tokenizer, max_length, passage_only)
 
 
 def save_hf(directory: Path, model: HFClassifier, pipeline: WordpieceTokenizer) -> None:
@@ -248,7 +273,7 @@ def save_hf(directory: Path, model: HFClassifier, pipeline: WordpieceTokenizer) 
 
 
 def load_hf(
-    directory: Path, max_length: int, attention_mode: str = "learned"
+    directory: Path, max_length: int, attention_mode: str = "learned", passage_only: bool = False
 ) -> tuple[HFClassifier, WordpieceTokenizer]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -256,5 +281,5 @@ def load_hf(
         directory, attn_implementation="eager"
     )
     return HFClassifier(model, attention_mode=attention_mode), WordpieceTokenizer(
-        AutoTokenizer.from_pretrained(directory), max_length
+        AutoTokenizer.from_pretrained(directory), max_length, passage_only
     )

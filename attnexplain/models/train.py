@@ -32,7 +32,7 @@ from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.epochs import fit_epoch, run_epochs
-from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_pretrained
+from attnexplain.models.hf import PRETRAINED, HFClassifier, WordpieceTokenizer, load_pretrained
 from attnexplain.models.pair import PairModel, classic_model
 from attnexplain.models.train_state import clear_train_state
 
@@ -61,6 +61,15 @@ class TrainConfig:
     embeddings: str = "glove"
     embed_dim: int = 300
     max_length: int = 128
+    patience: int | None = None  # stop after this many epochs without a better dev score
+
+    def identity(self) -> dict:
+        """The fields as a dict, ``patience`` only where set: what decides a trained model
+        (checkpoints and run keys made before ``patience`` existed keep their identity)."""
+        fields = asdict(self)
+        if self.patience is None:
+            del fields["patience"]
+        return fields
 
     @classmethod
     def finetuning(cls, **overrides) -> TrainConfig:
@@ -78,8 +87,8 @@ class TrainConfig:
             raise InvalidInputError(
                 f"unknown embeddings {self.embeddings!r}; choose one of {', '.join(EMBEDDINGS)}"
             )
-        for name in ("epochs", "batch_size", "embed_dim", "max_length"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "embed_dim", "max_length", "patience"):
+            if (getattr(self, name) or 1) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise InvalidInputError(
@@ -226,7 +235,9 @@ def build_model(
     GloVe rows copied in when asked. On a pair dataset (questions or hypotheses beside the
     texts) the model is J&W's QA / NLI model (:class:`~attnexplain.models.pair.PairModel`)
     unless ``model_kwargs`` says ``pair=False``; ``pair=True`` on any other is an error.
-    ``pretrained`` (e.g. ``"minilm"``): that encoder with a new classification head. Image
+    ``pretrained`` (e.g. ``"minilm"``): that encoder with a new classification head; on a
+    pair dataset a registered encoder reads J&W's way (``[CLS] question [SEP] passage
+    [SEP]``, the passage alone content: :class:`WordpieceTokenizer`'s ``passage_only``). Image
     datasets: :func:`build_image_model`.
     """
     if dataset.modality == "image":
@@ -240,7 +251,12 @@ def build_model(
                 f"{sorted(options)}"
             )
         mode = model_kwargs.get("attention_mode", "learned")
-        return load_pretrained(pretrained, dataset.num_classes, config.max_length, cache, mode)
+        # a bare encoder learns J&W's reading of a pair (the passage read, the question
+        # conditioning it); a user's pair classifier keeps the order it was trained in
+        passage_only = PAIR_COLUMN in dataset.train and pretrained in PRETRAINED
+        return load_pretrained(
+            pretrained, dataset.num_classes, config.max_length, cache, mode, passage_only
+        )
     if model_kwargs.get("pair") and PAIR_COLUMN not in dataset.train:
         raise InvalidInputError(
             f"a pair model reads a question with every text, and {dataset.name!r} has none "
@@ -306,12 +322,12 @@ def train(
         "model": model.config.to_dict()
         if pretrained is None
         else (pretrained if not model_kwargs else {"pretrained": pretrained, **model_kwargs}),
-        "train_config": asdict(config),
+        "train_config": config.identity(),
     }
     metadata = {
         "dataset": dataset.name,
         "pretrained": pretrained,
-        "train_config": asdict(config),
+        "train_config": config.identity(),
         "selected_by": selected_by,
     }
 
@@ -324,6 +340,7 @@ def train(
         optimizer,
         fingerprint,
         config.epochs,
+        patience=config.patience,
         train_epoch=lambda epoch: _train_epoch(
             model,
             optimizer,
@@ -462,7 +479,7 @@ def train_images(
     wall = time.perf_counter() - started
     metadata = {
         "dataset": dataset.name,
-        "train_config": asdict(config),
+        "train_config": config.identity(),
         "selected_by": "dev accuracy",
         "best_epoch": fit["best_epoch"],
         "dev": dev,

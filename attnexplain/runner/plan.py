@@ -385,6 +385,7 @@ class FinetuneEntry(_RecipeEntry):
     """Overrides of the fine-tuning defaults (:meth:`TrainConfig.finetuning`)."""
 
     max_length: PositiveInt | None = None
+    patience: PositiveInt | None = None  # epochs without a better dev score before stopping
 
     def config(self, seed: int) -> TrainConfig:
         return TrainConfig.finetuning(**self.model_dump(exclude_none=True), seed=seed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -57,7 +57,7 @@ class TrainingUnit:
             "kind": self.kind,
             "dataset": self.dataset.identity(),
             "model": {**self.model.source(), **self.model.architecture()},
-            "train": asdict(self.train_config),
+            "train": self.train_config.identity(),
         }
 
     @cached_property
