@@ -95,6 +95,11 @@ def test_every_reported_adversary_respects_eps(classic, frame):
     assert df["eps_max_jsd"].between(0, np.log(2)).all() and df["eps_max_jsd"].max() > 0.1
     summary = jw.summarise_adversarial(df)
     assert set(summary.columns) >= {"median_eps_max_jsd", "share_at_least_0.5"}
+    overall = summary[summary["predicted_class"] == "all"].iloc[0]
+    assert overall["count"] == len(df)
+    assert overall["median_eps_max_jsd"] == pytest.approx(df["eps_max_jsd"].median())
+    assert overall["median_eps_max_jsd_low"] <= overall["median_eps_max_jsd"]
+    assert overall["median_eps_max_jsd"] <= overall["median_eps_max_jsd_high"]
     assert jw.figure_adversarial(df).axes
 
 
@@ -105,7 +110,15 @@ def test_correlation_reports_tau_per_method_and_class(classic, frame):
         assert len(tau) > 0 and tau.between(-1, 1).all()
     summary = jw.summarise_correlation(df)
     assert set(summary["method"]) == {"jw-gradient", "leave-one-out"}
-    assert (summary["count"] + summary["undefined"]).sum() == 2 * 24
+    overall = summary["predicted_class"] == "all"
+    assert (summary["count"] + summary["undefined"])[~overall].sum() == 2 * 24
+    assert (summary["count"] + summary["undefined"])[overall].tolist() == [24, 24]
+    # every mean lies in its bootstrap interval; the overall row is the mean over instances
+    assert (summary["mean_tau_low"] <= summary["mean_tau"]).all()
+    assert (summary["mean_tau"] <= summary["mean_tau_high"]).all()
+    assert (summary["mean_tau_low"] < summary["mean_tau_high"]).all()
+    gradient = summary[overall & (summary["method"] == "jw-gradient")].iloc[0]
+    assert gradient["mean_tau"] == pytest.approx(df["tau_jw-gradient"].mean())
     assert jw.figure_correlation(df).axes
 
 

@@ -390,20 +390,46 @@ def test_the_beside_paper_table_tags_sources_and_judges_claims(run_dir, monkeypa
             "quantity": ["tau jw-gradient", "tau jw-gradient", "adversarial median JSD"],
             "predicted_class": ["negative", "positive", "negative"],
             "ours": [0.45, 0.28, 0.60],
+            # SST .40 lies .01 below the first interval (inside the .05 stand-in allowance),
+            # .38 lies .07 above the second (outside it); the third has no interval
+            "ours_low": [0.41, 0.25, float("nan")],
+            "ours_high": [0.49, 0.31, float("nan")],
             "count": 100,
         }
     )
     judged = judge_claims(beside_paper(quantities))
     assert judged["paper"].tolist() == [0.40, 0.38, 0.54]
-    assert judged["holds"].tolist() == ["yes", "no", "no tolerance stated"]
+    assert judged["holds"].tolist() == ["yes", "no", "no interval"]
+    assert judged["allowance"].tolist() == [0.05, 0.05, 0.05]
+    assert judged["spread"].isna().all()  # one seed
     assert judged["source"].tolist() == ["table", "table", "derived"]
     monkeypatch.setattr(report_context, "run_beside_paper", lambda result: beside_paper(quantities))
     section = report_context.paper_table(report_context.load_run(run_dir))
-    assert (
-        "tolerance" in section.columns
-        and section.caption == "rt-sentences / lstm-additive / seed 10"
-    )
+    assert "allowance" in section.columns and "ours_low" not in section.columns
+    assert section.caption == "rt-sentences / lstm-additive / seed 10"
+    assert section.rows[0][section.columns.index("ours")] == "0.450 [0.410, 0.490]"
+    assert section.rows[2][section.columns.index("ours")] == "0.600"
     assert [row[-1] for row in section.rows] == ["[table]", "[table]", "[derived]"]
+
+
+def test_the_spread_across_seeds_widens_the_interval():
+    rows = {
+        "dataset": "imdb",
+        "model": "lstm-additive",
+        "quantity": "tau jw-gradient",
+        "predicted_class": "negative",
+        "count": 100,
+    }
+    # IMDB (no allowance), paper .37: outside both seeds' own intervals, inside once widened
+    quantities = pd.DataFrame(
+        [
+            rows | {"seed": 10, "ours": 0.40, "ours_low": 0.38, "ours_high": 0.42},
+            rows | {"seed": 50, "ours": 0.44, "ours_low": 0.42, "ours_high": 0.46},
+        ]
+    )
+    judged = judge_claims(beside_paper(quantities))
+    assert judged["spread"].tolist() == pytest.approx([0.02828, 0.02828], abs=1e-4)
+    assert judged["holds"].tolist() == ["yes", "no"]
 
 
 def test_tables_show_lists_nan_and_long_rows_without_choking():

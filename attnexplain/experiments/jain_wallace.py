@@ -27,6 +27,7 @@ import seaborn as sns
 import torch
 
 from attnexplain.device import draw, seeded_generator, to_numpy
+from attnexplain.experiments.paper_numbers import ALL_CLASSES
 from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import (
     SiteBatch,
@@ -39,6 +40,7 @@ from attnexplain.experiments.site_attention import (
 from attnexplain.hooks.interventions import shuffle_allowed
 from attnexplain.metrics import entropy, jsd, kendall_tau, tvd
 from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.uncertainty import interval_columns
 
 PERMUTATION_DEFAULTS = {"permutations": 100, "batch_size": 32, "seed": 0}
 ADVERSARIAL_DEFAULTS = {
@@ -129,18 +131,22 @@ def run_permutation(
 
 
 def summarise_permutation(df: pd.DataFrame) -> pd.DataFrame:
-    """Median of the per-instance median output change by max-attention bin and class, and a
-    last row (bin and class ``all``) over every instance."""
-    by_bin = (
-        df.assign(bin=attention_bin(df["max_attention"]))
-        .groupby(["bin", "predicted_class"], observed=True)["median_output_change"]
-        .agg(["median", "count"])
-        .reset_index()
-    )
-    changes = df["median_output_change"]
-    overall = {"bin": "all", "predicted_class": "all", "median": changes.median()}
-    by_bin["bin"] = by_bin["bin"].astype(str)
-    return pd.concat([by_bin, pd.DataFrame([overall | {"count": len(changes)}])], ignore_index=True)
+    """Median of the per-instance median output change by max-attention bin and class, with
+    its 95% bootstrap interval (``median_low``, ``median_high``), and a last row (bin and
+    class ``all``) over every instance."""
+    binned = df.assign(bin=attention_bin(df["max_attention"]))
+    groups = binned.groupby(["bin", "predicted_class"], observed=True)
+    rows = [
+        {"bin": str(b), "predicted_class": label, **_median_columns(group)}
+        for (b, label), group in groups
+    ]
+    rows.append({"bin": ALL_CLASSES, "predicted_class": ALL_CLASSES, **_median_columns(df)})
+    return pd.DataFrame(rows)
+
+
+def _median_columns(group: pd.DataFrame) -> dict[str, float]:
+    changes = group["median_output_change"].to_numpy()
+    return interval_columns("median", changes, np.median) | {"count": len(changes)}
 
 
 def figure_permutation(df: pd.DataFrame) -> plt.Figure:
@@ -236,15 +242,23 @@ def run_adversarial(
 
 
 def summarise_adversarial(df: pd.DataFrame) -> pd.DataFrame:
-    """Per predicted class: median eps-max JSD and the share of instances >= 0.5."""
-    grouped = df.groupby("predicted_class")["eps_max_jsd"]
-    return pd.DataFrame(
+    """Per predicted class and over all instances (class ``all``): median eps-max JSD and the
+    share of instances >= 0.5, each with its 95% bootstrap interval (``_low``, ``_high``)."""
+    rows = [
         {
-            "median_eps_max_jsd": grouped.median(),
-            "share_at_least_0.5": grouped.apply(lambda v: float((v >= 0.5).mean())),
-            "count": grouped.size(),
+            "predicted_class": label,
+            **interval_columns("median_eps_max_jsd", group["eps_max_jsd"], np.median),
+            **interval_columns("share_at_least_0.5", group["eps_max_jsd"] >= 0.5),
+            "count": len(group),
         }
-    ).reset_index()
+        for label, group in _by_class_and_all(df)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _by_class_and_all(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(class, rows) per predicted class, then (``all``, every row)."""
+    return [*df.groupby("predicted_class"), (ALL_CLASSES, df)]
 
 
 def figure_adversarial(df: pd.DataFrame) -> plt.Figure:
@@ -289,23 +303,24 @@ def run_correlation(
 
 
 def summarise_correlation(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Per method and predicted class: mean and std (ddof 0) of tau over defined instances, the
-    share with p <= ``alpha`` ("Sig. Frac."), and how many instances had no tau (NaN)."""
+    """Per method, per predicted class and over all instances (class ``all``): mean and std
+    (ddof 0) of tau over defined instances, the share with p <= ``alpha`` ("Sig. Frac."), each
+    mean with its 95% bootstrap interval (``_low``, ``_high``), and how many instances had no
+    tau (NaN)."""
     rows = []
     methods = [c[len("tau_") :] for c in df.columns if c.startswith("tau_")]
     for method in methods:
-        for label, group in df.groupby("predicted_class"):
+        for label, group in _by_class_and_all(df):
             tau = group[f"tau_{method}"].to_numpy()
             defined = ~np.isnan(tau)
+            significant = group[f"p_{method}"].to_numpy()[defined] <= alpha
             rows.append(
                 {
                     "method": method,
                     "predicted_class": label,
-                    "mean_tau": float(tau[defined].mean()) if defined.any() else float("nan"),
+                    **interval_columns("mean_tau", tau[defined]),
                     "std_tau": float(tau[defined].std()) if defined.any() else float("nan"),
-                    "sig_frac": float((group[f"p_{method}"].to_numpy()[defined] <= alpha).mean())
-                    if defined.any()
-                    else float("nan"),
+                    **interval_columns("sig_frac", significant.astype(float)),
                     "count": int(defined.sum()),
                     "undefined": int((~defined).sum()),
                 }

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib import pyplot as plt
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score
 
 from attnexplain.alignment import pieces_to_tokens
 from attnexplain.data.image_tokens import ImagePipeline
@@ -58,6 +58,7 @@ from attnexplain.models.guided import (
 )
 from attnexplain.models.hf import HFClassifier
 from attnexplain.models.train import TrainConfig, predict_proba
+from attnexplain.uncertainty import columns_of, f1_bootstrap, interval_row
 
 # papers-spec B2: the seeds W&P retrain with, besides the base seed 10
 AUTHORS_SEEDS = (50, 257, 500231, 100078, 12504, 90754789, 8988812, 2)
@@ -66,6 +67,8 @@ COLORS = {"trained": "#0072B2", "uniform": "#E69F00", "seed": "#009E73", "jw": "
 
 UNIFORM_DEFAULTS = {"whole_split": True}
 SEEDS_DEFAULTS = {"extra_seeds": 8, "jw_overlay": True}
+# the adversaries' summaries: mean distance from the model's attention and output
+DISTANCE_MEANS = {"mean jsd": ("jsd", np.mean), "mean output change": ("output_change", np.mean)}
 ADVERSARY_DEFAULTS = {"lambda": 0.001, "epochs": 80, "patience": 10}
 CONSISTENT_DEFAULTS = {"lambdas": [0.001, 0.01, 0.1, 1.0, 10.0]}
 DIAGNOSTIC_DEFAULTS = {
@@ -91,12 +94,6 @@ def row_jsd(first: list[np.ndarray], second: list[np.ndarray]) -> np.ndarray:
 def output_change(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """TVD [rows] between output distributions [rows, classes] (|dy| for binary tasks)."""
     return 0.5 * np.abs(first - second).sum(1)
-
-
-def f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
-    """Positive-class F1 for binary tasks (the paper's), macro F1 otherwise."""
-    average = "binary" if classes == 2 else "macro"
-    return float(f1_score(labels, predicted, average=average, zero_division=0))
 
 
 def uniform_like(attention: list[np.ndarray]) -> list[np.ndarray]:
@@ -181,8 +178,9 @@ def summarise_uniform(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def f1_table(df: pd.DataFrame, predictions: dict[str, str]) -> pd.DataFrame:
-    """F1 and accuracy of each ``attention`` name's prediction column against ``label``
-    (``classes`` in ``df`` decides binary or macro F1)."""
+    """F1 (with its 95% bootstrap interval over instances) and accuracy of each ``attention``
+    name's prediction column against ``label`` (``classes`` in ``df`` decides binary or macro
+    F1)."""
     if df.empty:
         return pd.DataFrame()
     classes, labels = int(df["classes"].iloc[0]), df["label"].to_numpy()
@@ -192,7 +190,7 @@ def f1_table(df: pd.DataFrame, predictions: dict[str, str]) -> pd.DataFrame:
         rows.append(
             {
                 "attention": attention,
-                "f1": f1(labels, predicted, classes),
+                **columns_of("f1", f1_bootstrap(labels, predicted, classes)),
                 "f1 of": "positive class" if classes == 2 else f"macro, {classes} classes",
                 "accuracy": float(accuracy_score(labels, predicted)),
                 "count": len(df),
@@ -336,17 +334,22 @@ def _classic_framing(checkpoint: Checkpoint) -> tuple[int, int]:
 
 def summarise_seeds(df: pd.DataFrame) -> pd.DataFrame:
     """Per predicted class: median JSD across seeds and mean output change, beside the J&W
-    adversaries' median JSD and output change."""
-    columns = {
-        "seed median jsd": ("jsd", "median"),
-        "seed mean output change": ("output_change", "mean"),
+    adversaries' median JSD and output change, each with its 95% bootstrap interval."""
+    statistics = {
+        "seed median jsd": ("jsd", np.median),
+        "seed mean output change": ("output_change", np.mean),
     }
     if "jw_jsd" in df:
-        columns |= {
-            "jw median jsd": ("jw_jsd", "median"),
-            "jw mean output change": ("jw_output_change", "mean"),
+        statistics |= {
+            "jw median jsd": ("jw_jsd", np.median),
+            "jw mean output change": ("jw_output_change", np.mean),
         }
-    return df.groupby("predicted_class").agg(**columns, count=("instance", "size")).reset_index()
+    return pd.DataFrame(
+        [
+            {"predicted_class": label, **interval_row(group, statistics), "count": len(group)}
+            for label, group in df.groupby("predicted_class")
+        ]
+    )
 
 
 def figure_seeds(df: pd.DataFrame) -> plt.Figure:
@@ -427,14 +430,13 @@ def adversary_comparison(
 
 
 def summarise_adversary(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean JSD and mean output change of the adversary, and how often it predicts as the
-    model does."""
+    """Mean JSD and mean output change of the adversary (with 95% bootstrap intervals), and
+    how often it predicts as the model does."""
     return pd.DataFrame(
         [
             {
                 "lambda": df["lambda"].iloc[0] if len(df) else float("nan"),
-                "mean jsd": df["jsd"].mean(),
-                "mean output change": df["output_change"].mean(),
+                **interval_row(df, DISTANCE_MEANS),
                 "same prediction": (df["adversary_predicted"] == df["predicted"]).mean(),
                 "count": len(df),
             }
@@ -499,18 +501,18 @@ def run_consistent(
 
 
 def summarise_consistent(df: pd.DataFrame) -> pd.DataFrame:
-    """Per source: mean JSD and mean output change over the instances."""
-    return (
-        df.groupby("source", sort=False)
-        .agg(
-            **{
-                "lambda": ("lambda", "first"),
-                "mean jsd": ("jsd", "mean"),
-                "mean output change": ("output_change", "mean"),
-                "count": ("instance", "size"),
+    """Per source: mean JSD and mean output change over the instances, with 95% bootstrap
+    intervals."""
+    return pd.DataFrame(
+        [
+            {
+                "source": source,
+                "lambda": group["lambda"].iloc[0],
+                **interval_row(group, DISTANCE_MEANS),
+                "count": len(group),
             }
-        )
-        .reset_index()
+            for source, group in df.groupby("source", sort=False)
+        ]
     )
 
 

@@ -406,7 +406,8 @@ def paper_table(result: RunResult) -> Table | None:
     judged = judge_claims(beside)
     judged["source"] = "[" + judged["source"] + "]"
     columns = ["dataset", "model", "seed", "paper_dataset", "quantity", "predicted_class"]
-    columns += ["ours", "paper", "difference", "tolerance", "holds", "source"]
+    columns += ["ours", "ours_low", "ours_high", "paper", "difference", "spread", "allowance"]
+    columns += ["holds", "source"]
     renamed = judged[columns].rename(
         columns={"paper_dataset": "paper's dataset", "predicted_class": "predicted class"}
     )

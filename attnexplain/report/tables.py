@@ -63,7 +63,9 @@ def _is_numeric(column: pd.Series) -> bool:
 
 def to_table(frame: pd.DataFrame, shared: Sequence[str] = KEY_COLUMNS, digits: int = 3) -> Table:
     """``frame`` as a :class:`Table`. The ``shared`` columns that hold one value in every row
-    (one dataset, model and seed) are moved into the caption instead of repeated per row."""
+    (one dataset, model and seed) are moved into the caption instead of repeated per row; a
+    column ``x`` with interval columns ``x_low`` and ``x_high`` beside it shows as one column,
+    ``value [low, high]``."""
     constant = [
         name
         for name in shared
@@ -74,9 +76,36 @@ def to_table(frame: pd.DataFrame, shared: Sequence[str] = KEY_COLUMNS, digits: i
         for name in constant
     )
     shown = frame.drop(columns=constant)
-    rows = [
-        [format_cell(value, digits) for value in record]
-        for record in shown.itertuples(index=False, name=None)
-    ]
+    bounded = interval_columns(shown)
+    shown = shown.drop(columns=[f"{name}_{side}" for name in bounded for side in ("low", "high")])
+    cells = {
+        name: [
+            format_interval(value, low, high, digits)
+            for value, low, high in zip(
+                shown[name], frame[f"{name}_low"], frame[f"{name}_high"], strict=True
+            )
+        ]
+        if name in bounded
+        else [format_cell(value, digits) for value in shown[name]]
+        for name in shown.columns
+    }
+    rows = [list(row) for row in zip(*cells.values(), strict=True)] if len(shown) else []
     numeric = [_is_numeric(shown[name]) for name in shown.columns]
     return Table([str(name) for name in shown.columns], rows, numeric, caption)
+
+
+def interval_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns ``x`` of ``frame`` that have ``x_low`` and ``x_high`` beside them."""
+    return [
+        name
+        for name in frame.columns
+        if f"{name}_low" in frame.columns and f"{name}_high" in frame.columns
+    ]
+
+
+def format_interval(value: object, low: object, high: object, digits: int = 3) -> str:
+    """``value [low, high]`` (:func:`format_cell` each), or the value alone where the interval
+    is missing."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return format_cell(value, digits)
+    return f"{format_cell(value, digits)} [{format_cell(low, digits)}, {format_cell(high, digits)}]"
