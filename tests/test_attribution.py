@@ -236,6 +236,21 @@ def test_rollout_and_flow_of_a_classic_model_are_its_attention(classic, method, 
     assert torch.equal(attribute(model, batch, method, scoring=scoring).scores, expected)
 
 
+def test_grad_attention_is_attention_times_the_probability_gradient_summed_over_heads(bert):
+    """alpha * d p_target / d alpha at the [CLS] row of the last layer, by plain autograd
+    through transformers' forward and the captured (non-leaf) pattern."""
+    model, batch = bert
+    target = torch.tensor([1, 0])
+    with capture(model, detach=False) as cache:
+        probabilities = torch.softmax(model.forward_batch(batch), -1)
+    pattern = cache[list_sites(model)[-1]]
+    (gradient,) = torch.autograd.grad(probabilities[torch.arange(2), target].sum(), pattern)
+    expected = (pattern * gradient)[:, :, 0].sum(1).detach() * batch.content_mask
+    scores = attribute(model, batch, "grad-attention", target=target).scores
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert (scores < 0).any() and (scores > 0).any()  # signed
+
+
 def test_attention_heads_aggregate_or_select(bert):
     model, batch = bert
     mean = attribute(model, batch, "attention").scores
