@@ -1,10 +1,12 @@
 """Gradient rollout (Chefer et al. 2021), value zeroing (Mohebbi et al. 2023) and ALTI
-(Ferrando et al. 2022) against hand-computed cases on a tiny random BERT and a classic model."""
+(Ferrando et al. 2022) against hand-computed cases on a tiny random BERT and a classic model;
+value zeroing also against numbers from its authors' recipe."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
 
 from attnexplain.attribution import attribute, list_methods
 from attnexplain.attribution.alti import alti_matrices, decompose_block, manhattan_contributions
@@ -18,7 +20,7 @@ from attnexplain.errors import HookError
 from attnexplain.hooks import capture, intervene, list_sites, replace, zero_keys
 from attnexplain.models import ClassicConfig, ClassicModel
 from attnexplain.models.hf import HFClassifier
-from tests.tiny_transformers import tiny_model
+from tests.tiny_transformers import ARCHS, tiny_model
 
 METHODS = ["gradient-rollout", "value-zeroing", "alti"]
 BERT_SEQUENCES = [[1, 5, 6, 7, 2], [1, 8, 9, 10, 11, 12, 13, 2]]
@@ -128,8 +130,8 @@ def _zero_position(j: int):
 
 @pytest.mark.parametrize("layer", [0, 1])
 def test_value_zeroing_equals_zeroing_the_value_projection(bert, layer):
-    """Mohebbi et al.'s literal recipe: v_j = 0 in the value projection's output, layer
-    ``layer`` rerun on the original input; rows i != j must agree with the hooks' version."""
+    """Mohebbi et al.'s literal recipe: v_j = 0 in the value projection's output (for every
+    query row, j's own included), layer ``layer`` rerun on the original input."""
     model, batch = bert
     ids = batch.token_ids[1:2, : int(batch.lengths[1])]
     tokens = ids.shape[1]
@@ -156,9 +158,60 @@ def test_value_zeroing_equals_zeroing_the_value_projection(bert, layer):
     finally:
         handle.remove()
     matrix = value_zeroing_matrices(model, batch, [layer])[1, 0, :tokens, :tokens]
-    off_diagonal = 1 - torch.eye(tokens)
-    assert torch.allclose(matrix * off_diagonal, expected * off_diagonal, atol=1e-5)
-    assert (matrix.diagonal() == 0).all()
+    assert torch.allclose(matrix, expected, atol=1e-5)
+    assert (matrix.diagonal() > 0).all()  # a token's own value counts for its own row
+
+
+# Mohebbi et al.'s scoring/value_zeroing.py redone by hand in float64 from _seeded_bert's
+# weights for VZ_IDS (each layer rerun on its plain input with v_t = 0 in every query row,
+# 1 - cos per row, rows normalised to sum 1; rollout VZ_2 VZ_1 without residual), 6 decimals.
+VZ_IDS = [1, 5, 6, 7, 2]
+REFERENCE_VZ = [
+    [
+        [0.144461, 0.21562, 0.005605, 0.633289, 0.001025],
+        [0.414702, 0.031267, 0.380512, 0.15241, 0.021108],
+        [0.110753, 0.047583, 0.151178, 0.678307, 0.012179],
+        [0.089919, 0.213745, 0.365732, 0.329054, 0.00155],
+        [0.041804, 0.499837, 0.028965, 0.429043, 0.000352],
+    ],
+    [
+        [0.424306, 0.003331, 0.007441, 0.050796, 0.514126],
+        [0.102781, 0.673293, 0.133627, 0.081012, 0.009287],
+        [0.553799, 0.017812, 0.006637, 0.006048, 0.415704],
+        [0.11557, 0.621967, 0.054526, 0.206388, 0.001548],
+        [0.661149, 0.050718, 0.040385, 0.203618, 0.044129],
+    ],
+]
+REFERENCE_VZ_ROLLOUT_CLS = [0.089561, 0.359784, 0.03824, 0.51156, 0.000856]
+
+
+def _seeded_bert() -> HFClassifier:
+    """The tiny BERT's architecture with weights drawn from a seeded generator in parameter
+    name order (not transformers' initialiser, which may change between versions)."""
+    model = AutoModelForSequenceClassification.from_config(ARCHS["bert"].config).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in sorted(model.named_parameters()):
+            noise = torch.randn(parameter.shape, generator=generator)
+            if "LayerNorm.weight" in name:
+                parameter.copy_(1 + 0.1 * noise)
+            elif name.endswith("bias"):
+                parameter.copy_(0.1 * noise)
+            else:
+                parameter.copy_(0.3 * noise)
+    return HFClassifier(model)
+
+
+def test_value_zeroing_matches_the_authors_code_on_the_same_weights():
+    model, batch = _seeded_bert(), collate([VZ_IDS], framing=FRAMED)
+    matrices = value_zeroing_matrices(model, batch, [0, 1])[0]
+    normalised = matrices / matrices.sum(-1, keepdim=True)
+    assert torch.allclose(normalised, torch.tensor(REFERENCE_VZ), atol=1e-5)
+    content = batch.content_mask[0]
+    site_row = attribute(model, batch, "value-zeroing").scores[0]
+    assert torch.allclose(site_row, torch.tensor(REFERENCE_VZ[1][0]) * content, atol=1e-5)
+    rollout = attribute(model, batch, "value-zeroing", rollout=True).scores[0]
+    assert torch.allclose(rollout, torch.tensor(REFERENCE_VZ_ROLLOUT_CLS) * content, atol=1e-5)
 
 
 def test_classic_value_zeroing_is_the_cosine_distance_of_the_context(classic):

@@ -11,14 +11,17 @@ from attnexplain.attribution import (
     attention_flow,
     attention_rollout,
     attribute,
+    get_method,
     list_methods,
     residual_attention,
 )
 from attnexplain.attribution.adapter import EmbeddingForward
+from attnexplain.attribution.attention_graph import max_over_outputs, output_positions
 from attnexplain.attribution.erasure import erase
 from attnexplain.attribution.norms import contribution_vectors, site_projections
 from attnexplain.data import Framing, collate
 from attnexplain.errors import HookError, InvalidInputError, UnknownNameError
+from attnexplain.hooks import capture, list_sites
 from attnexplain.models import ClassicConfig, ClassicModel
 from attnexplain.models.hf import HFClassifier
 from tests.tiny_transformers import tiny_model
@@ -159,21 +162,93 @@ def test_rollout_multiplies_residual_layers_and_flow_of_one_layer_is_its_row():
     assert torch.allclose(layers[0, 0], 0.5 * patterns[0, 0].mean(0) + 0.5 * torch.eye(4))
     assert torch.allclose(attention_rollout(patterns)[0], layers[0, 1] @ layers[0, 0])
     # One layer: the only path from input j to output q is the edge of capacity A[q, j].
-    flow = attention_flow(patterns[:, :1], torch.tensor([2]), torch.tensor([4]))
-    assert torch.allclose(flow[0], layers[0, 0, 2].float(), atol=1e-6)
+    third = torch.tensor([[False, False, True, False]])
+    flow = attention_flow(patterns[:, :1], torch.tensor([4]), third)
+    assert torch.allclose(flow[0, 2], layers[0, 0, 2].float(), atol=1e-6)
+    assert (flow[0, [0, 1, 3]] == 0).all()  # rows not asked for are not computed
 
 
 def test_flow_of_identity_attention_reaches_only_the_token_itself():
     identity = torch.eye(5).expand(1, 2, 2, 5, 5)
-    flow = attention_flow(identity, torch.tensor([0]), torch.tensor([4]))
-    assert flow.tolist() == [[1.0, 0.0, 0.0, 0.0, 0.0]]
+    first = torch.tensor([[True, False, False, False, False]])
+    flow = attention_flow(identity, torch.tensor([4]), first)
+    assert flow[0, 0].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_max_over_outputs_normalises_the_selected_rows_and_skips_the_rest():
+    matrices = torch.tensor([[[1.0, 1.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 3.0]]])
+    lengths, query = torch.tensor([2]), torch.tensor([1])
+    every = output_positions(query, lengths, 3, "max-over-outputs")
+    assert every.tolist() == [[True, True, False]]  # row 2 is padding
+    assert torch.allclose(max_over_outputs(matrices, every), torch.tensor([[0.5, 2 / 3, 0.0]]))
+    row = output_positions(query, lengths, 3, "row")
+    assert torch.allclose(max_over_outputs(matrices, row), torch.tensor([[1 / 3, 2 / 3, 0.0]]))
+
+
+def test_rollout_and_flow_scored_by_hand_at_one_row_and_at_every_output():
+    """Two layers, two tokens, one head. With the residual, A_1 = [[.5, .5], [0, 1]] and
+    A_2 = [[1, 0], [.5, .5]]: rollout A_2 A_1 = [[.5, .5], [.25, .75]]. Flow into output 0:
+    .5 from each input (one path each, through layer-1 token 0); into output 1: .5 from input
+    0, .5 + .5 from input 1 (through both layer-1 tokens), i.e. [1/3, 2/3] once normalised."""
+    patterns = torch.tensor([[[0.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]]])[None, :, None]
+    lengths, cls = torch.tensor([2]), torch.tensor([0])
+    row = output_positions(cls, lengths, 2, "row")
+    every = output_positions(cls, lengths, 2, "max-over-outputs")
+    rollout = attention_rollout(patterns)
+    assert torch.allclose(max_over_outputs(rollout, row), torch.tensor([[0.5, 0.5]]))
+    assert torch.allclose(max_over_outputs(rollout, every), torch.tensor([[0.5, 0.75]]))
+    flow = attention_flow(patterns, lengths, every)
+    assert torch.allclose(flow, torch.tensor([[[0.5, 0.5], [0.5, 1.0]]]))
+    assert torch.allclose(max_over_outputs(flow, row), torch.tensor([[0.5, 0.5]]))
+    assert torch.allclose(max_over_outputs(flow, every), torch.tensor([[0.5, 2 / 3]]))
+
+
+def test_max_over_outputs_scoring_reaches_rollout_and_flow_through_the_registry(bert):
+    model, batch = bert
+    with capture(model) as cache:
+        model.forward_batch(batch)
+    rollout = attention_rollout(torch.stack([cache[site] for site in list_sites(model)], 1))
+    expected = (
+        torch.stack([rollout[b, :n].amax(0) for b, n in enumerate(batch.lengths.tolist())])
+        * batch.content_mask
+    )
+    scores = attribute(model, batch, "attention-rollout", scoring="max-over-outputs").scores
+    assert torch.allclose(scores, expected, atol=1e-6)
+    for method in ("attention-rollout", "attention-flow"):
+        assert "scoring" in get_method(method).parameters
+        at_row = attribute(model, batch, method).scores
+        at_max = attribute(model, batch, method, scoring="max-over-outputs").scores
+        assert (at_max >= at_row - 1e-6).all() and (at_max > at_row + 1e-3).any()
 
 
 @pytest.mark.parametrize("method", ["attention-rollout", "attention-flow"])
-def test_rollout_and_flow_of_a_classic_model_are_its_attention(classic, method):
+def test_rollout_and_flow_name_the_scorings_they_take(family, method):
+    model, batch = family
+    with pytest.raises(InvalidInputError, match="max-over-outputs"):
+        attribute(model, batch, method, scoring="column")
+
+
+@pytest.mark.parametrize("scoring", ["row", "max-over-outputs"])
+@pytest.mark.parametrize("method", ["attention-rollout", "attention-flow"])
+def test_rollout_and_flow_of_a_classic_model_are_its_attention(classic, method, scoring):
     model, batch = classic
     expected = attribute(model, batch, "attention").scores
-    assert torch.equal(attribute(model, batch, method).scores, expected)
+    assert torch.equal(attribute(model, batch, method, scoring=scoring).scores, expected)
+
+
+def test_grad_attention_is_attention_times_the_probability_gradient_summed_over_heads(bert):
+    """alpha * d p_target / d alpha at the [CLS] row of the last layer, by plain autograd
+    through transformers' forward and the captured (non-leaf) pattern."""
+    model, batch = bert
+    target = torch.tensor([1, 0])
+    with capture(model, detach=False) as cache:
+        probabilities = torch.softmax(model.forward_batch(batch), -1)
+    pattern = cache[list_sites(model)[-1]]
+    (gradient,) = torch.autograd.grad(probabilities[torch.arange(2), target].sum(), pattern)
+    expected = (pattern * gradient)[:, :, 0].sum(1).detach() * batch.content_mask
+    scores = attribute(model, batch, "grad-attention", target=target).scores
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert (scores < 0).any() and (scores > 0).any()  # signed
 
 
 def test_attention_heads_aggregate_or_select(bert):

@@ -1,9 +1,12 @@
 """Attention-derived token scores: raw attention at the site, gradient x attention, norm-based
 attention, rollout and flow.
 
+Rollout and flow score a token by the row the classifier reads (``scoring="row"``, default)
+or, as Abnar & Zuidema's SST script does, by its maximum over every output position's row
+(``scoring="max-over-outputs"``); see :mod:`attnexplain.attribution.attention_graph`.
 Classic models have one attention step with no residual path around it, so their attention
-graph is a single layer: rollout and flow of that graph are the raw attention itself (exactly,
-not as an approximation), and those methods return it.
+graph is a single layer with one output: rollout and flow of that graph are the raw attention
+itself (exactly, not as an approximation), and those methods return it under either scoring.
 """
 
 from __future__ import annotations
@@ -13,8 +16,13 @@ from collections.abc import Callable
 import torch
 
 from attnexplain.attribution.adapter import Model
-from attnexplain.attribution.attention_graph import attention_flow, attention_rollout
-from attnexplain.attribution.layerwise import rows_of
+from attnexplain.attribution.attention_graph import (
+    SCORINGS,
+    attention_flow,
+    attention_rollout,
+    max_over_outputs,
+    output_positions,
+)
 from attnexplain.attribution.norms import attention_norm
 from attnexplain.attribution.result import MethodOutput
 from attnexplain.data.batching import Batch
@@ -91,19 +99,33 @@ def _all_layers(model: HFClassifier, batch: Batch) -> tuple[torch.Tensor, torch.
     return torch.stack([cache[site] for site in list_sites(model)], 1), state.query
 
 
-def rollout(model: Model, batch: Batch) -> MethodOutput:
-    """Attention rollout through all layers, at the row the classifier reads; classic models:
-    the raw attention (module docstring). Scores [batch, tokens]."""
+def _graph_scores(
+    model: Model,
+    batch: Batch,
+    scoring: str,
+    graph: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> MethodOutput:
+    """Scores [batch, tokens] read from ``graph(patterns, lengths, outputs)`` [batch, tokens,
+    tokens] (rows: output positions) at the output positions ``scoring`` names; classic
+    models: the raw attention (module docstring)."""
+    if scoring not in SCORINGS:
+        raise InvalidInputError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
     if not isinstance(model, HFClassifier):
         return raw_attention(model, batch)
     patterns, query = _all_layers(model, batch)
-    return MethodOutput(rows_of(attention_rollout(patterns), query))
+    outputs = output_positions(query, batch.lengths, patterns.shape[-1], scoring)
+    return MethodOutput(max_over_outputs(graph(patterns, batch.lengths, outputs), outputs))
 
 
-def flow(model: Model, batch: Batch) -> MethodOutput:
-    """Attention flow to the row the classifier reads (networkx max-flow per token); classic
-    models: the raw attention (module docstring). Scores [batch, tokens]."""
-    if not isinstance(model, HFClassifier):
-        return raw_attention(model, batch)
-    patterns, query = _all_layers(model, batch)
-    return MethodOutput(attention_flow(patterns, query, batch.lengths))
+def rollout(model: Model, batch: Batch, scoring: str = "row") -> MethodOutput:
+    """Attention rollout through all layers, read as ``scoring`` says (module docstring).
+    Scores [batch, tokens]."""
+    return _graph_scores(
+        model, batch, scoring, lambda patterns, lengths, outputs: attention_rollout(patterns)
+    )
+
+
+def flow(model: Model, batch: Batch, scoring: str = "row") -> MethodOutput:
+    """Attention flow (networkx max-flow per input token and output position), read as
+    ``scoring`` says (module docstring). Scores [batch, tokens]."""
+    return _graph_scores(model, batch, scoring, attention_flow)

@@ -1,21 +1,22 @@
 """Value zeroing (Mohebbi, Zuidema, Chrupala & Alishahi 2023, "Quantifying Context Mixing in
-Transformers").
+Transformers"), as the authors' code (github.com/hmohebbi/ValueZeroing,
+scoring/value_zeroing.py) computes it.
 
 At layer l, the contribution of token j to token i is how far token i's output moves when
-token j's value vector is zeroed (in every head) for the other tokens' attention:
+token j's value vector is zeroed (in every head, for every query row, i = j included), the
+layer rerun on the input it has in a plain pass:
 
-    VZ_l[i, j] = 1 - cos(y_i, y_i^{not j}),   y: the layer's output, i != j keep v_j = 0
+    VZ_l[i, j] = 1 - cos(y_i, y_i^{not j}),   y: the layer's output, v_j = 0 in every row
 
-(VZ_l[j, j] = 0: token j's own row keeps its value). Zeroing v_j is exactly zeroing the
-attention weight A[i, j] without renormalising, which is how it is done here: through the
+and each row is then normalised to sum 1. Zeroing v_j is exactly zeroing the attention
+weight A[i, j] in every row without renormalising, which is how it is done here: through the
 hooks, on any transformer they support. A token that row i does not attend to (A[i, j] = 0
 in every head) changes nothing and scores exactly 0.
 
 ``rollout=False`` (default): the row the classifier reads at the site layer. ``rollout=True``:
-as in the paper, rows normalised to sum 1 and multiplied across layers,
-VZbar_L ... VZbar_1, at that row. Classic models (one attention step, no layer around it):
-the output is the context vector c = sum_t alpha_t h_t, and token t scores
-1 - cos(c, c - alpha_t h_t).
+the normalised matrices multiplied across layers, VZ_L ... VZ_1 (no residual added), at that
+row. Classic models (one attention step, no layer around it): the output is the context
+vector c = sum_t alpha_t h_t, and token t scores 1 - cos(c, c - alpha_t h_t), unnormalised.
 """
 
 from __future__ import annotations
@@ -45,11 +46,10 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def zeroing_mask(tokens: int) -> torch.Tensor:
     """[tokens + 1, 1, tokens, tokens] float: copy 0 keeps every weight; copy 1 + j zeroes
-    column j (the weight on token j's value) in every row but j's own."""
+    column j (the weight on token j's value) in every row, j's own included."""
     keep = torch.ones(tokens + 1, tokens, tokens)
     j = torch.arange(tokens)
     keep[1 + j, :, j] = 0.0
-    keep[1 + j, j, j] = 1.0
     return keep.unsqueeze(1)
 
 
@@ -111,8 +111,8 @@ def _zeroed_outputs(
 
 @torch.no_grad()
 def value_zeroing_matrices(model: HFClassifier, batch: Batch, layers: list[int]) -> torch.Tensor:
-    """VZ_l[i, j] for each of ``layers``: [batch, len(layers), tokens, tokens], zero beyond
-    each row's length."""
+    """VZ_l[i, j] for each of ``layers``, before rows are normalised: [batch, len(layers),
+    tokens, tokens], zero beyond each row's length."""
     width, device = batch.token_ids.shape[1], batch.token_ids.device
     matrices = torch.zeros(len(batch), len(layers), width, width, device=device)
     for b, length in enumerate(batch.lengths.tolist()):
@@ -135,13 +135,11 @@ def _classic(model: Model, batch: Batch) -> torch.Tensor:
 @torch.no_grad()
 def value_zeroing(model: Model, batch: Batch, rollout: bool = False) -> MethodOutput:
     """Value-zeroing scores of the explained row (module docstring). Scores [batch, tokens]
-    >= 0."""
+    >= 0; a transformer's sum to 1 over the row's tokens, framing included."""
     if not isinstance(model, HFClassifier):
         return MethodOutput(_classic(model, batch))
-    rows = explained_rows(model, batch)
-    if not rollout:
-        site = model.site_layer % len(list_sites(model))
-        return MethodOutput(rows_of(value_zeroing_matrices(model, batch, [site])[:, 0], rows))
-    matrices = value_zeroing_matrices(model, batch, list(range(len(list_sites(model)))))
+    count = len(list_sites(model))
+    layers = list(range(count)) if rollout else [model.site_layer % count]
+    matrices = value_zeroing_matrices(model, batch, layers)
     total = matrices.sum(-1, keepdim=True).clamp_min(torch.finfo(matrices.dtype).tiny)
-    return MethodOutput(rows_of(compose(matrices / total), rows))
+    return MethodOutput(rows_of(compose(matrices / total), explained_rows(model, batch)))
