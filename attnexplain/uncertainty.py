@@ -81,18 +81,45 @@ def f1_bootstrap(
     ``classes``, else macro F1 over the classes either holds, as scikit-learn's with
     ``zero_division=0``) with its percentile bootstrap interval over instances."""
     labels, predicted = np.asarray(labels), np.asarray(predicted)
-    kinds = [1] if classes == 2 else np.union1d(labels, predicted).tolist()
+    score = _f1_of(labels, [predicted], classes)
+    return _resampled(lambda rows: score(rows, 0), len(labels), resamples, level, seed)
 
-    def estimate(rows: np.ndarray) -> np.ndarray:
-        truth, guess = labels[rows], predicted[rows]
-        scores = []
+
+def paired_f1_difference(
+    labels,
+    first,
+    second,
+    classes: int,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Interval:
+    """F1(``first``) - F1(``second``), two predictions [N] of the same instances against
+    ``labels`` [N], with its paired bootstrap interval (both scored on each resample)."""
+    labels = np.asarray(labels)
+    score = _f1_of(labels, [np.asarray(first), np.asarray(second)], classes)
+    return _resampled(
+        lambda rows: score(rows, 0) - score(rows, 1), len(labels), resamples, level, seed
+    )
+
+
+def _f1_of(
+    labels: np.ndarray, predictions: list[np.ndarray], classes: int
+) -> Callable[[np.ndarray, int], np.ndarray]:
+    """``score(rows, k)``: F1 [resamples] of ``predictions[k]`` on each row resampling
+    [resamples, N], over the classes the labels or any prediction hold (macro) or class 1."""
+    kinds = [1] if classes == 2 else np.union1d(labels, np.concatenate(predictions)).tolist()
+
+    def score(rows: np.ndarray, which: int) -> np.ndarray:
+        truth, guess = labels[rows], predictions[which][rows]
+        per_class = []
         for kind in kinds:
             hits = ((truth == kind) & (guess == kind)).sum(1)
             wrong = (truth == kind).sum(1) + (guess == kind).sum(1) - 2 * hits
-            scores.append(np.where(hits > 0, 2 * hits / np.maximum(2 * hits + wrong, 1), 0.0))
-        return np.mean(scores, axis=0)
+            per_class.append(np.where(hits > 0, 2 * hits / np.maximum(2 * hits + wrong, 1), 0.0))
+        return np.mean(per_class, axis=0)
 
-    return _resampled(estimate, len(labels), resamples, level, seed)
+    return score
 
 
 def interval_columns(
@@ -129,12 +156,17 @@ def agrees_with(paper: float, low: float, high: float, spread: float, allowance:
 
 
 def ordered(
-    smaller, larger, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0
+    smaller,
+    larger,
+    statistic: Callable[..., np.ndarray] = np.mean,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
 ) -> tuple[bool, Interval]:
-    """A paired bootstrap test that mean(``larger``) exceeds mean(``smaller``) on the same
-    instances [N]: it passes when the ``level`` interval of the difference lies above 0
-    (one-sided at (1 - ``level``) / 2). Returns (passes, the difference's interval)."""
-    difference = paired_difference(larger, smaller, resamples=resamples, level=level, seed=seed)
+    """A paired bootstrap test that ``statistic(larger)`` exceeds ``statistic(smaller)`` on
+    the same instances [N]: it passes when the ``level`` interval of the difference lies above
+    0 (one-sided at (1 - ``level``) / 2). Returns (passes, the difference's interval)."""
+    difference = paired_difference(larger, smaller, statistic, resamples, level, seed)
     return bool(difference.low > 0), difference
 
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from attnexplain.uncertainty import agrees_with, bootstrap, f1_bootstrap, ordered
+from attnexplain.uncertainty import (
+    agrees_with,
+    bootstrap,
+    f1_bootstrap,
+    ordered,
+    paired_f1_difference,
+)
 
 
 def test_intervals_cover_the_true_mean_and_median_at_about_their_nominal_rate():
@@ -69,3 +75,17 @@ def test_an_ordering_passes_its_paired_test_only_when_the_difference_is_clear():
     assert not passes and difference.low <= 0 <= difference.high
     # the reverse ordering fails
     assert not ordered(smaller + 0.05, smaller)[0]
+
+
+def test_a_paired_f1_difference_is_the_difference_of_the_two_f1s():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(3, size=400)
+    good = np.where(rng.random(400) < 0.8, labels, rng.integers(3, size=400))
+    poor = np.where(rng.random(400) < 0.5, labels, rng.integers(3, size=400))
+    difference = paired_f1_difference(labels, good, poor, 3)
+    expected = f1_score(labels, good, average="macro") - f1_score(labels, poor, average="macro")
+    assert difference.value == pytest.approx(expected)
+    assert 0 < difference.low < expected < difference.high
+    # a model against itself: exactly no difference on every resample
+    same = paired_f1_difference(labels, good, good, 3)
+    assert same.low == same.high == 0

@@ -1,37 +1,61 @@
 """The papers' claims, each judged on the runs that can test it.
 
 A :class:`Claim` is a statement of Jain & Wallace 2019 or Wiegreffe & Pinter 2019, the paper's
-number (or "figure only"), the tolerance we judge it with and a function that reads our runs.
+number (or "figure only"), the rule we judge it by and a function that reads our runs.
 :func:`judge` returns one row per claim: what we measured and whether the claim holds, or that
 the runs hold nothing to test it with. :data:`UNTESTABLE` lists the claims no data we can get
 can test, and why.
 
-Numbers compare only where a dataset stands in for a paper dataset
-(:data:`~attnexplain.experiments.paper_numbers.PAPER_DATASETS`); orderings (BiLSTM below
-Average, adversaries beyond seeds, the diagnostic's ranking) are judged on every dataset run.
+One rule for "holds" (reports/README.md, "When a claim holds"): a paper's number holds when it
+lies inside our 95% bootstrap interval widened by the between-seed spread and, for a stand-in
+dataset, a stated allowance (:func:`~attnexplain.uncertainty.agrees_with`); an ordering holds
+when a paired bootstrap test over instances passes at the 95% level
+(:func:`~attnexplain.uncertainty.ordered`). Every claim is judged per dataset and model and
+holds only where it holds on each. Numbers compare only where a dataset stands in for a paper
+dataset (:data:`~attnexplain.experiments.paper_numbers.PAPER_DATASETS`); orderings are judged
+on every dataset run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from attnexplain.errors import AttnExplainError
-from attnexplain.experiments.paper_numbers import run_beside_paper
+from attnexplain.experiments.paper_numbers import (
+    ALL_CLASSES,
+    ALLOWANCES,
+    PAPER_DATASETS,
+    PAPER_NUMBERS,
+    TABLE_4_JSD,
+    judge_claims,
+    run_beside_paper,
+)
 from attnexplain.runner.run import RunResult
+from attnexplain.uncertainty import Interval, agrees_with, ordered, paired_f1_difference
 
 JW = "J&W 2019"
 WP = "W&P 2019"
 
 
+# the experiments whose per-instance tables the ordering claims test on
+PER_INSTANCE = (
+    "jain_wallace.correlation",
+    "wiegreffe_pinter.uniform",
+    "wiegreffe_pinter.seeds",
+    "wiegreffe_pinter.diagnostic",
+)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What our runs say about a claim: ``ours`` in words and numbers, and whether it holds."""
+    """What our runs say about a claim: ``ours`` in words and numbers, and whether it holds
+    (None: the runs show it, but on no dataset the paper gives a number for)."""
 
     ours: str
-    holds: bool
+    holds: bool | None
 
 
 @dataclass(frozen=True)
@@ -45,14 +69,17 @@ class Evidence:
 
     summaries: dict[str, pd.DataFrame]
     beside: pd.DataFrame
+    per_instance: dict[str, pd.DataFrame] = field(default_factory=dict)
+    dataset_names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, results: Iterable[RunResult]) -> Evidence:
         """The evidence in some runs (a unit shared by two runs counts once)."""
         summaries: dict[str, list[pd.DataFrame]] = {}
-        beside = []
+        per_instance: dict[str, list[pd.DataFrame]] = {}
+        beside, names = [], {}
         for result in results:
-            names = {dataset.label: dataset.name for dataset in result.plan.datasets}
+            names |= {dataset.label: dataset.name for dataset in result.plan.datasets}
             pairs = {dataset.label: dataset.reads_pairs for dataset in result.plan.datasets}
             for index, entry in enumerate(result.plan.experiments):
                 summary = result.summary(index)
@@ -61,6 +88,11 @@ class Evidence:
                     summary["pairs"] = summary["dataset"].map(pairs)
                     summary["entry"] = f"{result.plan.name}#{index}"
                     summaries.setdefault(entry.name, []).append(summary)
+                if entry.name in PER_INSTANCE:
+                    table = result.results(index)
+                    if len(table):
+                        table["entry"] = f"{result.plan.name}#{index}"
+                        per_instance.setdefault(entry.name, []).append(table)
             beside.append(run_beside_paper(result))
         stacked = {
             name: pd.concat(tables, ignore_index=True).drop_duplicates(
@@ -68,7 +100,17 @@ class Evidence:
             )
             for name, tables in summaries.items()
         }
-        return cls(stacked, pd.concat(beside, ignore_index=True) if beside else pd.DataFrame())
+        instances = {
+            name: pd.concat(tables, ignore_index=True) for name, tables in per_instance.items()
+        }
+        beside_table = pd.concat(beside, ignore_index=True) if beside else pd.DataFrame()
+        return cls(stacked, beside_table, instances, names)
+
+    def instances(self, experiment: str) -> pd.DataFrame:
+        """The per-instance tables of ``experiment`` (one of :data:`PER_INSTANCE`) in every
+        run, stacked with ``dataset``, ``model``, ``seed`` in front and ``entry`` (plan name
+        and index) at the end; empty when no run has it."""
+        return self.per_instance.get(experiment, pd.DataFrame())
 
     def summary(self, experiment: str) -> pd.DataFrame:
         """The stacked summaries of ``experiment`` (empty when no run has it)."""
@@ -96,256 +138,367 @@ class Claim:
     judge: Callable[[Evidence], Verdict | None]
 
 
-def _within(model: str, quantity: str, tolerance: float) -> Callable[[Evidence], Verdict | None]:
-    """Every paper number of ``quantity`` for ``model`` is matched within ``tolerance``."""
+def _within(model: str, quantity: str) -> Callable[[Evidence], Verdict | None]:
+    """Every paper number of ``quantity`` for ``model`` lies in our 95% interval widened by
+    the seeds' spread and the stand-in allowance (:func:`~attnexplain.experiments.paper_numbers.
+    judge_claims`), judged per dataset, class and seed."""
 
     def judge(evidence: Evidence) -> Verdict | None:
         rows = evidence.paper_rows(model, quantity)
         if not len(rows):
             return None
+        judged = judge_claims(rows)
+        judged = judged[judged["holds"] != "no interval"]
+        if not len(judged):
+            return None
         parts = [
-            f"{dataset} {_values(group['ours'])}"
-            for dataset, group in rows.groupby("dataset", sort=False)
+            f"{dataset} {_intervals(group)}"
+            for dataset, group in judged.groupby("dataset", sort=False)
         ]
-        gap = rows["difference"].abs().max()
-        return Verdict(f"{', '.join(parts)} (largest gap {gap:.2f})", bool(gap <= tolerance))
+        agreeing = int((judged["holds"] == "yes").sum())
+        return Verdict(
+            f"{', '.join(parts)}; the paper's number inside in {agreeing} of {len(judged)}",
+            agreeing == len(judged),
+        )
 
     return judge
 
 
-def _values(values: pd.Series) -> str:
-    """Two values (one per class) as ``a/b``, more as their range ``lo-hi``."""
-    if len(values) <= 2:
-        return "/".join(f"{value:.2f}" for value in values)
-    return f"{values.min():.2f}-{values.max():.2f}"
+def _intervals(rows: pd.DataFrame) -> str:
+    """Each row's value and interval, ``.41 [.38, .44]``, joined by ``/``, with a ``*`` where
+    the paper's number falls outside."""
+    return " / ".join(
+        f"{row.ours:.2f} [{row.ours_low:.2f}, {row.ours_high:.2f}]"
+        + ("" if row.holds == "yes" else "*")
+        for row in rows.itertuples()
+    )
+
+
+def _paired(
+    table: pd.DataFrame, keys: list[str], first: str, second: str
+) -> Iterable[tuple[tuple, pd.DataFrame]]:
+    """``table``'s rows of model ``first`` and model ``second`` joined per instance (columns
+    suffixed ``_first`` / ``_second``), per value of ``keys``."""
+    joined = table[table["model"] == first].merge(
+        table[table["model"] == second],
+        on=[*keys, "instance"],
+        suffixes=("_first", "_second"),
+    )
+    return joined.groupby(keys, sort=False) if len(joined) else []
 
 
 def _bilstm_below_average(evidence: Evidence) -> Verdict | None:
-    table = evidence.summary("jain_wallace.correlation")
-    if not len(table):
+    """Per dataset and seed, a paired bootstrap test over the instances both models
+    explained: the Average encoder's mean tau with the gradient above the BiLSTM's."""
+    table = evidence.instances("jain_wallace.correlation")
+    if not len(table) or "tau_jw-gradient" not in table:
         return None
-    table = table[table["method"] == "jw-gradient"]
-    keys = ["dataset", "seed", "predicted_class"]
-    lstm = table[table["model"] == "lstm-additive"].set_index(keys)["mean_tau"]
-    average = table[table["model"] == "average-additive"].set_index(keys)["mean_tau"]
-    pairs = pd.concat([lstm.rename("lstm"), average.rename("average")], axis=1).dropna()
-    if not len(pairs):
+    table = table.drop_duplicates(subset=["dataset", "model", "seed", "instance"])
+    parts, passed = [], []
+    for (dataset, seed), rows in _paired(
+        table, ["dataset", "seed"], "lstm-additive", "average-additive"
+    ):
+        passes, lead = ordered(rows["tau_jw-gradient_first"], rows["tau_jw-gradient_second"])
+        passed.append(passes)
+        parts.append(f"{dataset} (seed {seed}) Average - BiLSTM {_difference(lead, passes)}")
+    if not parts:
         return None
-    below = int((pairs["lstm"] < pairs["average"]).sum())
-    return Verdict(
-        f"BiLSTM tau {pairs['lstm'].min():.2f}-{pairs['lstm'].max():.2f}, Average "
-        f"{pairs['average'].min():.2f}-{pairs['average'].max():.2f}; BiLSTM lower in "
-        f"{below} of {len(pairs)} dataset / class pairs",
-        below == len(pairs),
+    return Verdict(_tally(parts, passed), all(passed))
+
+
+def _difference(interval: Interval, passes: bool) -> str:
+    return f"{interval.value:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}]" + (
+        "" if passes else "*"
     )
+
+
+def _tally(parts: list[str], passed: list[bool]) -> str:
+    return f"{'; '.join(parts)}; holds in {sum(passed)} of {len(passed)}"
 
 
 def _uniform_costs_little(evidence: Evidence) -> Verdict | None:
-    rows = evidence.paper_rows("lstm-additive", "F1 ")
-    if not len(rows):
+    """Per dataset W&P report: the paper's F1 drop (trained - uniform) lies in our paired
+    bootstrap interval of the drop, widened by the stand-in allowance."""
+    table = evidence.instances("wiegreffe_pinter.uniform")
+    if not len(table):
         return None
-    parts, holds = [], True
-    for dataset, group in rows.groupby("dataset", sort=False):
-        values = group.set_index("quantity")
-        if {"F1 trained", "F1 uniform"} - set(values.index):
+    table = table[table["model"] == "lstm-additive"].drop_duplicates(
+        subset=["dataset", "model", "seed", "instance"]
+    )
+    names = evidence.dataset_names
+    parts, passed = [], []
+    for (dataset, seed), rows in table.groupby(["dataset", "seed"], sort=False):
+        paper_dataset = PAPER_DATASETS.get(names.get(dataset, dataset))
+        trained = PAPER_NUMBERS.get((paper_dataset, "lstm-additive", "F1 trained"))
+        uniform = PAPER_NUMBERS.get((paper_dataset, "lstm-additive", "F1 uniform"))
+        if trained is None or uniform is None:
             continue
-        ours = values.loc["F1 trained", "ours"] - values.loc["F1 uniform", "ours"]
-        paper = values.loc["F1 trained", "paper"] - values.loc["F1 uniform", "paper"]
-        holds &= bool(ours <= paper + 0.02)
-        parts.append(f"{dataset} drop {ours:+.3f} (paper {paper:+.3f})")
-    return Verdict(", ".join(parts), holds) if parts else None
+        drop = paired_f1_difference(
+            rows["label"],
+            rows["predicted"],
+            rows["uniform_predicted"],
+            int(rows["classes"].iloc[0]),
+        )
+        paper = trained[0] - uniform[0]
+        agrees = agrees_with(paper, drop.low, drop.high, float("nan"), ALLOWANCES[paper_dataset])
+        passed.append(agrees)
+        parts.append(
+            f"{dataset} (seed {seed}) drop {_difference(drop, agrees)} (paper {paper:+.3f})"
+        )
+    return Verdict(_tally(parts, passed), all(passed)) if parts else None
 
 
 def _adversaries_beyond_seeds(evidence: Evidence) -> Verdict | None:
-    table = evidence.summary("wiegreffe_pinter.seeds")
-    if not len(table) or table["jw median jsd"].isna().all():
+    """Per dataset, model and seed, a paired bootstrap test over instances: the J&W
+    adversaries' median JSD from the model's attention above the other seeds' median JSD."""
+    table = evidence.instances("wiegreffe_pinter.seeds")
+    if not len(table) or "jw_jsd" not in table or table["jw_jsd"].isna().all():
         return None
-    table = table.dropna(subset=["jw median jsd"])
-    beyond = int((table["jw median jsd"] > table["seed median jsd"]).sum())
-    return Verdict(
-        f"seeds' median JSD {table['seed median jsd'].min():.2f}-"
-        f"{table['seed median jsd'].max():.2f}, J&W adversaries' "
-        f"{table['jw median jsd'].min():.2f}-{table['jw median jsd'].max():.2f}; adversaries "
-        f"further in {beyond} of {len(table)} dataset / model / class rows",
-        beyond == len(table),
+    table = table.dropna(subset=["jw_jsd"]).drop_duplicates(
+        subset=["dataset", "model", "seed", "instance"]
     )
+    parts, passed = [], []
+    for (dataset, model, seed), rows in table.groupby(["dataset", "model", "seed"], sort=False):
+        passes, lead = ordered(rows["jsd"], rows["jw_jsd"], np.median)
+        passed.append(passes)
+        parts.append(f"{dataset} {model} (seed {seed}) {_difference(lead, passes)}")
+    return Verdict(_tally(parts, passed), all(passed))
 
 
 def _pairs_move_more_under_permutation(evidence: Evidence) -> Verdict | None:
-    """Per model: the median output change under permutation over all instances of every
-    pair-task dataset against every single-text one."""
+    """Per model: the lower end of every pair-task dataset's interval of the median output
+    change under permutation (all instances) at least twice the upper end of every
+    single-text dataset's."""
     table = evidence.summary("jain_wallace.permutation")
     if not len(table) or "pairs" not in table:
         return None
-    overall = table[table["bin"] == "all"].drop_duplicates(subset=["dataset", "model", "seed"])
+    overall = table[table["bin"] == ALL_CLASSES].drop_duplicates(
+        subset=["dataset", "model", "seed"]
+    )
     parts, holds = [], True
     for model, group in overall.groupby("model", sort=False):
         pair, single = group[group["pairs"]], group[~group["pairs"].astype(bool)]
         if not len(pair) or not len(single):
             continue
-        holds &= bool(pair["median"].min() >= 2 * single["median"].max())
+        holds &= bool(pair["median_low"].min() >= 2 * single["median_high"].max())
         parts.append(f"{model}: pair tasks {_named(pair)} against single texts {_named(single)}")
     return Verdict("; ".join(parts), holds) if parts else None
 
 
 def _named(rows: pd.DataFrame) -> str:
-    return ", ".join(f"{row.dataset} {row.median:.2f}" for row in rows.itertuples())
+    return ", ".join(
+        f"{row.dataset} {row.median:.2f} [{row.median_low:.2f}, {row.median_high:.2f}]"
+        for row in rows.itertuples()
+    )
 
 
-DIAGNOSTIC_KEYS = ["dataset", "model", "seed", "entry"]
+DIAGNOSTIC_KEYS = ["dataset", "model", "seed"]
 
 
-def _keys(table: pd.DataFrame) -> list[str]:
-    """What tells one diagnostic MLP's model apart (``entry`` where the runs give it)."""
-    return [key for key in DIAGNOSTIC_KEYS if key in table.columns]
-
-
-def _diagnostic_table(evidence: Evidence) -> pd.DataFrame | None:
-    """The diagnostic summaries, one row per MLP (dataset, model, seed, attention, f1); the
-    same MLP seen by two runs counts once."""
-    table = evidence.summary("wiegreffe_pinter.diagnostic")
+def _diagnostic_mlps(evidence: Evidence) -> pd.DataFrame:
+    """The diagnostic MLPs' per-instance predictions in long form: ``dataset``, ``model``,
+    ``seed``, ``entry``, ``attention``, ``instance``, ``label``, ``classes``, ``predicted``.
+    An MLP is one (model, entry, attention): two W&P adversaries at two lambdas, both named
+    ``wp-adversary``, come from two entries and are judged one by one, never merged."""
+    table = evidence.instances("wiegreffe_pinter.diagnostic")
     if not len(table):
-        return None
-    return table.drop_duplicates(subset=[*_keys(table), "attention", "f1"])
+        return table
+    predicted = [c for c in table.columns if c.startswith("predicted_")]
+    long = table.melt(
+        id_vars=[*DIAGNOSTIC_KEYS, "entry", "instance", "label", "classes"],
+        value_vars=predicted,
+        var_name="attention",
+        value_name="predicted",
+    ).dropna(subset=["predicted"])
+    return long.assign(attention=long["attention"].str.removeprefix("predicted_"))
 
 
-def _one_per_model(table: pd.DataFrame, attentions: list[str]) -> pd.DataFrame:
-    """F1 by model (rows) and attention (columns) for ``attentions``, each of which must be
-    one MLP per model: :class:`AttnExplainError` names the rows where it is several, rather
-    than a pivot keeping one of them (two W&P adversaries at different lambdas share the
-    label ``wp-adversary``, so they are judged one by one, never pivoted)."""
-    chosen = table[table["attention"].isin(attentions)]
-    keys = _keys(table)
-    repeated = chosen[chosen.duplicated(subset=[*keys, "attention"], keep=False)]
-    if len(repeated):
-        raise AttnExplainError(
-            "the diagnostic summaries hold several MLPs for one model and attention: "
-            + repeated[[*keys, "attention", "f1"]].to_string(index=False)
-        )
-    return chosen.pivot(index=keys, columns="attention", values="f1")
+def _f1_ordering(better: pd.DataFrame, worse: pd.DataFrame) -> tuple[bool, Interval]:
+    """A paired bootstrap test, over the instances both MLPs predicted, that ``better``'s F1
+    exceeds ``worse``'s (each the long rows of one MLP)."""
+    both = better.merge(worse, on=["instance", "label", "classes"], suffixes=("", "_worse"))
+    difference = paired_f1_difference(
+        both["label"], both["predicted"], both["predicted_worse"], int(both["classes"].iloc[0])
+    )
+    return bool(difference.low > 0), difference
 
 
 def _diagnostic_ranking(evidence: Evidence) -> Verdict | None:
-    table = _diagnostic_table(evidence)
-    ranked = ["uniform", "trained", "base"]
-    if table is None or not set(ranked) <= set(table["attention"]):
+    """Per model and plan entry, paired bootstrap tests over instances: trained above
+    uniform, and base not below trained (the upper end of its lead's interval at or above
+    0)."""
+    table = _diagnostic_mlps(evidence)
+    if not len(table):
         return None
-    table = _one_per_model(table, ranked).dropna(subset=ranked)
-    ordered = (table["base"] >= table["trained"]) & (table["trained"] > table["uniform"])
-    parts = [
-        f"{dataset} {model}: base {row.base:.3f}, trained {row.trained:.3f}, "
-        f"uniform {row.uniform:.3f}"
-        for (dataset, model, *_), row in table.iterrows()
-    ]
-    return Verdict(
-        f"{'; '.join(parts)}; ordering holds in {int(ordered.sum())} of {len(table)}",
-        bool(ordered.all()),
-    )
+    parts, passed = [], []
+    for (dataset, model, _seed, _entry), rows in table.groupby(
+        [*DIAGNOSTIC_KEYS, "entry"], sort=False
+    ):
+        mlps = {name: rows[rows["attention"] == name] for name in ("uniform", "trained", "base")}
+        if any(mlp.empty for mlp in mlps.values()):
+            continue
+        above, trained_lead = _f1_ordering(mlps["trained"], mlps["uniform"])
+        _, base_lead = _f1_ordering(mlps["base"], mlps["trained"])
+        holds = above and base_lead.high >= 0
+        passed.append(holds)
+        parts.append(
+            f"{dataset} {model}: trained - uniform {_difference(trained_lead, above)}, "
+            f"base - trained {_difference(base_lead, base_lead.high >= 0)}"
+        )
+    return Verdict(_tally(parts, passed), all(passed)) if parts else None
 
 
 def _diagnostic_adversaries(evidence: Evidence) -> Verdict | None:
-    """Every adversary MLP against its model's base MLP (adversaries are never pivoted)."""
-    table = _diagnostic_table(evidence)
-    if table is None or "base" not in set(table["attention"]):
+    """Every adversary MLP against its model's base MLP (the one of its own plan entry, else
+    the model's only one): a paired bootstrap test over instances that the base attention's
+    F1 is above the adversary's. An adversary without one base MLP is counted, not judged."""
+    table = _diagnostic_mlps(evidence)
+    if not len(table):
         return None
-    base = _one_per_model(table, ["base"])["base"]
     adversaries = table[table["attention"].str.contains("adversary")]
-    if not len(adversaries):
+    parts, passed, unpaired = [], [], 0
+    for (dataset, model, seed, entry, attention), rows in adversaries.groupby(
+        [*DIAGNOSTIC_KEYS, "entry", "attention"], sort=False
+    ):
+        bases = table[
+            (table["dataset"] == dataset)
+            & (table["model"] == model)
+            & (table["seed"] == seed)
+            & (table["attention"] == "base")
+        ]
+        own = bases[bases["entry"] == entry]
+        base = own if len(own) else bases
+        if base.empty or base["entry"].nunique() > 1:
+            unpaired += 1
+            continue
+        below, lead = _f1_ordering(base, rows)
+        passed.append(below)
+        parts.append(f"{dataset} {model} {attention}: base - adversary {_difference(lead, below)}")
+    if not parts:
         return None
-    joined = adversaries.join(base, on=_keys(table))
-    paired = joined.dropna(subset=["base"])
-    if not len(paired):
-        return None
-    worse = int((paired["f1"] < paired["base"]).sum())
-    gap = paired["base"] - paired["f1"]
-    unpaired = len(joined) - len(paired)
-    return Verdict(
-        f"adversaries' attention below the base model's in {worse} of {len(paired)} MLPs "
-        f"(F1 lower by {gap.min():+.3f} to {gap.max():+.3f})"
-        + (
-            f"; {unpaired} adversary MLPs have no base MLP in their run, not judged"
-            if unpaired
-            else ""
-        ),
-        worse == len(paired),
-    )
+    missing = f"; {unpaired} adversary MLPs without one base MLP, not judged" if unpaired else ""
+    return Verdict(_tally(parts, passed) + missing, all(passed))
 
 
-def _consistent_adversary_exists(evidence: Evidence) -> Verdict | None:
+def _consistent_adversary_reaches_table_4(evidence: Evidence) -> Verdict | None:
+    """Per dataset W&P's Table 4 reports: our most distant consistent adversary whose mean
+    output change is at most the seeds' reaches the paper's mean JSD (the upper end of its
+    interval plus the stand-in allowance at or above it). Other datasets are listed, not
+    judged."""
     table = evidence.summary("wiegreffe_pinter.consistent")
     if not len(table):
         return None
-    found = []
+    parts, passed = [], []
     for (dataset, model, _seed), group in table.groupby(["dataset", "model", "seed"]):
         seeds = group[group["source"] == "seeds"]
         trained = group[group["lambda"].notna()]
         if not len(seeds) or not len(trained):
             continue
         limit = float(seeds["mean output change"].iloc[0])
-        good = trained[(trained["mean jsd"] >= 0.5) & (trained["mean output change"] <= limit)]
-        if len(good):
-            best = good.sort_values("mean jsd").iloc[-1]
-            found.append(
-                f"{dataset} {model}: lambda {best['lambda']:g}, JSD {best['mean jsd']:.2f} at "
-                f"output change {best['mean output change']:.3f} (seeds {limit:.3f})"
+        within = trained[trained["mean output change"] <= limit]
+        paper_dataset = PAPER_DATASETS.get(group["dataset_name"].iloc[0])
+        paper = TABLE_4_JSD.get(paper_dataset)
+        if not len(within):
+            best = "no lambda within the seeds' output change"
+            reaches = False
+        else:
+            row = within.sort_values("mean jsd").iloc[-1]
+            best = (
+                f"lambda {row['lambda']:g}: JSD {row['mean jsd']:.2f} [{row['mean jsd_low']:.2f}, "
+                f"{row['mean jsd_high']:.2f}] at output change {row['mean output change']:.3f} "
+                f"(seeds {limit:.3f})"
             )
-    tested = table.groupby(["dataset", "model", "seed"]).ngroups
-    summary = "; ".join(found) if found else "none"
-    return Verdict(f"{len(found)} of {tested} models: {summary}", bool(found))
+            reaches = paper is not None and (
+                row["mean jsd_high"] + ALLOWANCES[paper_dataset] >= paper
+            )
+        if paper is None:
+            parts.append(f"{dataset} {model} (not in Table 4): {best}")
+            continue
+        passed.append(bool(reaches))
+        parts.append(
+            f"{dataset} {model} (paper JSD {paper:.3f}): {best}" + ("" if reaches else "*")
+        )
+    if not passed:
+        return Verdict("; ".join(parts), None) if parts else None
+    return Verdict(_tally(parts, passed), all(passed))
 
+
+# how the claims are judged (reports/README.md, "When a claim holds", says it at length)
+NUMBER_RULE = (
+    "the paper's number inside our 95% bootstrap interval, widened by the seeds' spread and "
+    "the stand-in allowance (.05 for SST and bAbI, 0 for IMDB), per dataset, class and seed"
+)
+ORDER_RULE = "a paired bootstrap test over instances at the 95% level, per dataset and model"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         JW,
         "A BiLSTM's attention correlates only weakly with gradient importance (mean Kendall "
         "tau per predicted class)",
-        "SST .40 / .38, IMDB .37 / .37 (Table 2)",
-        "+-.07 (papers-spec A3: re-runs land within it)",
-        _within("lstm-additive", "tau jw-gradient", 0.07),
+        "SST .40 / .38, IMDB .37 / .37; bAbI 1 / 2 / 3 .23 / .17 / .30 (Table 2)",
+        NUMBER_RULE,
+        _within("lstm-additive", "tau jw-gradient"),
     ),
     Claim(
         JW,
         "... and weakly with leave-one-out importance",
-        "SST .34 / .33, IMDB .30 / .31 (Table 2)",
-        "+-.07 (papers-spec A3)",
-        _within("lstm-additive", "tau leave-one-out", 0.07),
+        "SST .34 / .33, IMDB .30 / .31; bAbI 1 / 2 / 3 .23 / .11 / .31 (Table 2)",
+        NUMBER_RULE,
+        _within("lstm-additive", "tau leave-one-out"),
+    ),
+    Claim(
+        JW,
+        "... with a share of instances whose tau is significant (p <= .05) that follows the "
+        "texts' length (Sig. Frac.)",
+        "SST .59 / .58 (gradient), .47 / .47 (leave-one-out); IMDB 1.0 / .99, .99 / .98 (Table 2)",
+        NUMBER_RULE,
+        _within("lstm-additive", "sig. frac."),
     ),
     Claim(
         JW,
         "An Average encoder's attention correlates strongly with gradient importance",
-        "SST .69 / .69, IMDB .65 / .66 (Table 2)",
-        "+-.07 (papers-spec A3)",
-        _within("average-additive", "tau jw-gradient", 0.07),
+        "SST .69 / .69, IMDB .65 / .66; bAbI 1 / 2 / 3 .66 / .84 / .76 (Table 2)",
+        NUMBER_RULE,
+        _within("average-additive", "tau jw-gradient"),
     ),
     Claim(
         JW,
         "Attention agrees less with gradients in a contextual (BiLSTM) encoder than in the "
         "Average encoder",
         "tau ~.1-.45 vs ~.65-.8 on every dataset (Table 2)",
-        "an ordering: BiLSTM tau < Average tau for every dataset and class",
+        f"an ordering (Average tau above BiLSTM tau): {ORDER_RULE}",
         _bilstm_below_average,
     ),
     Claim(
         JW,
         "Permuting a BiLSTM's attention barely changes its output (median absolute change per "
         "max-attention bin)",
-        "SST .020-.080; IMDB .05-.06 negative, .26-.54 positive (figures)",
-        "+-.05 per bin (ours: the paper's numbers are read off its figures)",
-        _within("lstm-additive", "permutation", 0.05),
+        "SST .020-.080; IMDB .05-.06 negative, .26-.54 positive (read off the authors' figure "
+        "files)",
+        NUMBER_RULE,
+        _within("lstm-additive", "permutation"),
     ),
     Claim(
         JW,
         "Adversarial attention far from the original (JSD near the .69 maximum) leaves a "
         "BiLSTM's prediction within eps for most instances (median eps-max JSD)",
-        "SST .54 / .50, IMDB .61 / .56 (figures)",
-        "+-.10 (ours: read off figures)",
-        _within("lstm-additive", "adversarial median JSD", 0.10),
+        "SST .54 / .50, IMDB .61 / .56 (read off the authors' figure files)",
+        NUMBER_RULE,
+        _within("lstm-additive", "adversarial median JSD"),
+    ),
+    Claim(
+        JW,
+        "... and for a large share of instances the adversary reaches JSD >= .5",
+        "SST .60 / .46, IMDB .98 / .86 (read off the authors' figure files)",
+        NUMBER_RULE,
+        _within("lstm-additive", "adversarial share >= .5"),
     ),
     Claim(
         WP,
         "Freezing attention to uniform costs a BiLSTM little F1 on these tasks",
         "IMDb .902 -> .879, SST .831 -> .822 (Table 2)",
-        "our drop at most the paper's + .02",
+        "the paper's F1 drop inside our paired bootstrap interval of the drop, widened by the "
+        "stand-in allowance, per dataset",
         _uniform_costs_little,
     ),
     Claim(
@@ -353,26 +506,26 @@ CLAIMS: tuple[Claim, ...] = (
         "Retraining with another seed already moves attention; J&W's adversaries must be read "
         "against it, and they move it much further",
         "figure only (seed JSD vs adversaries)",
-        "an ordering: adversaries' median JSD > seeds' for every row",
+        f"an ordering (adversaries' median JSD above the seeds'): {ORDER_RULE}",
         _adversaries_beyond_seeds,
     ),
     Claim(
         WP,
         "A model trained to be consistent with the base model's predictions can still move "
-        "its attention far (JSD >= .5) at an output change within seed variance, on some "
-        "datasets",
+        "its attention far at an output change within seed variance",
         "Table 4: SST lambda 5.25e-4, F1 .823, TVD .036, JSD .514; IMDb lambda 8e-4, F1 .906, "
         "TVD .014, JSD .405",
-        "JSD >= .5 at a mean output change <= the seeds' on at least one model",
-        _consistent_adversary_exists,
+        "per Table 4 dataset: our most distant adversary within the seeds' output change "
+        "reaches the paper's JSD (its interval's upper end plus the allowance)",
+        _consistent_adversary_reaches_table_4,
     ),
     Claim(
         JW,
         "In pair tasks (question answering, NLI) permuting attention changes the output far "
         "more than in single-text classification (Vashishth et al. 2019 make it the rule)",
         "bAbI 2 medians .82-.99 against SST .02-.08 by max-attention bin (figures, derived)",
-        "per model, every pair-task dataset's median output change over all instances at "
-        "least twice every single-text dataset's",
+        "per model, the lower end of every pair-task dataset's interval of the median output "
+        "change at least twice the upper end of every single-text dataset's",
         _pairs_move_more_under_permutation,
     ),
     Claim(
@@ -380,14 +533,14 @@ CLAIMS: tuple[Claim, ...] = (
         "Diagnostic MLP: the base model's attention helps at least as much as attention the "
         "MLP learns, which beats uniform (base >= trained > uniform)",
         "Table 3: SST base .824, trained .817, uniform .812; IMDb .905, .888, .863",
-        "an ordering, per dataset and base model",
+        f"orderings (trained above uniform; base not below trained): {ORDER_RULE}",
         _diagnostic_ranking,
     ),
     Claim(
         WP,
         "Diagnostic MLP: attention from adversaries does worse than the base model's",
         "Table 3: adversary .592 against base .824 (SST), .700 against .905 (IMDb)",
-        "an ordering: adversary F1 < base F1 for every MLP",
+        f"an ordering (base F1 above the adversary's) for every adversary MLP: {ORDER_RULE}",
         _diagnostic_adversaries,
     ),
 )
@@ -412,8 +565,9 @@ UNTESTABLE: tuple[tuple[str, str, str], ...] = (
     ),
     (
         JW,
-        "SNLI and question answering (CNN, bAbI) results",
-        "The toolkit's models classify single texts; NLI and QA models are not implemented.",
+        "SNLI and CNN question answering results",
+        "Neither corpus ships in a package: `attnexplain run` takes SNLI's own JSONL files "
+        "(jain_wallace_qa.yaml's models on a file entry), the CNN stories are not to be had.",
     ),
     (
         f"{JW}, {WP}",
@@ -441,11 +595,19 @@ def verdicts(evidence: Evidence) -> pd.DataFrame:
                 "claim": claim.claim,
                 "paper_number": claim.paper_number,
                 "ours": "not in these runs" if verdict is None else verdict.ours,
-                "holds": "not run" if verdict is None else ("yes" if verdict.holds else "no"),
+                "holds": _holds(verdict),
                 "tolerance": claim.tolerance,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _holds(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "not run"
+    if verdict.holds is None:
+        return "no paper number"
+    return "yes" if verdict.holds else "no"
 
 
 def claims_markdown(table: pd.DataFrame) -> str:

@@ -117,6 +117,10 @@ PAPER_NUMBERS: dict[tuple[str, str, str], tuple[float | None, ...]] = {
     ("IMDB", "lstm-additive", "F1 diagnostic wp-adversary"): (0.700,),
 }
 
+# W&P Table 4: the mean JSD of the model-consistent adversary from the base model's attention
+# (SST lambda 5.25e-4, TVD .036; IMDb lambda 8e-4, TVD .014)
+TABLE_4_JSD = {"SST": 0.514, "IMDB": 0.405}
+
 
 def summary_quantities(experiment: str, summary: pd.DataFrame) -> pd.DataFrame:
     """A stacked J&W / W&P summary (:meth:`RunResult.summary`: ``dataset``, ``model``,
