@@ -30,6 +30,7 @@ from attnexplain.explain import (
     content_ids,
     explain,
     knows_no_token,
+    reads_pairs,
     token_table,
 )
 from attnexplain.models.checkpoint import load_checkpoint
@@ -418,6 +419,11 @@ def explain_command(
     for name in methods:
         get_method(name)  # unknown names fail before the checkpoint loads
     loaded = load_checkpoint(checkpoint)
+    if reads_pairs(loaded.model, loaded.pipeline):
+        raise InvalidInputError(
+            f"{checkpoint} reads each text with a question (a pair model): explain it from "
+            f"Python, attnexplain.explain(load_checkpoint(...), passages, questions=[...])"
+        )
     sequences = [loaded.pipeline.encode(text) for text in texts]
     lengths = [len(content_ids(loaded.pipeline, ids)) for ids in sequences]
     _check_lengths(lengths, max_tokens)

@@ -16,7 +16,7 @@ from attnexplain.attribution import attribute, get_method
 from attnexplain.attribution.adapter import check_model
 from attnexplain.attribution.result import FRAME_COLUMNS
 from attnexplain.data.batching import collate
-from attnexplain.data.text import UNK_ID, TextPipeline
+from attnexplain.data.text import PAIR_COLUMN, UNK_ID, TextPipeline, tokenize
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.classic import ClassicModel
@@ -35,6 +35,7 @@ def explain(
     pipeline: TextPipeline | WordpieceTokenizer | None = None,
     batch_size: int = 16,
     progress: bool = False,
+    questions: str | Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Token scores of ``methods`` for ``texts``.
 
@@ -49,6 +50,9 @@ def explain(
     batch_size : texts per forward pass.
     progress : show a progress bar on stderr, a step per method and batch (for long texts,
         where leave-one-out's time grows with the square of the length).
+    questions : for a model of text pairs, the second text of each (question, hypothesis),
+        one per text; the scores are the passage's (``texts``') tokens'. Required by a
+        pair model (J&W's QA / NLI model, a cross-encoder read over its passage).
 
     Returns
     -------
@@ -71,7 +75,7 @@ def explain(
         raise InvalidInputError("pass at least one text and one method")
     for name in methods:
         get_method(name)  # unknown names fail before any work is done
-    sequences = [pipeline.encode(text) for text in texts]
+    sequences = encode_texts(model, pipeline, texts, questions)
     shown = [_shown_tokens(pipeline, text, ids) for text, ids in zip(texts, sequences, strict=True)]
     starts = range(0, len(sequences), batch_size)
     frames = []
@@ -93,6 +97,53 @@ def explain(
     # Per instance, methods in the order asked for, tokens in text order.
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values("instance", kind="stable", ignore_index=True)[FRAME_COLUMNS]
+
+
+def reads_pairs(model: ClassicModel | HFClassifier, pipeline) -> bool:
+    """Whether the model must be given a question with every text: J&W's pair model, or a
+    transformer read J&W's way (``passage_only``)."""
+    return bool(getattr(getattr(model, "config", None), "pair", False)) or bool(
+        getattr(pipeline, "passage_only", False)
+    )
+
+
+def encode_texts(
+    model: ClassicModel | HFClassifier,
+    pipeline: TextPipeline | WordpieceTokenizer,
+    texts: list[str],
+    questions: str | Sequence[str] | None = None,
+) -> list[list[int]]:
+    """The ids of ``texts`` as ``model`` reads them: alone, or with their ``questions`` (one
+    per text) for a model of text pairs. :class:`InvalidInputError` for a pair model given no
+    questions, questions given to a model of single classic texts, or counts that differ."""
+    pairs = reads_pairs(model, pipeline)
+    if questions is None:
+        if pairs:
+            raise InvalidInputError(
+                "the model reads each text with a question (a pair model): pass questions=[...], "
+                "one per text"
+            )
+        return [pipeline.encode(text) for text in texts]
+    questions = [questions] if isinstance(questions, str) else list(questions)
+    if len(questions) != len(texts):
+        raise InvalidInputError(
+            f"got {len(texts)} texts and {len(questions)} questions: pass one question per text"
+        )
+    if isinstance(pipeline, TextPipeline) and not pairs:
+        raise InvalidInputError(
+            "the model reads single texts: drop questions (or explain a model trained on pairs)"
+        )
+    frame = pd.DataFrame(
+        {
+            "text": texts,
+            "text_pair": questions,
+            "tokens": [pipeline.tokens(text)[1:-1] for text in texts]
+            if isinstance(pipeline, TextPipeline)
+            else None,
+            PAIR_COLUMN: [tokenize(question) for question in questions],
+        }
+    )
+    return pipeline.encode_split(frame)
 
 
 def _shown_tokens(

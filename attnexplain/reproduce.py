@@ -32,6 +32,8 @@ FULL_PLANS = (
     "league.yaml",
     "wiegreffe_pinter.yaml",
     "jain_wallace.yaml",
+    "jain_wallace_qa.yaml",
+    "jain_wallace_qa_transformers.yaml",
 )
 # the committed reference reproduction, relative to the checkout
 REFERENCE = Path("reports") / "reference"

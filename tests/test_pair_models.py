@@ -14,9 +14,16 @@ from attnexplain.attribution.erasure import leave_one_out
 from attnexplain.attribution.fast_erasure import blocker
 from attnexplain.data import bucketed_batches, collate
 from attnexplain.data.registry import Dataset
-from attnexplain.data.text import PairSequence, TextPipeline, Vocabulary, pair_documents
+from attnexplain.data.text import (
+    PairSequence,
+    TextPipeline,
+    Vocabulary,
+    pair_documents,
+    tokenize,
+)
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.jain_wallace import run_adversarial, run_correlation, run_permutation
+from attnexplain.explain import explain
 from attnexplain.hooks import CLASSIC_SITE, capture, intervene, permute, replace, uniform
 from attnexplain.metrics import tvd
 from attnexplain.models import (
@@ -30,6 +37,7 @@ from attnexplain.models import (
 from attnexplain.models.classic import ATTENTIONS, ENCODERS
 from attnexplain.models.hf import WordpieceTokenizer, load_hf
 from attnexplain.models.train import TrainConfig, predict_proba, train
+from tests.conftest import assert_one_error_line, run_cli
 from tests.user_models import model_folder, vocabulary
 
 ARCHITECTURES = [(e, a) for e in ENCODERS for a in ATTENTIONS]
@@ -363,3 +371,36 @@ def test_a_cross_encoder_reads_question_first_and_the_passage_alone(tmp_path):
     # the reading is part of the checkpoint: it comes back on loading
     save_checkpoint(tmp_path / "saved", model, reading, list(ANSWERS))
     assert load_checkpoint(tmp_path / "saved").pipeline.passage_only
+
+
+def test_explain_scores_the_passage_of_a_pair_given_its_question(trained, tmp_path):
+    result, dataset = trained
+    checkpoint = load_checkpoint(result.checkpoint)
+    # explain tokenises raw texts as the datasets do (J&W's: digits become qqq)
+    rows = dataset.test.iloc[:3].assign(tokens=lambda frame: frame["text"].map(tokenize))
+    methods = ["attention", "jw-gradient"]
+    frame = explain(checkpoint, rows["text"].tolist(), methods, questions=rows["text_pair"])
+    for instance, row in enumerate(rows.itertuples()):
+        scored = frame[(frame["instance"] == instance) & (frame["method"] == "attention")]
+        assert scored["token"].tolist() == row.tokens  # the passage's, never the question's
+        assert scored["score"].sum() == pytest.approx(1.0, abs=1e-5)
+        # the same scores as the batch the experiments build from the dataset's rows
+        batch = collate(checkpoint.pipeline.encode_split(rows.iloc[[instance]]))
+        expected = attribute(checkpoint.model, batch, "attention").scores[batch.content_mask]
+        assert np.allclose(scored["score"], expected.numpy(), atol=1e-6)
+    other = explain(checkpoint, rows["text"].iloc[0], ["attention"], questions="what follows red")
+    assert len(other) == len(rows["tokens"].iloc[0])
+    with pytest.raises(InvalidInputError, match=r"a pair model.*questions="):
+        explain(checkpoint, rows["text"].tolist())
+    with pytest.raises(InvalidInputError, match="3 texts and 1 questions"):
+        explain(checkpoint, rows["text"].tolist(), questions=["what follows red"])
+    done = run_cli("explain", "--checkpoint", str(result.checkpoint), rows["text"].iloc[0])
+    assert_one_error_line(done, "a pair model", "questions=")
+
+
+def test_a_single_text_model_refuses_questions():
+    pipeline = TextPipeline(Vocabulary.build([["a", "b"]]))
+    torch.manual_seed(0)
+    model = classic_model(ClassicConfig(vocab_size=len(pipeline.vocab), num_classes=2)).eval()
+    with pytest.raises(InvalidInputError, match="reads single texts: drop questions"):
+        explain(model, ["a b"], ["attention"], pipeline=pipeline, questions=["b"])
