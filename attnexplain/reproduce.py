@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnexplain.errors import AttnExplainError
-from attnexplain.experiments.claims import claims_markdown, judge
+from attnexplain.experiments.claims import PER_INSTANCE, claims_markdown, judge
 from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS, REPORT_FOLDER, build
 from attnexplain.runner.executors import Executor
 from attnexplain.runner.plan import load_plan
@@ -135,7 +135,9 @@ def write_reports(
 
 def export_run(result: RunResult, folder: str | os.PathLike) -> Path:
     """Copy one run's ``report.html``, ``report.pdf``, ``manifest.json`` and
-    ``summaries/<n>-<experiment>.csv`` into ``folder/<plan name>``; returns that folder."""
+    ``summaries/<n>-<experiment>.csv`` into ``folder/<plan name>``, and the per-instance
+    tables the claims test orderings on as ``instances/<n>-<experiment>.parquet`` (they cannot
+    be rebuilt from the summaries); returns that folder."""
     target = Path(folder) / result.plan.name
     (target / "summaries").mkdir(parents=True, exist_ok=True)
     for file in ("report.html", "report.pdf"):
@@ -144,6 +146,10 @@ def export_run(result: RunResult, folder: str | os.PathLike) -> Path:
     for index, entry in enumerate(result.plan.experiments):
         summary = result.summary(index)
         summary.to_csv(target / "summaries" / f"{index}-{entry.name}.csv", index=False)
+        if entry.name in PER_INSTANCE:  # what the claims' paired tests read
+            (target / "instances").mkdir(exist_ok=True)
+            path = target / "instances" / f"{index}-{entry.name}.parquet"
+            result.results(index).to_parquet(path, compression="zstd")
     return target
 
 

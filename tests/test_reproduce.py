@@ -230,6 +230,8 @@ def test_reproduce_end_to_end_writes_the_report_and_judges_the_claims(tmp_path):
         assert (tmp_path / "export" / "reproduce" / name).is_file()
     assert f"report: {tmp_path / 'reproduce' / 'report' / 'report.html'}" in done.stdout
     assert len(list((tmp_path / "export" / "reproduce" / "summaries").glob("*.csv"))) == 6
+    # the per-instance tables the ordering claims test on: correlation, uniform, seeds, diagnostic
+    assert len(list((tmp_path / "export" / "reproduce" / "instances").glob("*.parquet"))) == 4
     claims = pd.read_csv(tmp_path / "export" / "main-claims.csv")
     assert len(claims) == len(CLAIMS) and (claims["holds"] == "yes").sum() >= 5
 

@@ -40,7 +40,7 @@ from attnexplain.experiments.site_attention import (
 from attnexplain.hooks.interventions import shuffle_allowed
 from attnexplain.metrics import entropy, jsd, kendall_tau, tvd
 from attnexplain.models.checkpoint import Checkpoint
-from attnexplain.uncertainty import interval_columns
+from attnexplain.uncertainty import bootstrap, interval_columns
 
 PERMUTATION_DEFAULTS = {"permutations": 100, "batch_size": 32, "seed": 0}
 ADVERSARIAL_DEFAULTS = {
@@ -329,11 +329,17 @@ def summarise_correlation(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame
 
 
 def figure_correlation(df: pd.DataFrame) -> plt.Figure:
-    """Histograms of per-instance tau for each method, split by predicted class."""
+    """Histograms of per-instance tau for each method, split by predicted class, with the
+    mean over all instances and its 95% bootstrap interval as a band."""
     methods = [c[len("tau_") :] for c in df.columns if c.startswith("tau_")]
     fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4), squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
         _class_histogram(df, f"tau_{method}", bins=30, binrange=(-1, 1), ax=ax)
+        mean = bootstrap(df[f"tau_{method}"])
+        if mean.count:
+            ax.axvspan(mean.low, mean.high, color="black", alpha=0.15, lw=0)
+            ax.axvline(mean.value, color="black", lw=1)
+            ax.text(0.02, 0.97, f"mean {mean}", transform=ax.transAxes, va="top", fontsize=8)
         ax.set(xlabel=f"Kendall tau: attention vs {method}", title="Attention vs importance")
     fig.tight_layout()
     return fig

@@ -200,11 +200,14 @@ def f1_table(df: pd.DataFrame, predictions: dict[str, str]) -> pd.DataFrame:
 
 
 def bar_figure(summary: pd.DataFrame, colors: list[str], xlabel: str, title: str) -> plt.Figure:
-    """F1 per attention variant as labelled bars."""
+    """F1 per attention variant as labelled bars, with its 95% bootstrap interval as error
+    bars."""
     fig, ax = plt.subplots(figsize=(1.3 * len(summary) + 2, 3.8))
+    errors = [summary["f1"] - summary["f1_low"], summary["f1_high"] - summary["f1"]]
     ax.bar(summary["attention"], summary["f1"], color=colors[: len(summary)])
-    for x, value in enumerate(summary["f1"]):
-        ax.text(x, value, f"{value:.3f}", ha="center", va="bottom")
+    ax.errorbar(summary["attention"], summary["f1"], yerr=errors, fmt="none", ecolor="black")
+    for x, (value, top) in enumerate(zip(summary["f1"], summary["f1_high"], strict=True)):
+        ax.text(x, top, f"{value:.3f}", ha="center", va="bottom")
     ax.set(xlabel=xlabel, ylabel="F1 (positive class; macro if multi-class)", ylim=(0, 1.05))
     ax.set_title(title)
     fig.tight_layout()
