@@ -527,3 +527,28 @@ def test_figure_functions_return_labelled_figures_in_a_colour_blind_safe_palette
     purple, text = score_colours(-1.0, 1.0)
     assert orange.startswith("#7f") and purple.startswith("#2d") and text == "#ffffff"
     assert score_colours(float("nan"), 1.0) == score_colours(0.0, 0.0)
+
+
+def test_a_model_at_another_hidden_size_is_compared_as_the_papers_name_it():
+    from attnexplain.runner.plan import ModelEntry
+
+    entry = ModelEntry(encoder="lstm", attention="additive", hidden_size=32)
+    assert (entry.label, entry.paper_model) == ("lstm-additive-h32", "lstm-additive")
+    quantities = pd.DataFrame(
+        {
+            "dataset": "babi-1",
+            "model": ["lstm-additive-h32"],
+            "seed": 10,
+            "quantity": "tau jw-gradient",
+            "predicted_class": "all",
+            "ours": 0.20,
+            "ours_low": 0.19,
+            "ours_high": 0.21,
+            "count": 500,
+        }
+    )
+    assert beside_paper(quantities).empty  # J&W name no "lstm-additive-h32"
+    table = beside_paper(quantities, model_names={entry.label: entry.paper_model})
+    assert table[["paper_model", "paper"]].values.tolist() == [["lstm-additive", 0.23]]
+    # bAbI is a stand-in (.05): .23 lies .02 above the interval, inside the allowance
+    assert judge_claims(table)["holds"].tolist() == ["yes"]

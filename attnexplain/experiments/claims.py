@@ -71,15 +71,17 @@ class Evidence:
     beside: pd.DataFrame
     per_instance: dict[str, pd.DataFrame] = field(default_factory=dict)
     dataset_names: dict[str, str] = field(default_factory=dict)
+    model_names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, results: Iterable[RunResult]) -> Evidence:
         """The evidence in some runs (a unit shared by two runs counts once)."""
         summaries: dict[str, list[pd.DataFrame]] = {}
         per_instance: dict[str, list[pd.DataFrame]] = {}
-        beside, names = [], {}
+        beside, names, models = [], {}, {}
         for result in results:
             names |= {dataset.label: dataset.name for dataset in result.plan.datasets}
+            models |= {model.label: model.paper_model for model in result.plan.models}
             pairs = {dataset.label: dataset.reads_pairs for dataset in result.plan.datasets}
             for index, entry in enumerate(result.plan.experiments):
                 summary = result.summary(index)
@@ -104,13 +106,23 @@ class Evidence:
             name: pd.concat(tables, ignore_index=True) for name, tables in per_instance.items()
         }
         beside_table = pd.concat(beside, ignore_index=True) if beside else pd.DataFrame()
-        return cls(stacked, beside_table, instances, names)
+        return cls(stacked, beside_table, instances, names, models)
 
     def instances(self, experiment: str) -> pd.DataFrame:
         """The per-instance tables of ``experiment`` (one of :data:`PER_INSTANCE`) in every
         run, stacked with ``dataset``, ``model``, ``seed`` in front and ``entry`` (plan name
         and index) at the end; empty when no run has it."""
         return self.per_instance.get(experiment, pd.DataFrame())
+
+    def named(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` with its ``model`` labels as the papers name the models
+        (``lstm-additive-h32`` -> ``lstm-additive``), for the claims that pick models by the
+        papers' names."""
+        if not len(table):
+            return table
+        return table.assign(
+            model=table["model"].map(lambda label: self.model_names.get(label, label))
+        )
 
     def summary(self, experiment: str) -> pd.DataFrame:
         """The stacked summaries of ``experiment`` (empty when no run has it)."""
@@ -121,8 +133,9 @@ class Evidence:
         ``quantity`` and has a paper number."""
         if not len(self.beside):
             return self.beside
+        named = self.beside.get("paper_model", self.beside["model"])
         rows = self.beside[
-            (self.beside["model"] == model)
+            (named == model)
             & self.beside["quantity"].str.startswith(quantity)
             & self.beside["paper"].notna()
         ]
@@ -190,7 +203,7 @@ def _paired(
 def _bilstm_below_average(evidence: Evidence) -> Verdict | None:
     """Per dataset and seed, a paired bootstrap test over the instances both models
     explained: the Average encoder's mean tau with the gradient above the BiLSTM's."""
-    table = evidence.instances("jain_wallace.correlation")
+    table = evidence.named(evidence.instances("jain_wallace.correlation"))
     if not len(table) or "tau_jw-gradient" not in table:
         return None
     table = table.drop_duplicates(subset=["dataset", "model", "seed", "instance"])
@@ -219,7 +232,7 @@ def _tally(parts: list[str], passed: list[bool]) -> str:
 def _uniform_costs_little(evidence: Evidence) -> Verdict | None:
     """Per dataset W&P report: the paper's F1 drop (trained - uniform) lies in our paired
     bootstrap interval of the drop, widened by the stand-in allowance."""
-    table = evidence.instances("wiegreffe_pinter.uniform")
+    table = evidence.named(evidence.instances("wiegreffe_pinter.uniform"))
     if not len(table):
         return None
     table = table[table["model"] == "lstm-additive"].drop_duplicates(

@@ -171,7 +171,9 @@ def _quantity(summary: pd.DataFrame, quantity, column: str) -> pd.DataFrame:
 
 
 def beside_paper(
-    quantities: pd.DataFrame, dataset_names: Mapping[str, str] | None = None
+    quantities: pd.DataFrame,
+    dataset_names: Mapping[str, str] | None = None,
+    model_names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Rows of :func:`summary_quantities` that the papers report, with ``paper_dataset``,
     ``paper`` (the paper's value), ``difference`` (ours - paper) and ``spread`` (the standard
@@ -179,14 +181,18 @@ def beside_paper(
     class; NaN where they hold one) added.
 
     ``dataset_names`` maps the labels in the ``dataset`` column to registered dataset names
-    where they differ (a plan entry with options or row caps: ``imdb-train21497`` -> ``imdb``).
+    where they differ (a plan entry with options or row caps: ``imdb-train21497`` -> ``imdb``);
+    ``model_names`` the model labels to the papers' names where they differ
+    (``lstm-additive-h32`` -> ``lstm-additive``: :attr:`ModelEntry.paper_model`), kept as
+    ``paper_model``.
     """
-    rows, names = [], dataset_names or {}
+    rows, names, models = [], dataset_names or {}, model_names or {}
     spread = seed_spread(quantities)
     for row, seeds_spread in zip(quantities.itertuples(index=False), spread, strict=True):
         name = names.get(row.dataset, row.dataset)
         paper_dataset = PAPER_DATASETS.get(name)
-        values = PAPER_NUMBERS.get((paper_dataset, row.model, row.quantity))
+        paper_model = models.get(row.model, row.model)
+        values = PAPER_NUMBERS.get((paper_dataset, paper_model, row.quantity))
         # one value: a number over all instances; one per class: per predicted class
         if values is None or (row.predicted_class == ALL_CLASSES) != (len(values) == 1):
             continue
@@ -200,6 +206,7 @@ def beside_paper(
             {
                 **row._asdict(),
                 "paper_dataset": paper_dataset,
+                "paper_model": paper_model,
                 "paper": paper,
                 "difference": row.ours - paper,
                 "spread": seeds_spread,
@@ -245,10 +252,12 @@ def run_beside_paper(result: RunResult) -> pd.DataFrame:
     report, beside the papers' numbers (:func:`beside_paper`); empty when there is none."""
     tables = []
     names = {dataset.label: dataset.name for dataset in result.plan.datasets}
+    models = {model.label: model.paper_model for model in result.plan.models}
     for index, entry in enumerate(result.plan.experiments):
         if entry.name not in EXPERIMENTS_WITH_NUMBERS:
             continue
         summary = result.summary(index)
         if len(summary):
-            tables.append(beside_paper(summary_quantities(entry.name, summary), names))
+            quantities = summary_quantities(entry.name, summary)
+            tables.append(beside_paper(quantities, names, models))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

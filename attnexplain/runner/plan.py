@@ -364,11 +364,20 @@ class ModelEntry(_Section):
             tuned = "-finetuned" if self.finetune else ""
             return self._transformer_name() + tuned + mode + layer
         arch, default = self.architecture(), ModelEntry().architecture()
+        size = "" if arch["hidden_size"] == default["hidden_size"] else f"-h{arch['hidden_size']}"
+        return self.paper_model + size
+
+    @property
+    def paper_model(self) -> str:
+        """The model as the papers' tables name it: a classic model's encoder and attention
+        (and a non-default attention mode) at any hidden size (J&W's bAbI models have 32, their
+        classifiers 128: both are "the BiLSTM"); other models' label."""
+        if self.vision or self.transformer:
+            return self.label
+        arch, default = self.architecture(), ModelEntry().architecture()
         parts = [arch["encoder"], arch["attention"]]
         if arch["attention_mode"] != default["attention_mode"]:
             parts.append(arch["attention_mode"])
-        if arch["hidden_size"] != default["hidden_size"]:
-            parts.append(f"h{arch['hidden_size']}")
         return "-".join(parts)
 
 
