@@ -610,13 +610,14 @@ def reproduce_command(
     for written in write_reports(results, cache_dir):
         typer.echo(f"report: {written}")
     claims = judge(results)
-    typer.echo("\nthe papers' claims on these runs (tolerances: reports/README.md):")
+    typer.echo("\nthe papers' claims on these runs (the rule: reports/README.md):")
     for row in claims.itertuples():
         line = f"  {row.holds:<8} {row.paper}: {row.claim}"
         typer.echo(textwrap.fill(line, width=100, subsequent_indent=" " * 11))
     counts = claims["holds"].value_counts()
     typer.echo(
         f"{counts.get('yes', 0)} hold, {counts.get('no', 0)} do not, "
+        f"{counts.get('no paper number', 0)} shown without a paper number to judge by, "
         f"{counts.get('not run', 0)} not in these runs; "
         f"wall time {format_duration(time.perf_counter() - started)}"
     )

@@ -13,6 +13,7 @@ from attnexplain.data import collate
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments import jain_wallace as jw
 from attnexplain.experiments.paper_numbers import beside_paper, summary_quantities
+from attnexplain.experiments.site_attention import attention_bin
 from attnexplain.hooks import capture
 from attnexplain.metrics import tvd
 from attnexplain.models.checkpoint import at_site_layer
@@ -58,9 +59,15 @@ def test_permutation_moves_a_learned_model_and_summarises_by_bin(classic, frame)
     assert df["instance"].tolist() == list(range(len(frame)))
     assert (df["median_output_change"] >= 0).all() and df["median_output_change"].max() > 0
     summary = jw.summarise_permutation(df)
-    bins, overall = summary.iloc[:-1], summary.iloc[-1]
-    assert bins["count"].sum() == overall["count"] == len(frame)
+    overall = summary.iloc[-1]
+    per_class = summary[(summary["predicted_class"] != "all")]
+    per_bin = summary[(summary["predicted_class"] == "all") & (summary["bin"] != "all")]
+    assert per_class["count"].sum() == per_bin["count"].sum() == overall["count"] == len(frame)
     assert overall["median"] == df["median_output_change"].median()
+    binned = df.groupby(attention_bin(df["max_attention"]), observed=True)["median_output_change"]
+    assert per_bin["median"].tolist() == binned.median().tolist()
+    assert (summary["median_low"] <= summary["median"]).all()
+    assert (summary["median"] <= summary["median_high"]).all()
     assert jw.figure_permutation(df).axes
 
 

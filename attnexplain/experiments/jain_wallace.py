@@ -132,13 +132,16 @@ def run_permutation(
 
 def summarise_permutation(df: pd.DataFrame) -> pd.DataFrame:
     """Median of the per-instance median output change by max-attention bin and class, with
-    its 95% bootstrap interval (``median_low``, ``median_high``), and a last row (bin and
-    class ``all``) over every instance."""
+    its 95% bootstrap interval (``median_low``, ``median_high``); then per bin over every
+    class (class ``all``), and a last row (bin and class ``all``) over every instance."""
     binned = df.assign(bin=attention_bin(df["max_attention"]))
-    groups = binned.groupby(["bin", "predicted_class"], observed=True)
     rows = [
         {"bin": str(b), "predicted_class": label, **_median_columns(group)}
-        for (b, label), group in groups
+        for (b, label), group in binned.groupby(["bin", "predicted_class"], observed=True)
+    ]
+    rows += [
+        {"bin": str(b), "predicted_class": ALL_CLASSES, **_median_columns(group)}
+        for b, group in binned.groupby("bin", observed=True)
     ]
     rows.append({"bin": ALL_CLASSES, "predicted_class": ALL_CLASSES, **_median_columns(df)})
     return pd.DataFrame(rows)

@@ -79,6 +79,14 @@ PAPER_NUMBERS: dict[tuple[str, str, str], tuple[float | None, ...]] = {
     ("bAbI 1", "lstm-additive", "tau leave-one-out"): (0.23,),
     ("bAbI 2", "lstm-additive", "tau leave-one-out"): (0.11,),
     ("bAbI 3", "lstm-additive", "tau leave-one-out"): (0.31,),
+    # A6, read off the authors' figure files: bAbI 2's median output change under permutation
+    # per max-attention bin over all instances, and the eps-max JSD medians
+    ("bAbI 2", "lstm-additive", "permutation [0, .25)"): (0.82,),
+    ("bAbI 2", "lstm-additive", "permutation [.25, .5)"): (0.92,),
+    ("bAbI 2", "lstm-additive", "permutation [.5, .75)"): (0.98,),
+    ("bAbI 2", "lstm-additive", "permutation [.75, 1]"): (0.99,),
+    ("bAbI 1", "lstm-additive", "adversarial median JSD"): (0.60,),
+    ("bAbI 2", "lstm-additive", "adversarial median JSD"): (0.62,),
     # A3, Table 2: share of instances with p <= 0.05
     ("SST", "lstm-additive", "sig. frac. jw-gradient"): (0.59, 0.58),
     ("SST", "average-additive", "sig. frac. jw-gradient"): (0.93, 0.94),
