@@ -89,7 +89,7 @@ def test_a_number_claim_holds_inside_the_widened_interval(dataset, high, holds):
     low = f"{high - 0.04:.2f}"
     assert row["ours"].startswith(f"{dataset} {high - 0.02:.2f} [{low}, {high:.2f}]")
     assert row["ours"].endswith(f"inside in {int(holds == 'yes')} of 1")
-    assert "95% bootstrap interval" in row["tolerance"]
+    assert "95% bootstrap interval" in row["rule"]
 
 
 def correlations(taus: dict[tuple[str, str], list[float]]) -> pd.DataFrame:

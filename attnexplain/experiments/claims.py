@@ -147,7 +147,7 @@ class Claim:
     paper: str
     claim: str
     paper_number: str
-    tolerance: str
+    rule: str
     judge: Callable[[Evidence], Verdict | None]
 
 
@@ -282,7 +282,7 @@ def _pairs_move_more_under_permutation(evidence: Evidence) -> Verdict | None:
     """Per model: the lower end of every pair-task dataset's interval of the median output
     change under permutation (all instances) at least twice the upper end of every
     single-text dataset's."""
-    table = evidence.summary("jain_wallace.permutation")
+    table = evidence.named(evidence.summary("jain_wallace.permutation"))
     if not len(table) or "pairs" not in table:
         return None
     overall = table[table["bin"] == ALL_CLASSES].drop_duplicates(
@@ -598,7 +598,7 @@ def judge(results: Iterable[RunResult]) -> pd.DataFrame:
 
 def verdicts(evidence: Evidence) -> pd.DataFrame:
     """One row per claim of :data:`CLAIMS`: ``paper``, ``claim``, ``paper_number``, ``ours``,
-    ``holds`` (``yes`` / ``no`` / ``not run``) and ``tolerance``."""
+    ``holds`` (``yes`` / ``no`` / ``no paper number`` / ``not run``) and ``rule``."""
     rows = []
     for claim in CLAIMS:
         verdict = claim.judge(evidence)
@@ -609,7 +609,7 @@ def verdicts(evidence: Evidence) -> pd.DataFrame:
                 "paper_number": claim.paper_number,
                 "ours": "not in these runs" if verdict is None else verdict.ours,
                 "holds": _holds(verdict),
-                "tolerance": claim.tolerance,
+                "rule": claim.rule,
             }
         )
     return pd.DataFrame(rows)
@@ -626,13 +626,13 @@ def _holds(verdict: Verdict | None) -> str:
 def claims_markdown(table: pd.DataFrame) -> str:
     """:func:`judge`'s table and :data:`UNTESTABLE` as Markdown."""
     lines = [
-        "| paper | claim | paper's number | ours | holds? | tolerance |",
+        "| paper | claim | paper's number | ours (95% interval; * outside) | holds? | rule |",
         "|---|---|---|---|---|---|",
     ]
     for row in table.itertuples():
         lines.append(
             f"| {row.paper} | {row.claim} | {row.paper_number} | {row.ours} | {row.holds} | "
-            f"{row.tolerance} |"
+            f"{row.rule} |"
         )
     lines += ["", "| paper | claim | why it cannot be tested here |", "|---|---|---|"]
     lines += [f"| {paper} | {claim} | {why} |" for paper, claim, why in UNTESTABLE]
