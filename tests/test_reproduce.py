@@ -243,3 +243,31 @@ def test_report_only_reports_what_is_finished_and_runs_nothing(tmp_path):
         f"error: nothing reproduced yet under {tmp_path}: run `attnexplain reproduce` first"
     )
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("attention_tau", "holds"), [(0.1, "yes"), (0.9, "no")])
+def test_gradient_and_leave_one_out_agree_more_than_attention(attention_tau, holds):
+    rng = np.random.default_rng(4)
+    rows = []
+    for instance in range(80):
+        noise = rng.normal(0, 0.05, 3)
+        taus = {
+            "attention": (attention_tau + noise[0],) * 2,  # with the gradient, with LOO
+            "jw-gradient": (1.0, 0.6 + noise[1]),
+            "leave-one-out": (0.6 + noise[2], 1.0),
+        }
+        for method, (gradient, loo) in taus.items():
+            rows.append(
+                {
+                    "dataset": "babi-1",
+                    "model": "lstm-additive-h32",
+                    "seed": 10,
+                    "instance": instance,
+                    "method": method,
+                    "kendall_gradient": gradient,
+                    "kendall_loo": loo,
+                }
+            )
+    evidence = Evidence({}, pd.DataFrame(), {"league.methods": pd.DataFrame(rows)})
+    row = verdict(evidence, "Gradient and leave-one-out importance agree")
+    assert row["holds"] == holds and row["ours"].endswith(f"holds in {int(holds == 'yes')} of 1")

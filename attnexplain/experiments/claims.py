@@ -43,6 +43,7 @@ WP = "W&P 2019"
 # the experiments whose per-instance tables the ordering claims test on
 PER_INSTANCE = (
     "jain_wallace.correlation",
+    "league.methods",
     "wiegreffe_pinter.uniform",
     "wiegreffe_pinter.seeds",
     "wiegreffe_pinter.diagnostic",
@@ -227,6 +228,31 @@ def _difference(interval: Interval, passes: bool) -> str:
 
 def _tally(parts: list[str], passed: list[bool]) -> str:
     return f"{'; '.join(parts)}; holds in {sum(passed)} of {len(passed)}"
+
+
+def _gradient_and_loo_agree_more(evidence: Evidence) -> Verdict | None:
+    """Per dataset, model and seed, paired bootstrap tests over instances: leave-one-out's
+    Kendall tau with the gradient above attention's, and the gradient's tau with
+    leave-one-out above attention's (the league's per-instance agreement)."""
+    table = evidence.instances("league.methods")
+    if not len(table) or not {"attention", "jw-gradient", "leave-one-out"} <= set(table["method"]):
+        return None
+    keys = ["dataset", "model", "seed"]
+    wide = table.drop_duplicates(subset=[*keys, "instance", "method"]).pivot_table(
+        index=[*keys, "instance"], columns="method", values=["kendall_gradient", "kendall_loo"]
+    )
+    parts, passed = [], []
+    for (dataset, model, seed), rows in wide.groupby(level=keys, sort=False):
+        gradient, loo = rows["kendall_gradient"], rows["kendall_loo"]
+        with_gradient, lead_gradient = ordered(gradient["attention"], gradient["leave-one-out"])
+        with_loo, lead_loo = ordered(loo["attention"], loo["jw-gradient"])
+        passed.append(with_gradient and with_loo)
+        parts.append(
+            f"{dataset} {model} (seed {seed}): tau with the gradient, leave-one-out - attention "
+            f"{_difference(lead_gradient, with_gradient)}; tau with leave-one-out, gradient - "
+            f"attention {_difference(lead_loo, with_loo)}"
+        )
+    return Verdict(_tally(parts, passed), all(passed))
 
 
 def _uniform_costs_little(evidence: Evidence) -> Verdict | None:
@@ -481,6 +507,14 @@ CLAIMS: tuple[Claim, ...] = (
         "tau ~.1-.45 vs ~.65-.8 on every dataset (Table 2)",
         f"an ordering (Average tau above BiLSTM tau): {ORDER_RULE}",
         _bilstm_below_average,
+    ),
+    Claim(
+        JW,
+        "Gradient and leave-one-out importance agree with each other more than either agrees "
+        "with attention",
+        "Figure 3 (tau between the two importance measures against attention's)",
+        f"orderings (each measure's tau with the other above attention's): {ORDER_RULE}",
+        _gradient_and_loo_agree_more,
     ),
     Claim(
         JW,
