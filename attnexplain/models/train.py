@@ -88,7 +88,7 @@ class TrainConfig:
                 f"unknown embeddings {self.embeddings!r}; choose one of {', '.join(EMBEDDINGS)}"
             )
         for name in ("epochs", "batch_size", "embed_dim", "max_length", "patience"):
-            if (getattr(self, name) or 1) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise InvalidInputError(
