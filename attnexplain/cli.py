@@ -24,7 +24,7 @@ from attnexplain.data.sources import fetch_wheel
 from attnexplain.data.text import TextPipeline
 from attnexplain.device import computing_on, resolve_device, resolve_precision
 from attnexplain.errors import AttnExplainError, InvalidInputError, UnknownNameError
-from attnexplain.experiments.paper_numbers import run_beside_paper
+from attnexplain.experiments.paper_numbers import judge_claims, run_beside_paper
 from attnexplain.explain import (
     DEFAULT_METHODS,
     content_ids,
@@ -524,9 +524,16 @@ def run_command(
             typer.echo(f"- {message}")
     paper = run_beside_paper(result)
     if len(paper):
-        typer.echo("\nbeside the papers (papers-spec A3-A5, B1; rt-sentences stands in for SST)")
+        typer.echo(
+            "\nbeside the papers (papers-spec A3-A6, B1; rt-sentences stands in for SST; holds: "
+            "the paper's number inside our 95% interval, widened as reports/README.md says)"
+        )
+        columns = ["dataset", "model", "seed", "quantity", "predicted_class", "ours"]
+        columns += ["ours_low", "ours_high", "paper", "holds"]
         # the seed column only tells rows apart when the plan has several seeds
-        shown = paper.drop(columns=["count"] if paper["seed"].nunique() > 1 else ["seed", "count"])
+        if paper["seed"].nunique() == 1:
+            columns.remove("seed")
+        shown = judge_claims(paper)[columns]
         typer.echo(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     if report:
         _use_device(device, precision)

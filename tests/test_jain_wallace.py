@@ -156,25 +156,27 @@ def test_experiments_read_the_site_layer_they_are_given(tiny_bert, frame, classi
 
 
 def test_babi_is_put_beside_the_papers_one_number_over_all_instances():
-    # J&W's bAbI rows are means over all instances; ours come per predicted class, weighted by
-    # the instances each covers: (0.2 * 30 + 0.5 * 10) / 40 = 0.275
+    # J&W's bAbI rows are means over all instances: the summary's row of class "all" (computed
+    # from the instances), never a per-class row
     summary = pd.DataFrame(
         {
             "dataset": "babi-2",
             "model": "lstm-additive",
             "seed": 10,
             "method": "jw-gradient",
-            "predicted_class": ["garden", "kitchen"],
-            "mean_tau": [0.2, 0.5],
-            "sig_frac": [0.5, 1.0],
-            "count": [30, 10],
+            "predicted_class": ["garden", "kitchen", "all"],
+            "mean_tau": [0.2, 0.5, 0.275],
+            "mean_tau_low": [0.15, 0.4, 0.25],
+            "mean_tau_high": [0.25, 0.6, 0.3],
+            "sig_frac": [0.5, 1.0, 0.625],
+            "count": [30, 10, 40],
         }
     )
     table = beside_paper(summary_quantities("jain_wallace.correlation", summary))
     assert table["quantity"].tolist() == ["tau jw-gradient"]  # J&W give no bAbI Sig. Frac.
     row = table.iloc[0]
     assert (row["paper_dataset"], row["predicted_class"], row["paper"]) == ("bAbI 2", "all", 0.17)
-    assert row["ours"] == pytest.approx(0.275) and row["count"] == 40
+    assert (row["ours"], row["ours_low"], row["ours_high"], row["count"]) == (0.275, 0.25, 0.3, 40)
 
 
 def test_summaries_are_put_beside_the_papers_numbers_by_class_order():

@@ -354,8 +354,8 @@ def test_cli_run_puts_jain_wallace_summaries_beside_the_papers(tmp_path):
     start = next(i for i, line in enumerate(lines) if line.startswith("beside the papers"))
     header, rows = lines[start + 1].split(), lines[start + 2 :]
     assert header == [
-        "dataset", "model", "seed", "quantity", "predicted_class", "ours", "paper_dataset",
-        "paper", "difference",
+        "dataset", "model", "seed", "quantity", "predicted_class", "ours", "ours_low",
+        "ours_high", "paper", "holds",
     ]  # fmt: skip
     # SST's tau(attention, gradient) for the BiLSTM: .40 (negative) / .38 (positive), per seed
     paper = {
