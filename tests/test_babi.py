@@ -10,7 +10,7 @@ import pytest
 
 from attnexplain.data import get_spec, load_dataset
 from attnexplain.data.babi import generate_babi
-from attnexplain.data.splits import split_with_given_test
+from attnexplain.data.splits import split_frame, split_with_given_test
 from attnexplain.data.text import tokenize
 from attnexplain.errors import InvalidInputError, PlanError
 from attnexplain.runner.plan import parse_plan
@@ -20,7 +20,16 @@ GET = re.compile(r"(\w+) (?:got|grabbed|picked up|took) the (\w+)(?: there)?")
 DROP = re.compile(r"(\w+) (?:dropped|discarded|put down|left) the (\w+)(?: there)?")
 WHERE_IS = re.compile(r"Where is (?:the )?(\w+)\?")
 WHERE_WAS = re.compile(r"Where was the (\w+) before the (\w+)\?")
-COLUMNS = ["text", "tokens", "text_pair", "pair_tokens", "label", "supporting_facts", "rationale"]
+COLUMNS = [
+    "text",
+    "tokens",
+    "text_pair",
+    "pair_tokens",
+    "label",
+    "supporting_facts",
+    "rationale",
+    "group",
+]
 
 
 def solve(statements: list[str], question: str) -> str | None:
@@ -170,3 +179,25 @@ def test_a_given_test_set_removes_only_the_same_pairs_from_train():
     test = train.iloc[[1]]
     splits = split_with_given_test(train, test, 0.0, seed=0)
     assert sorted(splits["train"]["text_pair"]) == ["Where is John?", "Where is Mary?"]
+
+
+@pytest.mark.parametrize("task", [1, 3])
+def test_a_storys_questions_stay_in_one_split(task):
+    """Questions of one story share its statements: were some of them in train and others in
+    dev, dev accuracy would reward remembering stories (bAbI 3's BiLSTM scored .80 on such a
+    dev and .39 on the test set)."""
+    splits = load_dataset(f"babi-{task}", train_questions=1000, test_questions=100).splits
+    train, dev = (set(splits[name]["group"]) for name in ("train", "dev"))
+    assert train and dev and not train & dev
+    # the dev share is still about 15% of the questions
+    assert 0.10 < len(splits["dev"]) / (len(splits["train"]) + len(splits["dev"])) < 0.20
+
+
+def test_rows_without_a_group_are_split_one_by_one():
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(100)], "label": ["a", "b"] * 50})
+    grouped = frame.assign(group=[i // 10 for i in range(100)])
+    parts = split_frame(frame, (0.8, 0.1, 0.1), seed=0)
+    assert [len(parts[name]) for name in ("train", "dev", "test")] == [80, 10, 10]
+    by_group = split_frame(grouped, (0.8, 0.1, 0.1), seed=0)
+    for name in ("train", "dev", "test"):
+        assert len(by_group[name]) == 10 * by_group[name]["group"].nunique()

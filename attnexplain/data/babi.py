@@ -27,6 +27,7 @@ story before the question.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from typing import Annotated
 import pandas as pd
 from pydantic import Field
 
+from attnexplain.data.splits import GROUP
 from attnexplain.data.synthetic import Seed, check_options
 from attnexplain.data.text import tokenize
 from attnexplain.errors import InvalidInputError
@@ -221,7 +223,7 @@ def _sentence_tokens(statement: str) -> tuple[str, ...]:
     return tuple(tokenize(f"{statement} ."))
 
 
-def _rows(story: _Story, questions: list[_Question]) -> Iterator[dict]:
+def _rows(story: _Story, questions: list[_Question], index: int) -> Iterator[dict]:
     tokens = [_sentence_tokens(statement) for statement in story.statements]
     for question in questions:
         supporting = set(question.supporting_facts)
@@ -234,6 +236,7 @@ def _rows(story: _Story, questions: list[_Question]) -> Iterator[dict]:
             "label": question.answer,
             "supporting_facts": question.supporting_facts,
             "rationale": [int(i in supporting) for i in passage for _ in tokens[i]],
+            GROUP: index,
         }
 
 
@@ -245,15 +248,14 @@ def generate_babi(task: int, questions: int, rng: random.Random) -> pd.DataFrame
     ``text_pair`` (str: the question), ``pair_tokens`` (list[str]), ``label`` (str: the
     answer, a location), ``supporting_facts`` (list[int]: 0-based indices of the passage's
     statements that settle the answer) and ``rationale`` (list[int], aligned with
-    ``tokens``: 1 on every token of a supporting statement). The last story is cut short
-    when ``questions`` is not a multiple of five.
+    ``tokens``: 1 on every token of a supporting statement) and ``group`` (int: the story's
+    index; its questions share statements, so splits keep them together). The last story is
+    cut short when ``questions`` is not a multiple of five.
     """
     if task not in _STORIES:
         raise InvalidInputError(f"bAbI task {task} is not generated; tasks: {TASKS}")
-    rows: list[dict] = []
-    while len(rows) < questions:
-        rows.extend(_rows(*_STORIES[task](rng)))
-    return pd.DataFrame(rows[:questions])
+    stories = (_rows(*_STORIES[task](rng), index) for index in itertools.count())
+    return pd.DataFrame(itertools.islice(itertools.chain.from_iterable(stories), questions))
 
 
 def babi_reader(task: int) -> Callable[..., dict[str, pd.DataFrame]]:

@@ -161,7 +161,8 @@ def image_reader(name: str) -> Callable[..., Dataset]:
 
 def babi_spec(task: int, title: str, sizes: tuple[int, int, int]) -> DatasetSpec:
     """The registry entry of bAbI ``task``: 10,000 train and 1,000 test questions like en-10k,
-    15% of train held out as dev (J&W)."""
+    15% of train held out as dev (J&W), whole stories at a time (a story's questions share
+    its statements)."""
     return DatasetSpec(
         f"babi-{task}",
         f"bAbI task {task}, {title}: our generator's stories following the public task rules "
@@ -295,7 +296,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             check=check_nli_synthetic_options,
             pairs=True,
         ),
-        babi_spec(1, "single supporting fact", (8413, 1485, 999)),
+        babi_spec(1, "single supporting fact", (8418, 1480, 999)),
         babi_spec(2, "two supporting facts", (8500, 1500, 1000)),
         babi_spec(3, "three supporting facts", (8500, 1500, 1000)),
         DatasetSpec(

@@ -7,6 +7,9 @@ import pandas as pd
 
 SPLITS = ("train", "dev", "test")
 
+# rows sharing a value of this column are kept in one split (see split_frame)
+GROUP = "group"
+
 
 def text_key(frame: pd.DataFrame) -> list[str]:
     """The columns that make a row's text: ``text``, and ``text_pair`` for text pairs (one
@@ -30,16 +33,31 @@ def split_frame(
 
     Each split keeps the shuffled order, so that its first N rows are a random sample (sources
     are often sorted by label: rt-sentences and tweets are). A fraction of 0 gives an empty
-    split (used when a source ships its own test set).
+    split (used when a source ships its own test set). Rows that share a :data:`GROUP` value
+    (a bAbI story's questions, whose passages share its statements) stay in one split, so
+    that no split can be answered by remembering another: the groups are shuffled and cut by
+    ``fractions`` of their number, then each split's rows are shuffled.
     """
     frame = drop_duplicate_texts(frame)
-    order = np.random.default_rng(seed).permutation(len(frame))
-    cuts = np.round(np.cumsum(fractions)[:-1] / sum(fractions) * len(frame)).astype(int)
-    parts = np.split(order, cuts)
+    rng = np.random.default_rng(seed)
+    if GROUP not in frame:
+        parts = _cut(rng.permutation(len(frame)), fractions)
+    else:
+        groups = frame[GROUP].unique()
+        parts = [
+            rng.permutation(np.flatnonzero(frame[GROUP].isin(chosen)))
+            for chosen in _cut(rng.permutation(groups), fractions)
+        ]
     return {
         name: frame.iloc[part].reset_index(drop=True)
         for name, part in zip(SPLITS, parts, strict=True)
     }
+
+
+def _cut(order: np.ndarray, fractions: tuple[float, float, float]) -> list[np.ndarray]:
+    """``order`` cut into three consecutive parts sized by ``fractions``."""
+    cuts = np.round(np.cumsum(fractions)[:-1] / sum(fractions) * len(order)).astype(int)
+    return np.split(order, cuts)
 
 
 def split_with_given_test(
