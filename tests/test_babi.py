@@ -2,18 +2,20 @@
 the statements as a reader would."""
 
 import random
+from dataclasses import replace
 import re
 from collections import defaultdict
 
 import pandas as pd
 import pytest
 
-from attnexplain.data import get_spec, load_dataset
+from attnexplain.data import get_spec, load_dataset, registry
 from attnexplain.data.babi import generate_babi
 from attnexplain.data.splits import split_frame, split_with_given_test
 from attnexplain.data.text import tokenize
 from attnexplain.errors import InvalidInputError, PlanError
 from attnexplain.runner.plan import parse_plan
+from attnexplain.runner.units import expand
 
 MOVE = re.compile(r"(\w+) (?:moved|went|journeyed|travelled|went back) to the (\w+)")
 GET = re.compile(r"(\w+) (?:got|grabbed|picked up|took) the (\w+)(?: there)?")
@@ -201,3 +203,24 @@ def test_rows_without_a_group_are_split_one_by_one():
     by_group = split_frame(grouped, (0.8, 0.1, 0.1), seed=0)
     for name in ("train", "dev", "test"):
         assert len(by_group[name]) == 10 * by_group[name]["group"].nunique()
+
+
+def test_a_new_revision_of_a_datasets_rows_is_new_work(monkeypatch):
+    """Units trained on bAbI's earlier split (dev questions from training stories) must not
+    be reused: the spec's revision is part of the data's identity; datasets never revised
+    keep their keys."""
+    plan = {"name": "keys", "datasets": ["babi-1", "rt-sentences"], "seeds": [1]}
+    parsed = parse_plan(
+        {**plan, "models": [{"encoder": "lstm"}], "experiments": [{"name": "predictions"}]}
+    )
+    babi, rt = parsed.datasets
+    assert babi.identity()["revision"] == 1 and "revision" not in rt.identity()
+    keys = _keys(parsed)
+    monkeypatch.setitem(registry.REGISTRY, "babi-1", replace(get_spec("babi-1"), revision=2))
+    changed = {label for label, key in keys.items() if key != _keys(parsed)[label]}
+    assert changed and all(label.startswith("babi-1") for label in changed)
+    assert any(label.startswith("rt-sentences") for label in keys)
+
+
+def _keys(plan) -> dict[str, str]:
+    return {unit.label: unit.key for unit in expand(plan)}

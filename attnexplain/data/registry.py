@@ -100,6 +100,9 @@ class DatasetSpec:
     dropped before splitting. ``sizes`` documents the (train, dev, test) sizes this gives with
     the default options; the test suite checks them against a real load. ``check(options)``
     refuses option values the reader cannot use, before anything is read (plans call it).
+    ``revision`` counts changes to the rows a spec builds from the same options (a generator's
+    or a split's rule); a non-zero one joins the data's identity in run keys, so that results
+    of the earlier rows are not reused.
     """
 
     name: str
@@ -118,6 +121,7 @@ class DatasetSpec:
     origin: str = "generated"  # where a set without a source wheel comes from
     check: Callable[[dict], None] | None = None
     pairs: bool = False  # rows are text pairs (passage / question, premise / hypothesis)
+    revision: int = 0
 
     @property
     def task(self) -> str:
@@ -176,6 +180,7 @@ def babi_spec(task: int, title: str, sizes: tuple[int, int, int]) -> DatasetSpec
         sizes=sizes,
         check=check_babi_options,
         pairs=True,
+        revision=1,  # 1: dev cut by whole stories
     )
 
 

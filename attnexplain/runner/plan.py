@@ -130,10 +130,13 @@ class DatasetEntry(_Section):
     def identity(self) -> dict[str, Any]:
         """What decides the data a unit sees (unset caps left out, so that adding the
         ``max_rows`` key kept the keys of the units of plans without it). A data file is
-        named by its content's SHA-256, not its path: a changed file is new work."""
+        named by its content's SHA-256, not its path: a changed file is new work; so is a
+        registered dataset's new revision (:class:`~attnexplain.data.registry.DatasetSpec`)."""
         identity = self.model_dump(exclude_none=True, exclude={"file"})
         if self.file is not None:
             identity["file_sha256"] = file_sha256(self.file)
+        elif revision := get_spec(self.name).revision:
+            identity["revision"] = revision
         return identity
 
     def provenance(self) -> dict[str, Any]:
