@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ from attnexplain.hooks import capture, list_sites
 from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.generation import Generation, generate
 from attnexplain.models.hf import HFClassifier
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 DEFAULT_GENERATION_METHODS = ("attention", "attention-rollout", "input-x-gradient", "leave-one-out")
 # methods whose scores are linear in the explained output: their contrast with a foil is the
@@ -143,7 +147,8 @@ def _foil_id(tokenizer, foil: str | int) -> int:
     return ids[0]
 
 
-def _check_methods(methods: Sequence[str], foil: str | int | None) -> None:
+def check_methods(methods: Sequence[str], foil: str | int | None = None) -> None:
+    """Raise for an unknown method, or one that has no contrast with a foil (before any work)."""
     if not methods:
         raise InvalidInputError("pass at least one method")
     for name in methods:
@@ -263,7 +268,7 @@ def explain_generation(
     >>> result = explain_generation(lm, tokenizer, "Mary went to the", max_new_tokens=3)
     >>> result.to_frame().query("method == 'attention'")
     """
-    _check_methods(methods, foil)
+    check_methods(methods, foil)
     classifier = HFClassifier(NextTokenLM(model), site_layer=layer)
     classifier.check_site()  # a layer that does not exist fails before generating
     prompt_ids = torch.tensor(_ids(tokenizer, prompt, "prompt", special=True))
@@ -312,3 +317,32 @@ def explain_generation(
         None if foil is None else tokenizer.convert_ids_to_tokens([foil_id])[0],
         layer % len(sites),
     )
+
+
+def generation_table(result: GenerationExplanation, method: str) -> Table:
+    """A rich Table of one method's scores: a row per source token, a column per generated
+    token (its step), each cell coloured relative to the largest |score| of its column; blank
+    where the step had not read the token yet."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from attnexplain.explain import score_style
+
+    matrix = result.scores[method]
+    table = Table(title=Text(method), title_justify="left")
+    table.add_column("source")
+    for step, token in enumerate(result.generated_tokens):
+        table.add_column(f"{step}: {token}", justify="right")
+    scales = np.nanmax(np.abs(matrix), axis=1)
+    for position, token in enumerate(result.source_tokens):
+        cells = [
+            Text("")
+            if np.isnan(matrix[step, position])
+            else Text(
+                f"{matrix[step, position]:+.3f}",
+                style=score_style(matrix[step, position], scales[step]),
+            )
+            for step in range(len(result.generated_tokens))
+        ]
+        table.add_row(Text(token), *cells)
+    return table

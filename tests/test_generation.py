@@ -28,6 +28,7 @@ from attnexplain.hooks import intervene, layer_site, uniform
 from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.generation import generate
 from attnexplain.models.hf import HFClassifier
+from tests.conftest import run_cli
 from tests.tiny_transformers import PEAKED, TINY
 from tests.user_models import _tokenizer
 
@@ -343,3 +344,47 @@ def test_a_model_without_supported_attention_or_head_is_refused():
         NextTokenLM(deberta)
     with pytest.raises(InvalidInputError, match="no language-model head"):
         NextTokenLM(BertModel(BertConfig(**TINY, intermediate_size=64, vocab_size=50)))
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("generate") / "llama"
+    causal_lm("llama").save_pretrained(folder)
+    tokenizer("llama").save_pretrained(folder)
+    return folder
+
+
+def test_explain_generate_prints_a_table_per_method_and_writes_heatmaps(lm_folder, tmp_path):
+    args = ["explain", "--generate", "--checkpoint", str(lm_folder), "--max-new-tokens", "2"]
+    result = run_cli(*args, "--method", "attention", "--method", "leave-one-out", PROMPT)
+    assert result.returncode == 0, result.stderr
+    assert "generated:" in result.stdout
+    assert "attention" in result.stdout and "leave-one-out" in result.stdout
+    page = tmp_path / "generation.html"
+    result = run_cli(*args, "--html", str(page), "--foil", "milk", PROMPT)
+    assert result.returncode == 0, result.stderr
+    assert page.read_text(encoding="utf-8").count('class="heatmap"') == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "nope", PROMPT], "unknown attribution method 'nope'"),
+        (["--method", "jw-gradient", "--foil", "milk", PROMPT], "not linear in the output"),
+        (["   "], "prompt has no tokens"),
+        (["one", "two"], "continues one prompt"),
+    ],
+)
+def test_explain_generate_refuses_bad_input_in_one_line(lm_folder, extra, message):
+    result = run_cli("explain", "--generate", "--checkpoint", str(lm_folder), *extra)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_explain_generate_refuses_a_folder_without_a_causal_lm(tmp_path):
+    result = run_cli("explain", "--generate", "--checkpoint", str(tmp_path), PROMPT)
+    assert result.returncode == 2 and "does not hold a causal language model" in result.stderr

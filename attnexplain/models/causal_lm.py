@@ -15,6 +15,7 @@ next token" as it explains a class.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -133,3 +134,27 @@ class NextTokenLM(nn.Module):
             **kwargs,
         ).logits[:, 0]
         return NextTokenOutput(logits if self.candidates is None else logits[:, self.candidates])
+
+
+def load_causal_lm(folder: str | os.PathLike) -> tuple[nn.Module, object]:
+    """A causal LM and its tokenizer from a folder ``save_pretrained`` wrote (or a hub id,
+    where the machine reaches a hub), in eval mode with eager attention.
+
+    Raises :class:`InvalidInputError` for a folder that holds no causal LM and tokenizer.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from attnexplain.models.imported import quiet_loading
+
+    try:
+        with quiet_loading():
+            lm = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInputError(
+            f"{folder} does not hold a causal language model and its tokenizer "
+            f"({reason}): pass a folder that model.save_pretrained and "
+            "tokenizer.save_pretrained wrote"
+        ) from exc
+    return lm.eval(), tokenizer
