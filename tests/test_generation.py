@@ -24,7 +24,8 @@ from attnexplain.attribution import attribute
 from attnexplain.attribution.attnlrp import attnlrp
 from attnexplain.data import Framing, collate
 from attnexplain.errors import HookError, InvalidInputError, UnknownNameError
-from attnexplain.hooks import intervene, layer_site, uniform
+from attnexplain.experiments.sinks import attention_sinks, sink_positions
+from attnexplain.hooks import capture, intervene, layer_site, uniform
 from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.generation import generate
 from attnexplain.models.hf import HFClassifier
@@ -388,3 +389,41 @@ def test_explain_generate_refuses_bad_input_in_one_line(lm_folder, extra, messag
 def test_explain_generate_refuses_a_folder_without_a_causal_lm(tmp_path):
     result = run_cli("explain", "--generate", "--checkpoint", str(tmp_path), PROMPT)
     assert result.returncode == 2 and "does not hold a causal language model" in result.stderr
+
+
+# --- attention sinks ---------------------------------------------------------------------
+
+
+def test_the_sink_rule_on_a_planted_pattern():
+    """Every row puts half its mass on token 0 and the rest evenly: token 0 is a sink; token
+    1 receives less than the threshold; the last keys have too few readers."""
+    tokens = 8
+    pattern = torch.zeros(1, tokens, tokens)
+    for i in range(tokens):
+        pattern[0, i, : i + 1] = 0.5 / (i + 1)
+        pattern[0, i, 0] += 0.5
+    sinks = sink_positions(pattern, threshold=0.3, min_readers=4)
+    assert sinks[0].tolist() == [True] + [False] * (tokens - 1)
+    assert (
+        sink_positions(pattern, threshold=0.01, min_readers=4)[0].tolist()
+        == [True] * 4 + [False] * 4
+    )
+
+
+def test_attention_sinks_report_shares_per_head_and_agreement_with_and_without_sinks():
+    lm, tok = causal_lm("llama"), tokenizer("llama")
+    prompts = [PROMPT, "john went to the garden"]
+    report = attention_sinks(lm, tok, prompts, threshold=0.2)
+    assert len(report.heads) == len(prompts) * 2 * 4  # prompts x layers x heads
+    ids = tok(PROMPT)["input_ids"]
+    with torch.no_grad(), capture(lm) as cache:
+        lm(input_ids=torch.tensor([ids]))
+    first = cache[layer_site(1)][0, :, 1:, 0].mean(-1)
+    shown = report.heads.query("prompt == 0 and layer == 1")["first_share"].to_numpy()
+    np.testing.assert_allclose(shown, first.numpy(), atol=1e-6)
+    assert report.heads["other_sink_share"].between(0, 1).all()
+    assert len(report.agreement) == len(prompts) * 4
+    assert report.agreement["tau"].between(-1, 1).all()
+    left_out = report.agreement["sinks_left_out"]
+    unchanged = report.agreement[left_out == 0]
+    np.testing.assert_allclose(unchanged["tau"], unchanged["tau_without_sinks"], atol=1e-9)
