@@ -14,6 +14,7 @@ from attnexplain.errors import (
 )
 from attnexplain.experiments import get_experiment, list_experiments
 from attnexplain.explain import explain
+from attnexplain.explain_generation import GenerationExplanation, explain_generation
 from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
@@ -30,6 +31,7 @@ __all__ = [
     "ClassicModel",
     "DataSourceError",
     "Dataset",
+    "GenerationExplanation",
     "HookError",
     "InvalidInputError",
     "PlanError",
@@ -43,6 +45,7 @@ __all__ = [
     "capture",
     "evaluate",
     "explain",
+    "explain_generation",
     "get_experiment",
     "intervene",
     "list_datasets",

@@ -17,6 +17,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from attnexplain.atomic import atomic_write
 from attnexplain.attribution import get_method, list_methods
 from attnexplain.audit import DEFAULT_AUDIT_INSTANCES
 from attnexplain.data import get_spec, list_datasets, load_dataset, load_local
@@ -369,7 +370,9 @@ def _check_lengths(lengths: list[int], max_tokens: int) -> None:
 
 @app.command("explain")
 def explain_command(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder")],
+    checkpoint: Annotated[
+        Path, typer.Option(help="Checkpoint folder (with --generate: a causal LM folder)")
+    ],
     texts: Annotated[
         list[str] | None,
         typer.Argument(help="One or more texts (or --file)", metavar="TEXT", show_default=False),
@@ -406,15 +409,46 @@ def explain_command(
             "transformers at the word level) instead of printing tables"
         ),
     ] = None,
+    generate: Annotated[
+        bool,
+        typer.Option(
+            "--generate",
+            help="Continue the one TEXT (a prompt) with the causal LM in the --checkpoint "
+            "folder (as save_pretrained writes it) and explain every generated token",
+        ),
+    ] = False,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="--generate: at most this many tokens")
+    ] = 20,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="--generate: sample tokens (see --seed), not greedy")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="--generate --sample: the sampling seed")] = 0,
+    foil: Annotated[
+        str | None,
+        typer.Option(
+            help="--generate: contrast every token with this one-token foil (methods linear "
+            "in the output: target minus foil)"
+        ),
+    ] = None,
+    layer: Annotated[
+        int, typer.Option(help="--generate: the attention layer read (negative: from the end)")
+    ] = -1,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
 ) -> None:
     """Score every token of texts with attribution methods; print a coloured table per text
-    (red: supports the predicted class, blue: against it; stronger colour, larger score)."""
+    (red: supports the predicted class, blue: against it; stronger colour, larger score).
+    With --generate, explain every token a causal LM generates from a prompt instead."""
     _use_device(device, precision)
     from rich.console import Console
 
     texts = _read_texts(texts, file)
+    if generate:
+        _explain_generation(
+            checkpoint, texts, method, html, max_new_tokens, sample, seed, foil, layer
+        )
+        return
     methods = method or list(DEFAULT_METHODS)
     for name in methods:
         get_method(name)  # unknown names fail before the checkpoint loads
@@ -440,6 +474,57 @@ def explain_command(
         best = int(probs.argmax())
         title = f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}"
         console.print(token_table(frame, instance, title))
+
+
+def _explain_generation(
+    folder: Path,
+    texts: list[str],
+    methods: list[str] | None,
+    html: Path | None,
+    max_new_tokens: int,
+    sample: bool,
+    seed: int,
+    foil: str | None,
+    layer: int,
+) -> None:
+    """``explain --generate``: one prompt continued and explained; the generated text and a
+    table per method printed, or the heatmaps written to ``html``."""
+    from rich.console import Console
+
+    from attnexplain.explain_generation import (
+        DEFAULT_GENERATION_METHODS,
+        check_methods,
+        explain_generation,
+        generation_table,
+    )
+    from attnexplain.models.causal_lm import load_causal_lm
+
+    if len(texts) != 1:
+        raise InvalidInputError(f"--generate continues one prompt; got {len(texts)} texts")
+    methods = methods or list(DEFAULT_GENERATION_METHODS)
+    check_methods(methods, foil)  # before the model loads
+    lm, tokenizer = load_causal_lm(folder)
+    result = explain_generation(
+        lm,
+        tokenizer,
+        texts[0],
+        max_new_tokens,
+        methods,
+        foil=foil,
+        do_sample=sample,
+        seed=seed,
+        layer=layer,
+    )
+    if html is not None:
+        page = result.to_html(source=f"model {folder}")
+        typer.echo(
+            f"wrote {atomic_write(html, lambda tmp: tmp.write_text(page, encoding='utf-8'))}"
+        )
+        return
+    console = Console(highlight=False)
+    console.print(f"generated: {' '.join(result.generated_tokens)}")
+    for name in methods:
+        console.print(generation_table(result, name))
 
 
 @app.command("run")

@@ -167,7 +167,7 @@ def knows_no_token(pipeline: TextPipeline | WordpieceTokenizer, ids: Sequence[in
     return unknown is not None and all(i == unknown for i in content_ids(pipeline, ids))
 
 
-def _colour(score: float, scale: float) -> str:
+def score_style(score: float, scale: float) -> str:
     """A rich background style: red for positive, blue for negative, stronger when larger
     (white for 0 and NaN)."""
     strength = min(abs(score) / scale, 1.0) if scale > 0 and math.isfinite(score) else 0.0
@@ -192,6 +192,8 @@ def token_table(frame: pd.DataFrame, instance: int, title: str = "") -> Table:
         table.add_column(method, justify="right")
     scales = {m: float(wide[m].abs().max()) for m in methods}
     for (_, token), scores in wide.iterrows():
-        cells = [Text(f"{scores[m]:+.3f}", style=_colour(scores[m], scales[m])) for m in methods]
+        cells = [
+            Text(f"{scores[m]:+.3f}", style=score_style(scores[m], scales[m])) for m in methods
+        ]
         table.add_row(Text(token), *cells)
     return table

@@ -9,10 +9,11 @@ left switches it back, also when the body raised.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import nn
 
 from attnexplain.errors import HookError, InvalidInputError
@@ -86,7 +87,10 @@ def list_sites(model: nn.Module) -> list[str]:
 
 @contextmanager
 def capture(
-    model: nn.Module, sites: Iterable[str | Site] | str | Site | None = None, detach: bool = True
+    model: nn.Module,
+    sites: Iterable[str | Site] | str | Site | None = None,
+    detach: bool = True,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[AttentionCache]:
     """Record the attention probabilities of every forward pass run inside the block.
 
@@ -98,6 +102,10 @@ def capture(
     sites: hook names to record (default: all, see ``list_sites``). Select heads or query rows
         when reading instead: ``cache["layers.0.attn.pattern[queries=0]"]``.
     detach: store detached tensors (default); ``False`` keeps them in the autograd graph.
+    reduce: keep ``reduce(pattern)`` instead of each whole pattern, e.g. ``lambda p: p[:, :,
+        -1:]`` (the last query row: a generation step's) or ``lambda p: p.mean(1,
+        keepdim=True)`` (the head mean), so that long inputs keep little. Selecting heads or
+        rows when reading applies to what was kept.
 
     Yields an :class:`AttentionCache`: ``cache["layers.3.attn.pattern"]`` -> [batch, heads,
     queries, keys] (classic: ``cache["attention"]`` -> [batch, tokens]), the probabilities that
@@ -122,7 +130,7 @@ def capture(
                 f"e.g. cache[{str(site)!r}]"
             )
     hooks = None if parsed is None else frozenset(site.hook for site in parsed)
-    cache = AttentionCache(hooks, detach=detach)
+    cache = AttentionCache(hooks, detach=detach, reduce=reduce)
     with _session(model, parsed or []) as session:
         session.caches.append(cache)
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
@@ -17,18 +17,29 @@ class AttentionCache(Mapping[str, torch.Tensor]):
     ``cache["layers.3.attn.pattern"]`` is the latest forward pass's pattern, [batch, heads,
     queries, keys] (classic models: ``cache["attention"]``, [batch, tokens]); a selection in the
     key narrows it, e.g. ``cache["layers.3.attn.pattern[queries=0]"]`` -> [batch, heads, 1, keys].
-    ``cache.all(name)`` lists one tensor per forward pass, oldest first.
+    ``cache.all(name)`` lists one tensor per forward pass, oldest first. With ``reduce``, what
+    is kept of each pattern is ``reduce(pattern)`` (e.g. the last query row, or the head mean,
+    so that a long generation keeps little).
     """
 
-    def __init__(self, hooks: frozenset[str] | None = None, detach: bool = True) -> None:
+    def __init__(
+        self,
+        hooks: frozenset[str] | None = None,
+        detach: bool = True,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.hooks = hooks  # the hook names recorded; None records every hook
         self._detach = detach
+        self._reduce = reduce
         self._calls: dict[str, list[torch.Tensor]] = {}
 
     def record(self, hook: str, pattern: torch.Tensor) -> None:
-        """Keep ``pattern`` if this cache records ``hook`` (all hooks when none were named)."""
+        """Keep ``pattern`` (or its reduction) if this cache records ``hook`` (all hooks when
+        none were named)."""
         if self.hooks is None or hook in self.hooks:
-            self._calls.setdefault(hook, []).append(pattern.detach() if self._detach else pattern)
+            kept = pattern.detach() if self._detach else pattern
+            kept = kept if self._reduce is None else self._reduce(kept)
+            self._calls.setdefault(hook, []).append(kept)
 
     def all(self, name: str | Site) -> list[torch.Tensor]:
         """Every recorded pattern at ``name``, one per forward pass, oldest first."""

@@ -23,6 +23,7 @@ from attnexplain.data.batching import Batch, TokenSequence
 from attnexplain.data.sources import WheelSource, extract_folder
 from attnexplain.data.text import Framing, clean_text
 from attnexplain.errors import InvalidInputError, UnknownNameError
+from attnexplain.models.causal_lm import NextTokenLM
 
 if TYPE_CHECKING:
     from attnexplain.models.hf_site import SiteSplit, TransformerState
@@ -145,8 +146,9 @@ class WordpieceTokenizer:
 
 class HFClassifier(nn.Module):
     """A transformers ``...ForSequenceClassification`` model (or a ViT
-    ``...ForImageClassification``, fed image batches: see :mod:`attnexplain.models.vision`)
-    with the package's interface.
+    ``...ForImageClassification``, fed image batches: see :mod:`attnexplain.models.vision`;
+    or a causal LM as a classifier of its next token, :class:`NextTokenLM`) with the
+    package's interface.
 
     ``encode(batch)`` -> :class:`TransformerState`; ``attention(state)`` -> [batch, heads,
     tokens], the site layer's weights at the row the classifier reads; ``decode(state,
@@ -211,6 +213,8 @@ class HFClassifier(nn.Module):
 
     @property
     def num_classes(self) -> int:
+        if isinstance(self.model, NextTokenLM):  # its vocabulary or candidates, not num_labels
+            return self.model.num_labels
         return self.model.config.num_labels
 
     @property

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,23 @@ def model_provenance(source: str, revision: str | None = None) -> dict:
     return {"hub": source, "revision": revision or "main"}
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' log lines and loading bars off for the block (a loading bar per call
+    would drown a command's own output), as they were afterwards."""
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
 def load_classifier(
     source: str | os.PathLike, max_length: int | None = None, revision: str | None = None
 ) -> ImportedClassifier:
@@ -66,27 +85,20 @@ def load_classifier(
     architecture the hooks cannot reach, naming it and why.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging
 
     source = str(Path(source).expanduser()) if is_local_model(str(source)) else str(source)
     provenance = {"source": _shown(source), **model_provenance(source, revision)}
-    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()  # a loading bar per call would drown the audit's own
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            source, revision=revision, attn_implementation="eager", output_loading_info=True
-        )
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        with quiet_loading():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                source, revision=revision, attn_implementation="eager", output_loading_info=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidInputError(
             f"{source} could not be loaded as a transformers sequence classifier ({exc}); "
             f"pass a folder written by save_pretrained (config, weights and tokenizer)"
         ) from exc
-    finally:
-        logging.set_verbosity(verbosity)
-        if bars:
-            logging.enable_progress_bar()
     untrained = [name for name in info.get("missing_keys", ()) if _is_head(name)]
     if untrained:
         raise InvalidInputError(
