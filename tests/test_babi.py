@@ -2,9 +2,9 @@
 the statements as a reader would."""
 
 import random
-from dataclasses import replace
 import re
 from collections import defaultdict
+from dataclasses import replace
 
 import pandas as pd
 import pytest
