@@ -1,9 +1,10 @@
 """attnexplain: does a model's attention explain its predictions? Measure it."""
 
-from attnexplain.attribution import Attribution, attribute, list_methods
+from attnexplain.attribution import Attribution, attribute, describe_methods, list_methods
 from attnexplain.audit import AuditResult, audit
 from attnexplain.data import Dataset, TextPipeline, list_datasets, load_dataset
 from attnexplain.errors import (
+    ArgumentTypeError,
     AttnExplainError,
     CheckpointError,
     DataSourceError,
@@ -17,11 +18,13 @@ from attnexplain.explain import explain
 from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
+from attnexplain.predict import predict
 from attnexplain.runner import RunResult, load_plan, run_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentTypeError",
     "AttnExplainError",
     "Attribution",
     "AuditResult",
@@ -41,6 +44,7 @@ __all__ = [
     "attribute",
     "audit",
     "capture",
+    "describe_methods",
     "evaluate",
     "explain",
     "get_experiment",
@@ -52,6 +56,7 @@ __all__ = [
     "load_checkpoint",
     "load_dataset",
     "load_plan",
+    "predict",
     "run_plan",
     "run_with_cache",
     "save_checkpoint",
