@@ -13,7 +13,7 @@ from attnexplain.errors import (
     PlanError,
     UnknownNameError,
 )
-from attnexplain.experiments import get_experiment, list_experiments
+from attnexplain.experiments import experiment_parameters, get_experiment, list_experiments
 from attnexplain.explain import explain
 from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
@@ -46,6 +46,7 @@ __all__ = [
     "capture",
     "describe_methods",
     "evaluate",
+    "experiment_parameters",
     "explain",
     "get_experiment",
     "intervene",

@@ -4,12 +4,14 @@ that carries its pipeline, typed errors that name the fix, forgiving method name
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
 import attnexplain as ax
 from attnexplain.attribution import get_method
 from attnexplain.data import TextPipeline, collate
+from attnexplain.data.text import tokenize
 from attnexplain.errors import ArgumentTypeError, InvalidInputError, UnknownNameError
 from attnexplain.models import Checkpoint, ClassicConfig, ClassicModel
 
@@ -116,3 +118,23 @@ def test_describe_methods_says_what_each_method_is_and_needs():
     assert (attention["attention"], attention["gradients"]) == (True, False)
     assert not table.set_index("name").loc["lime", "gradients"]
     assert ax.describe_methods("erasure")["name"].tolist() == ["leave-one-out"]
+
+
+def test_an_unknown_experiment_parameter_is_refused_with_the_valid_ones(checkpoint):
+    frame = pd.DataFrame({"text": TEXTS, "label": [1, 0], "tokens": list(map(tokenize, TEXTS))})
+    spec = ax.get_experiment("predictions")
+    with pytest.raises(UnknownNameError, match=r"'bogus'.*valid: batch_size \(default 64\)"):
+        spec.run(checkpoint, frame, {"bogus": 1})
+    table = spec.run(checkpoint, frame, {"batch_size": 1}, progress=False)
+    assert table["instance"].tolist() == [0, 1]
+
+
+def test_every_experiment_parameter_is_documented_with_its_default():
+    for name in ax.list_experiments():
+        table = ax.experiment_parameters(name)
+        defaults = ax.get_experiment(name).defaults
+        assert table["parameter"].tolist() == list(defaults), name
+        assert table["default"].tolist() == list(defaults.values()), name
+        assert table["meaning"].str.len().gt(10).all(), name
+    adversarial = ax.experiment_parameters("jain_wallace.adversarial").set_index("parameter")
+    assert adversarial.loc["steps", "default"] == 500  # an int stays an int
