@@ -195,6 +195,14 @@ def train_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Train again over a finished checkpoint in --out (without it, one trained "
+            "with these settings is reused and one trained otherwise is an error)",
+        ),
+    ] = False,
     cache_dir: CacheOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
@@ -242,6 +250,7 @@ def train_command(
         cache=cache_dir,
         progress=not as_json,
         pretrained=pretrained,
+        overwrite=overwrite,
     )
     if as_json:
         typer.echo(

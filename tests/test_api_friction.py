@@ -12,7 +12,12 @@ import attnexplain as ax
 from attnexplain.attribution import get_method
 from attnexplain.data import TextPipeline, collate
 from attnexplain.data.text import tokenize
-from attnexplain.errors import ArgumentTypeError, InvalidInputError, UnknownNameError
+from attnexplain.errors import (
+    ArgumentTypeError,
+    CheckpointError,
+    InvalidInputError,
+    UnknownNameError,
+)
 from attnexplain.models import Checkpoint, ClassicConfig, ClassicModel
 
 TEXTS = ["a fine film", "a dull and long film"]
@@ -138,3 +143,28 @@ def test_every_experiment_parameter_is_documented_with_its_default():
         assert table["meaning"].str.len().gt(10).all(), name
     adversarial = ax.experiment_parameters("jain_wallace.adversarial").set_index("parameter")
     assert adversarial.loc["steps", "default"] == 500  # an int stays an int
+
+
+def test_training_again_reuses_the_finished_checkpoint(synthetic, tmp_path, capsys):
+    quick = ax.TrainConfig(epochs=1, embeddings="random", embed_dim=8, seed=1)
+    average = {"encoder": "average", "hidden_size": 8}
+    first = ax.train(synthetic, tmp_path, average, quick, progress=False)
+    weights = tmp_path / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    again = ax.train(synthetic, tmp_path, average, quick)
+    assert "reusing the model trained in" in capsys.readouterr().err
+    assert weights.stat().st_mtime_ns == written
+    assert again == first
+    other = ax.TrainConfig(epochs=1, embeddings="random", embed_dim=8, seed=2)
+    with pytest.raises(CheckpointError, match=r"trained otherwise \(train_config .*overwrite=True"):
+        ax.train(synthetic, tmp_path, average, other, progress=False)
+    assert weights.stat().st_mtime_ns == written
+    retrained = ax.train(synthetic, tmp_path, average, other, progress=False, overwrite=True)
+    assert weights.stat().st_mtime_ns != written
+    assert ax.train(synthetic, tmp_path, average, other, progress=False) == retrained
+
+
+def test_a_checkpoint_saved_by_hand_is_not_trained_over(synthetic, checkpoint, tmp_path):
+    ax.save_checkpoint(tmp_path, checkpoint.model, checkpoint.pipeline, checkpoint.classes)
+    with pytest.raises(CheckpointError, match="settings are not recorded"):
+        ax.train(synthetic, tmp_path, {"encoder": "average"}, progress=False)
