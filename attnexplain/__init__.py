@@ -15,7 +15,7 @@ from attnexplain.errors import (
 )
 from attnexplain.experiments import experiment_parameters, get_experiment, list_experiments
 from attnexplain.explain import explain
-from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
+from attnexplain.hooks import capture, intervene, list_sites, run_with_cache, run_with_hooks
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
 from attnexplain.predict import predict
@@ -60,6 +60,7 @@ __all__ = [
     "predict",
     "run_plan",
     "run_with_cache",
+    "run_with_hooks",
     "save_checkpoint",
     "train",
 ]

@@ -15,10 +15,13 @@ from attnexplain.data.text import tokenize
 from attnexplain.errors import (
     ArgumentTypeError,
     CheckpointError,
+    HookError,
     InvalidInputError,
     UnknownNameError,
 )
+from attnexplain.hooks import uniform
 from attnexplain.models import Checkpoint, ClassicConfig, ClassicModel
+from tests.tiny_transformers import tiny_model
 
 TEXTS = ["a fine film", "a dull and long film"]
 
@@ -168,3 +171,24 @@ def test_a_checkpoint_saved_by_hand_is_not_trained_over(synthetic, checkpoint, t
     ax.save_checkpoint(tmp_path, checkpoint.model, checkpoint.pipeline, checkpoint.classes)
     with pytest.raises(CheckpointError, match="settings are not recorded"):
         ax.train(synthetic, tmp_path, {"encoder": "average"}, progress=False)
+
+
+def test_transformer_lens_idioms_read_and_change_our_sites():
+    model = tiny_model("bert")
+    inputs = {"input_ids": torch.tensor([[2, 5, 6, 7, 3]]), "attention_mask": torch.ones(1, 5)}
+    output, cache = ax.run_with_cache(model, **inputs)
+    assert torch.equal(cache["pattern", 1], cache["layers.1.attn.pattern"])
+    assert cache["pattern", 0].shape == (1, 4, 5, 5)  # [batch, heads, queries, keys]
+    changed = ax.run_with_hooks(model, **inputs, hooks=[(("pattern", 0), uniform())])
+    with ax.intervene(model, {"layers.0.attn.pattern": uniform()}):
+        expected = model(**inputs)
+    assert torch.equal(changed.logits, expected.logits)
+    assert not torch.allclose(changed.logits, output.logits)
+
+    def renormalise(pattern, call):
+        return pattern / pattern.sum(-1, keepdim=True)
+
+    twice = [(("pattern", 0), uniform()), ("layers.0.attn.pattern", renormalise)]
+    assert torch.allclose(ax.run_with_hooks(model, **inputs, hooks=twice).logits, expected.logits)
+    with pytest.raises(HookError, match=r"\('pattern', layer\)"):
+        cache["attn", 0]

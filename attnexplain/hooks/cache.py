@@ -18,6 +18,19 @@ class AttentionCache(Mapping[str, torch.Tensor]):
     queries, keys] (classic models: ``cache["attention"]``, [batch, tokens]); a selection in the
     key narrows it, e.g. ``cache["layers.3.attn.pattern[queries=0]"]`` -> [batch, heads, 1, keys].
     ``cache.all(name)`` lists one tensor per forward pass, oldest first.
+
+    TransformerLens's idiom reads the same tensor: ``cache["pattern", 3]`` is
+    ``cache["layers.3.attn.pattern"]``.
+
+    ============================================  ==============================================
+    TransformerLens                               attnexplain
+    ============================================  ==============================================
+    ``_, cache = model.run_with_cache(tokens)``   ``_, cache = run_with_cache(model, **inputs)``
+    ``cache["pattern", 3]``                       ``cache["pattern", 3]`` (or
+                                                  ``cache["layers.3.attn.pattern"]``)
+    ``cache["blocks.3.attn.hook_pattern"]``       ``cache["layers.3.attn.pattern"]``
+    (no equivalent)                               ``cache["layers.3.attn.pattern[heads=0]"]``
+    ============================================  ==============================================
     """
 
     def __init__(self, hooks: frozenset[str] | None = None, detach: bool = True) -> None:
@@ -30,7 +43,7 @@ class AttentionCache(Mapping[str, torch.Tensor]):
         if self.hooks is None or hook in self.hooks:
             self._calls.setdefault(hook, []).append(pattern.detach() if self._detach else pattern)
 
-    def all(self, name: str | Site) -> list[torch.Tensor]:
+    def all(self, name: str | Site | tuple[str, int]) -> list[torch.Tensor]:
         """Every recorded pattern at ``name``, one per forward pass, oldest first."""
         site = Site.parse(name)
         if site.hook not in self._calls:
@@ -38,7 +51,7 @@ class AttentionCache(Mapping[str, torch.Tensor]):
             raise UnknownNameError(f"no attention recorded at {site.hook!r}; recorded: {recorded}")
         return [site.select(pattern) for pattern in self._calls[site.hook]]
 
-    def __getitem__(self, name: str | Site) -> torch.Tensor:
+    def __getitem__(self, name: str | Site | tuple[str, int]) -> torch.Tensor:
         return self.all(name)[-1]
 
     def __iter__(self) -> Iterator[str]:
