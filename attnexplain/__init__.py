@@ -1,9 +1,10 @@
 """attnexplain: does a model's attention explain its predictions? Measure it."""
 
-from attnexplain.attribution import Attribution, attribute, list_methods
+from attnexplain.attribution import Attribution, attribute, describe_methods, list_methods
 from attnexplain.audit import AuditResult, audit
 from attnexplain.data import Dataset, TextPipeline, list_datasets, load_dataset
 from attnexplain.errors import (
+    ArgumentTypeError,
     AttnExplainError,
     CheckpointError,
     DataSourceError,
@@ -12,17 +13,19 @@ from attnexplain.errors import (
     PlanError,
     UnknownNameError,
 )
-from attnexplain.experiments import get_experiment, list_experiments
+from attnexplain.experiments import experiment_parameters, get_experiment, list_experiments
 from attnexplain.explain import explain
 from attnexplain.explain_generation import GenerationExplanation, explain_generation
-from attnexplain.hooks import capture, intervene, list_sites, run_with_cache
+from attnexplain.hooks import capture, intervene, list_sites, run_with_cache, run_with_hooks
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
+from attnexplain.predict import predict
 from attnexplain.runner import RunResult, load_plan, run_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentTypeError",
     "AttnExplainError",
     "Attribution",
     "AuditResult",
@@ -43,7 +46,9 @@ __all__ = [
     "attribute",
     "audit",
     "capture",
+    "describe_methods",
     "evaluate",
+    "experiment_parameters",
     "explain",
     "explain_generation",
     "get_experiment",
@@ -55,8 +60,10 @@ __all__ = [
     "load_checkpoint",
     "load_dataset",
     "load_plan",
+    "predict",
     "run_plan",
     "run_with_cache",
+    "run_with_hooks",
     "save_checkpoint",
     "train",
 ]

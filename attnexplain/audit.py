@@ -63,7 +63,9 @@ class AuditResult:
     """What an audit found. ``verdict``: one row per layer and question (agreement,
     fragility, best method) with the answer, its evidence and a 95% interval; ``tables``:
     each experiment's summary by name; ``run``: the run directory seen through its plan;
-    ``report``: the written files by format."""
+    ``report``: the written files by format. In a notebook it shows the verdict and the
+    tables as the report does (``_repr_html_``, or ``.show()``); ``.to_frame()`` is the
+    verdict."""
 
     run: RunResult
     verdict: pd.DataFrame
@@ -73,6 +75,28 @@ class AuditResult:
     def __repr__(self) -> str:
         shown = self.verdict[["layer", "question", "answer"]].to_string(index=False)
         return f"AuditResult({self.run.directory})\n{shown}"
+
+    def to_frame(self) -> pd.DataFrame:
+        """The verdict: one row per layer and question."""
+        return self.verdict
+
+    def _repr_html_(self) -> str:
+        """The verdict and each experiment's table as the report's tables."""
+        from attnexplain.report.notebook import render_fragment
+
+        tables = [("verdict", self.verdict), *self.tables.items()]
+        files = ", ".join(str(path) for path in self.report.values())
+        return render_fragment(
+            f"Audit of {self.run.directory}",
+            tables=tables,
+            note=f"report: {files}" if files else "",
+        )
+
+    def show(self) -> None:
+        """Display the verdict and tables in a notebook; print the ``repr`` in a terminal."""
+        from attnexplain.report.notebook import show
+
+        show(self)
 
 
 def audit_plan(

@@ -31,7 +31,6 @@ from attnexplain.explain import (
     content_ids,
     explain,
     knows_no_token,
-    reads_pairs,
     token_table,
 )
 from attnexplain.models.checkpoint import load_checkpoint
@@ -42,7 +41,9 @@ from attnexplain.models.classic import (
     ClassicConfig,
 )
 from attnexplain.models.hf import PRETRAINED, WordpieceTokenizer
-from attnexplain.models.train import VISION_MODELS, TrainConfig, evaluate, predict_proba, train
+from attnexplain.models.inputs import reads_pairs
+from attnexplain.models.train import VISION_MODELS, TrainConfig, evaluate, train
+from attnexplain.predict import predict
 from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS
 from attnexplain.runner import load_plan, plan_status, run_plan
 from attnexplain.runner.executors import make_executor
@@ -195,6 +196,14 @@ def train_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Train again over a finished checkpoint in --out (without it, one trained "
+            "with these settings is reused and one trained otherwise is an error)",
+        ),
+    ] = False,
     cache_dir: CacheOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
@@ -242,6 +251,7 @@ def train_command(
         cache=cache_dir,
         progress=not as_json,
         pretrained=pretrained,
+        overwrite=overwrite,
     )
     if as_json:
         typer.echo(
@@ -309,10 +319,9 @@ def predict_command(
     loaded = load_checkpoint(checkpoint)
     sequences = [loaded.pipeline.encode(text) for text in texts]
     _warn_unknown(loaded.pipeline, texts, sequences)
-    probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.framing)
-    for text, ids, probs in zip(texts, sequences, probabilities, strict=True):
-        best = int(probs.argmax())
-        typer.echo(f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}")
+    predicted = predict(loaded, texts)
+    for ids, row in zip(sequences, predicted.itertuples(), strict=True):
+        typer.echo(_prediction_line(row.predicted_class, row.probability, row.text))
         batch = collate([ids], framing=loaded.pipeline.framing)
         with torch.no_grad():
             alpha = loaded.model.attention(loaded.model.encode_batch(batch))[0]
@@ -468,11 +477,10 @@ def explain_command(
         typer.echo(f"wrote {write_explanations(loaded, texts, methods, html, checkpoint)}")
         return
     frame = explain(loaded, texts, methods, progress=max(lengths) >= PROGRESS_TOKENS)
-    probabilities = predict_proba(loaded.model, sequences, loaded.pipeline.framing)
     console = Console(highlight=False)
-    for instance, (text, probs) in enumerate(zip(texts, probabilities, strict=True)):
-        best = int(probs.argmax())
-        title = f"{loaded.classes[best]} ({probs[best]:.3f})  {text[:60]!r}"
+    for instance, text in enumerate(texts):
+        row = frame[frame["instance"] == instance].iloc[0]
+        title = _prediction_line(row["predicted_class"], row["probability"], text)
         console.print(token_table(frame, instance, title))
 
 
@@ -525,6 +533,12 @@ def _explain_generation(
     console.print(f"generated: {' '.join(result.generated_tokens)}")
     for name in methods:
         console.print(generation_table(result, name))
+
+
+def _prediction_line(predicted_class: str, probability: float, text: str) -> str:
+    """``pos (0.912)  'a fine film'``: a text's prediction as ``predict`` and ``explain``
+    print it."""
+    return f"{predicted_class} ({probability:.3f})  {text[:60]!r}"
 
 
 @app.command("run")

@@ -33,3 +33,9 @@ class HookError(AttnExplainError):
 class PlanError(AttnExplainError):
     """An experiment plan (YAML) that cannot be run: the message names the file, the offending
     field path (``models[1].encoder``) and the fix."""
+
+
+class ArgumentTypeError(AttnExplainError, TypeError):
+    """An argument of the wrong kind: a path where a model is expected, a list of texts where a
+    Batch is expected. The message says what to pass instead (``load_checkpoint(...)``,
+    ``collate(...)``)."""

@@ -16,11 +16,13 @@ from attnexplain.attribution import attribute, get_method
 from attnexplain.attribution.adapter import check_model
 from attnexplain.attribution.result import FRAME_COLUMNS
 from attnexplain.data.batching import collate
-from attnexplain.data.text import PAIR_COLUMN, UNK_ID, TextPipeline, tokenize
+from attnexplain.data.text import UNK_ID, TextPipeline
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.classic import ClassicModel
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
+from attnexplain.models.inputs import as_texts, encode_texts, reader
+from attnexplain.predict import PREDICTION_COLUMNS, prediction_frame
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -41,11 +43,12 @@ def explain(
 
     Parameters
     ----------
-    model : a loaded :class:`Checkpoint` (its pipeline is used), or a ClassicModel /
-        HFClassifier together with ``pipeline``.
+    model : a loaded :class:`Checkpoint` (its pipeline and class names are used), or a
+        ClassicModel / HFClassifier together with ``pipeline``. A path is refused with the
+        fix: ``load_checkpoint(path)``.
     texts : one text or a sequence of texts.
-    methods : names from :func:`attnexplain.attribution.list_methods`, run with their default
-        options (gradient and Captum methods explain the predicted class).
+    methods : names from :func:`attnexplain.attribution.list_methods` (or one name), run with
+        their default options (gradient and Captum methods explain the predicted class).
     pipeline : the model's TextPipeline or WordpieceTokenizer (not needed for a Checkpoint).
     batch_size : texts per forward pass.
     progress : show a progress bar on stderr, a step per method and batch (for long texts,
@@ -58,23 +61,24 @@ def explain(
     -------
     DataFrame with one row per (text, content token, method): ``instance`` (index into
     ``texts``), ``position`` (0-based among the text's content tokens), ``token``, ``method``,
-    ``score``.
+    ``score``, and the model's prediction for the text (:func:`attnexplain.predict`):
+    ``predicted_class`` and its ``probability``.
 
     Example
     -------
-    >>> frame = explain(load_checkpoint("runs/checkpoints/sst"), ["a fine film"])
+    >>> train(load_dataset("sst"), "checkpoints/sst")
+    >>> frame = explain(load_checkpoint("checkpoints/sst"), ["a fine film"])
     >>> frame.pivot(index=["instance", "position", "token"], columns="method", values="score")
     """
-    if isinstance(model, Checkpoint):
-        model, pipeline = model.model, model.pipeline
+    read = reader(model, pipeline)
+    model = read.model
     check_model(model)
-    if pipeline is None:
-        raise InvalidInputError("pass the model's pipeline (or a Checkpoint, which holds it)")
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    if not texts or not methods:
-        raise InvalidInputError("pass at least one text and one method")
-    for name in methods:
-        get_method(name)  # unknown names fail before any work is done
+    pipeline = read.needs_pipeline("explain")
+    texts = as_texts(texts)
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    if not methods:
+        raise InvalidInputError("pass at least one method, e.g. methods=['attention']")
+    methods = [get_method(name).name for name in methods]  # unknown names fail before any work
     sequences = encode_texts(model, pipeline, texts, questions)
     shown = [_shown_tokens(pipeline, text, ids) for text, ids in zip(texts, sequences, strict=True)]
     starts = range(0, len(sequences), batch_size)
@@ -96,54 +100,11 @@ def explain(
                 bar.update()
     # Per instance, methods in the order asked for, tokens in text order.
     frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values("instance", kind="stable", ignore_index=True)[FRAME_COLUMNS]
-
-
-def reads_pairs(model: ClassicModel | HFClassifier, pipeline) -> bool:
-    """Whether the model must be given a question with every text: J&W's pair model, or a
-    transformer read J&W's way (``passage_only``)."""
-    return bool(getattr(getattr(model, "config", None), "pair", False)) or bool(
-        getattr(pipeline, "passage_only", False)
-    )
-
-
-def encode_texts(
-    model: ClassicModel | HFClassifier,
-    pipeline: TextPipeline | WordpieceTokenizer,
-    texts: list[str],
-    questions: str | Sequence[str] | None = None,
-) -> list[list[int]]:
-    """The ids of ``texts`` as ``model`` reads them: alone, or with their ``questions`` (one
-    per text) for a model of text pairs. :class:`InvalidInputError` for a pair model given no
-    questions, questions given to a model of single classic texts, or counts that differ."""
-    pairs = reads_pairs(model, pipeline)
-    if questions is None:
-        if pairs:
-            raise InvalidInputError(
-                "the model reads each text with a question (a pair model): pass questions=[...], "
-                "one per text"
-            )
-        return [pipeline.encode(text) for text in texts]
-    questions = [questions] if isinstance(questions, str) else list(questions)
-    if len(questions) != len(texts):
-        raise InvalidInputError(
-            f"got {len(texts)} texts and {len(questions)} questions: pass one question per text"
-        )
-    if isinstance(pipeline, TextPipeline) and not pairs:
-        raise InvalidInputError(
-            "the model reads single texts: drop questions (or explain a model trained on pairs)"
-        )
-    frame = pd.DataFrame(
-        {
-            "text": texts,
-            "text_pair": questions,
-            "tokens": [pipeline.tokens(text)[1:-1] for text in texts]
-            if isinstance(pipeline, TextPipeline)
-            else None,
-            PAIR_COLUMN: [tokenize(question) for question in questions],
-        }
-    )
-    return pipeline.encode_split(frame)
+    predicted = prediction_frame(read, texts, sequences, batch_size)
+    frame = frame.merge(predicted[["instance", *PREDICTION_COLUMNS]], on="instance", how="left")
+    return frame.sort_values("instance", kind="stable", ignore_index=True)[
+        [*FRAME_COLUMNS, *PREDICTION_COLUMNS]
+    ]
 
 
 def _shown_tokens(

@@ -19,7 +19,7 @@ from attnexplain.experiments.predictions import (
 
 def test_registry_looks_experiments_up_by_name():
     assert "predictions" in list_experiments()
-    assert get_experiment("predictions").run is run_predictions
+    assert get_experiment("predictions").function is run_predictions
     with pytest.raises(UnknownNameError, match="unknown experiment 'nope'; choose one of"):
         get_experiment("nope")
 
@@ -28,7 +28,9 @@ def test_resolve_merges_defaults_and_checks_names_and_types():
     experiment = get_experiment("predictions")
     assert experiment.resolve() == {"batch_size": 64}
     assert experiment.resolve({"batch_size": 8}) == {"batch_size": 8}
-    with pytest.raises(UnknownNameError, match=r"unknown parameter 'size'.*known: batch_size"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown parameter 'size'.*valid: batch_size \(default 64\)"
+    ):
         experiment.resolve({"size": 8})
     for wrong in ("8", 8.0, True):
         with pytest.raises(InvalidInputError, match="must be of type int"):

@@ -41,7 +41,15 @@ def test_explain_gives_a_tidy_frame_in_text_and_method_order(checkpoint):
     texts = ["some words here", "and a second longer text here"]
     methods = ["leave-one-out", "attention"]
     frame = explain(loaded, texts, methods)
-    assert list(frame.columns) == ["instance", "position", "token", "method", "score"]
+    assert list(frame.columns) == [
+        "instance",
+        "position",
+        "token",
+        "method",
+        "score",
+        "predicted_class",
+        "probability",
+    ]
     assert len(frame) == (3 + 6) * len(methods)
     first = frame[frame["instance"] == 0]
     assert first["method"].tolist() == ["leave-one-out"] * 3 + ["attention"] * 3

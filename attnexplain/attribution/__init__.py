@@ -2,6 +2,7 @@
 
 >>> from attnexplain.attribution import attribute, list_methods
 >>> list_methods()                     # ['attention', 'attention-rollout', ..., 'kernel-shap']
+>>> describe_methods()                 # name, family, uses_target, options, gradients, ...
 >>> result = attribute(model, batch, "integrated-gradients", n_steps=100)
 >>> result.scores                      # [batch, tokens], 0 outside result.content_mask
 >>> result.to_frame()                  # instance, position, token, method, score
@@ -20,6 +21,7 @@ from attnexplain.attribution.registry import (
     METHODS,
     MethodSpec,
     attribute,
+    describe_methods,
     get_method,
     list_methods,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "attention_flow",
     "attention_rollout",
     "attribute",
+    "describe_methods",
     "get_method",
     "list_methods",
     "residual_attention",

@@ -3,8 +3,15 @@
 from attnexplain.experiments.registry import (
     EXPERIMENTS,
     Experiment,
+    experiment_parameters,
     get_experiment,
     list_experiments,
 )
 
-__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "list_experiments"]
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "experiment_parameters",
+    "get_experiment",
+    "list_experiments",
+]

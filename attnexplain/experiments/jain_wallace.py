@@ -56,6 +56,23 @@ ADVERSARIAL_DEFAULTS = {
     "seed": 0,
 }
 CORRELATION_DEFAULTS = {"methods": ["jw-gradient", "leave-one-out"], "batch_size": 32}
+# what each parameter means (batch_size: see the registry's SHARED_PARAMETERS)
+CORRELATION_PARAMETERS = {
+    "methods": "attribution methods whose token importance attention is compared with",
+}
+PERMUTATION_PARAMETERS = {
+    "permutations": "random permutations of the attention per instance",
+    "seed": "seed of the permutations",
+}
+ADVERSARIAL_PARAMETERS = {
+    "adversaries": "adversarial attentions searched per instance",
+    "steps": "optimiser steps of each search",
+    "lr": "Adam learning rate of the search",
+    "eps_optimise": "output change (TVD) the search may make before its penalty applies",
+    "eps_report": "output change (TVD) within which an adversary counts as found",
+    "penalty": "weight of the penalty on output change beyond eps_optimise",
+    "seed": "seed of the searches' starting points",
+}
 
 
 def _head_mean(values: torch.Tensor, dims: int) -> torch.Tensor:

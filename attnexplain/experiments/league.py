@@ -29,6 +29,9 @@ from attnexplain.models.checkpoint import Checkpoint
 REFERENCES = {"gradient": "jw-gradient", "loo": "leave-one-out"}
 SCORED_GRADIENTS = ("saliency", "input-x-gradient", "integrated-gradients")
 LEAGUE_DEFAULTS = {"methods": None, "batch_size": 16}
+LEAGUE_PARAMETERS = {
+    "methods": "attribution methods ranked (None: every attention-derived and gradient one)",
+}
 METRICS = (
     "spearman_gradient",
     "kendall_gradient",
@@ -159,10 +162,11 @@ def figure_league(df: pd.DataFrame) -> plt.Figure:
 REGISTRATIONS = [
     {
         "name": "league.methods",
-        "run": run_league,
+        "function": run_league,
         "summary": summarise_league,
         "figure": figure_league,
         "defaults": LEAGUE_DEFAULTS,
+        "parameters": LEAGUE_PARAMETERS,
         "description": "League table: every attention-derived and gradient method, scored by "
         "agreement with gradient and leave-one-out, AOPC and plausibility",
         "validate": validate_league,

@@ -5,7 +5,9 @@ The contract. An experiment has three faces, and the runner and the report need 
 - ``run(checkpoint, frame, params=None, progress=True) -> DataFrame``: ``checkpoint`` is a
   loaded :class:`~attnexplain.models.checkpoint.Checkpoint` (either model family), ``frame``
   a dataset split (``text``, ``label``, ``tokens``; rows in a fixed order), ``params`` the
-  experiment's options (the runner passes them merged with :attr:`Experiment.defaults`).
+  experiment's options, merged over :attr:`Experiment.defaults` and checked where they
+  enter: by the plan (the runner), or by :meth:`Experiment.run` (Python). The registered
+  function (:attr:`Experiment.function`) trusts what it is given.
   Returns one row per instance with an ``instance`` column (the row's position in ``frame``)
   and only columns parquet can store. It must be deterministic for a given checkpoint, frame
   and params: the runner caches results by exactly these inputs.
@@ -21,8 +23,10 @@ weight) and raises :class:`InvalidInputError` saying what is wrong.
 
 Registering: add one :class:`Experiment` to :data:`EXPERIMENTS` below (a plain dict, like the
 attribution registry, so the full list is readable in one place). ``defaults`` names every
-parameter a plan may set, with its default; a plan that sets another one, or one of the
-wrong type, is rejected before anything runs. The Jain & Wallace experiments are
+parameter a plan may set, with its default, and ``parameters`` says what each means
+(``batch_size`` is said once, in :data:`SHARED_PARAMETERS`); a plan that sets another one,
+or one of the wrong type, is rejected before anything runs, with the valid ones
+(:func:`experiment_parameters`) in the message. The Jain & Wallace experiments are
 registered as ``jain_wallace.correlation``, ``jain_wallace.permutation`` and
 ``jain_wallace.adversarial``; Serrano & Smith's as ``serrano_smith.zero_top`` and
 ``serrano_smith.flip_fraction``; the league table of explanation methods as
@@ -32,7 +36,7 @@ registered as ``jain_wallace.correlation``, ``jain_wallace.permutation`` and
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
@@ -53,6 +57,10 @@ if TYPE_CHECKING:
     from attnexplain.models.checkpoint import Checkpoint
 
 
+# parameters that mean the same in every experiment that has them
+SHARED_PARAMETERS = {"batch_size": "instances per batch (memory vs speed)"}
+
+
 class RunExperiment(Protocol):
     """``run(checkpoint, frame, params, progress) -> DataFrame``, one row per instance."""
 
@@ -67,17 +75,39 @@ class RunExperiment(Protocol):
 
 @dataclass(frozen=True)
 class Experiment:
-    """A registered experiment: its three faces, its parameters' defaults and one line that
-    says what it measures."""
+    """A registered experiment: its three faces (``function`` computes the per-instance table,
+    called through :meth:`run`), its parameters' defaults, what each parameter means
+    (``parameters``; ``batch_size``: :data:`SHARED_PARAMETERS`) and one line that says what it
+    measures."""
 
     name: str
-    run: RunExperiment
+    function: RunExperiment
     summary: Callable[[pd.DataFrame], pd.DataFrame]
     figure: Callable[[pd.DataFrame], Figure]
     defaults: Mapping[str, object]
     description: str
     needs: Callable[[dict, Setting], Needs] | None = None
     validate: Callable[[dict], None] | None = None
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+    def run(
+        self,
+        checkpoint: Checkpoint,
+        frame: pd.DataFrame,
+        params: Mapping[str, object] | None = None,
+        progress: bool = True,
+        context: RunContext | None = None,
+    ) -> pd.DataFrame:
+        """The per-instance table of ``checkpoint`` on ``frame`` (a dataset split), with
+        ``params`` checked and merged over the defaults (:meth:`resolve`: an unknown name is
+        an error that lists the valid ones).
+
+        Example
+        -------
+        >>> spec = get_experiment("jain_wallace.permutation")
+        >>> spec.run(load_checkpoint("checkpoints/sst"), data.test, {"permutations": 20})
+        """
+        return self.run_unit(checkpoint, frame, self.resolve(params), progress, context)
 
     def run_unit(
         self,
@@ -87,16 +117,17 @@ class Experiment:
         progress: bool,
         context: RunContext | None,
     ) -> pd.DataFrame:
-        """Run with the context when the experiment has needs (the runner's entry point)."""
+        """Run with ``params`` resolved already (the runner's entry point: a plan's params
+        were checked when it was read), with the context when the experiment has needs."""
         if self.needs is None:
-            return self.run(checkpoint, frame, params, progress)
+            return self.function(checkpoint, frame, params, progress)
         if context is None:
             raise InvalidInputError(
                 f"experiment {self.name!r} compares its model with other work: run it from a "
                 f"plan (attnexplain run), or call its functions in "
                 f"attnexplain.experiments.wiegreffe_pinter directly"
             )
-        return self.run(checkpoint, frame, params, progress, context)
+        return self.function(checkpoint, frame, params, progress, context)
 
     def resolve(self, params: Mapping[str, object] | None = None) -> dict:
         """``params`` merged over the defaults, after checking each name and type.
@@ -107,9 +138,9 @@ class Experiment:
         params = dict(params or {})
         for key, value in params.items():
             if key not in self.defaults:
-                known = ", ".join(self.defaults) or "none"
                 raise UnknownNameError(
-                    f"unknown parameter {key!r} for experiment {self.name!r}; known: {known}"
+                    f"unknown parameter {key!r} for experiment {self.name!r}; "
+                    f"{self.valid_parameters()}"
                 )
             default = self.defaults[key]
             if not _same_kind(value, default):
@@ -121,6 +152,25 @@ class Experiment:
         if self.validate is not None:
             self.validate(resolved)
         return resolved
+
+    def parameter_table(self) -> pd.DataFrame:
+        """One row per parameter: ``parameter``, ``default``, ``meaning``."""
+        meanings = {**SHARED_PARAMETERS, **self.parameters}
+        return pd.DataFrame(
+            {
+                "parameter": list(self.defaults),
+                # as given: 5 stays 5 and None stays None beside float defaults
+                "default": pd.Series(list(self.defaults.values()), dtype=object),
+                "meaning": [meanings[name] for name in self.defaults],
+            }
+        )
+
+    def valid_parameters(self) -> str:
+        """The parameters a plan or :meth:`run` may set, with their defaults, as a phrase."""
+        if not self.defaults:
+            return "it takes no parameters"
+        listed = ", ".join(f"{name} (default {value!r})" for name, value in self.defaults.items())
+        return f"valid: {listed}"
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -147,8 +197,16 @@ EXPERIMENTS: dict[str, Experiment] = {
             "the model's prediction and class probabilities for every instance",
         ),
         *(
-            Experiment(f"jain_wallace.{name}", run, summary, figure, defaults, description)
-            for name, run, summary, figure, defaults, description in [
+            Experiment(
+                f"jain_wallace.{name}",
+                run,
+                summary,
+                figure,
+                defaults,
+                description,
+                parameters=parameters,
+            )
+            for name, run, summary, figure, defaults, description, parameters in [
                 (
                     "correlation",
                     jain_wallace.run_correlation,
@@ -156,6 +214,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                     jain_wallace.figure_correlation,
                     jain_wallace.CORRELATION_DEFAULTS,
                     "J&W: Kendall tau of attention vs gradient and leave-one-out importance",
+                    jain_wallace.CORRELATION_PARAMETERS,
                 ),
                 (
                     "permutation",
@@ -164,6 +223,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                     jain_wallace.figure_permutation,
                     jain_wallace.PERMUTATION_DEFAULTS,
                     "J&W: output change when the attention is permuted",
+                    jain_wallace.PERMUTATION_PARAMETERS,
                 ),
                 (
                     "adversarial",
@@ -172,6 +232,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                     jain_wallace.figure_adversarial,
                     jain_wallace.ADVERSARIAL_DEFAULTS,
                     "J&W: most different attention that keeps the output within eps",
+                    jain_wallace.ADVERSARIAL_PARAMETERS,
                 ),
             ]
         ),
@@ -185,6 +246,17 @@ EXPERIMENTS: dict[str, Experiment] = {
 def list_experiments() -> list[str]:
     """Names of the registered experiments."""
     return list(EXPERIMENTS)
+
+
+def experiment_parameters(name: str) -> pd.DataFrame:
+    """Every parameter of experiment ``name`` with its default and what it means: a row each,
+    ``parameter``, ``default``, ``meaning``.
+
+    Example
+    -------
+    >>> experiment_parameters("jain_wallace.adversarial")
+    """
+    return get_experiment(name).parameter_table()
 
 
 def get_experiment(name: str) -> Experiment:

@@ -50,6 +50,14 @@ FLIP_FRACTION_DEFAULTS = {
     "batch_size": 16,
     "seed": 0,
 }
+ZERO_TOP_PARAMETERS = {
+    "seed": "seed of the random item zeroed beside the top one",
+}
+FLIP_FRACTION_PARAMETERS = {
+    "orderings": f"orders in which items are removed, of {', '.join(ORDERINGS)}",
+    "gradient_method": "the attribution method behind the gradient orderings",
+    "seed": "seed of the random ordering",
+}
 
 
 # ---------------------------------------------------------------- shared
@@ -343,18 +351,20 @@ def figure_flip_fraction(df: pd.DataFrame) -> plt.Figure:
 REGISTRATIONS = [
     {
         "name": "serrano_smith.zero_top",
-        "run": run_zero_top,
+        "function": run_zero_top,
         "summary": summarise_zero_top,
         "figure": figure_zero_top,
         "defaults": ZERO_TOP_DEFAULTS,
+        "parameters": ZERO_TOP_PARAMETERS,
         "description": "S&S: output change when the top vs a random attention item is zeroed",
     },
     {
         "name": "serrano_smith.flip_fraction",
-        "run": run_flip_fraction,
+        "function": run_flip_fraction,
         "summary": summarise_flip_fraction,
         "figure": figure_flip_fraction,
         "defaults": FLIP_FRACTION_DEFAULTS,
+        "parameters": FLIP_FRACTION_PARAMETERS,
         "description": "S&S: fraction of items removed until the decision flips, per ordering",
         "validate": validate_flip_fraction,
     },

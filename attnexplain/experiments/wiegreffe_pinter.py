@@ -77,6 +77,25 @@ DIAGNOSTIC_DEFAULTS = {
     "adversary_lambda": 0.001,
     "train_rows": None,
 }
+UNIFORM_PARAMETERS = {
+    "whole_split": "score both models on the whole split, not only the plan's instances",
+}
+SEEDS_PARAMETERS = {
+    "extra_seeds": f"models trained from other seeds (1 to {len(AUTHORS_SEEDS)}: the authors')",
+    "jw_overlay": "add each instance's J&W adversary (runs jain_wallace.adversarial)",
+}
+ADVERSARY_PARAMETERS = {
+    "lambda": "weight of the adversary's distance from the model's attention in its loss",
+    "epochs": "most training epochs of the adversary",
+    "patience": "stop after this many epochs without a lower training loss",
+}
+CONSISTENT_PARAMETERS = {"lambdas": "the lambda grid: one adversary trained at each"}
+DIAGNOSTIC_PARAMETERS = {
+    "variants": f"attention given to the MLP, of {', '.join(DIAGNOSTIC_VARIANTS)}",
+    "epochs": "training epochs of each MLP",
+    "adversary_lambda": "lambda of the W&P adversary (the wp-adversary variant)",
+    "train_rows": "train the MLPs on the first this many training rows (None: all)",
+}
 
 
 # ---------------------------------------------------------------- shared measurements
@@ -748,39 +767,43 @@ def figure_diagnostic(df: pd.DataFrame) -> plt.Figure:
 REGISTRATIONS = [
     {
         "name": "wiegreffe_pinter.uniform",
-        "run": run_uniform,
+        "function": run_uniform,
         "summary": summarise_uniform,
         "figure": figure_uniform,
         "defaults": UNIFORM_DEFAULTS,
+        "parameters": UNIFORM_PARAMETERS,
         "description": "W&P: F1 with attention frozen uniform vs trained",
         "needs": uniform_needs,
     },
     {
         "name": "wiegreffe_pinter.seeds",
-        "run": run_seeds,
+        "function": run_seeds,
         "summary": summarise_seeds,
         "figure": figure_seeds,
         "defaults": SEEDS_DEFAULTS,
+        "parameters": SEEDS_PARAMETERS,
         "description": "W&P: attention and output differences across training seeds",
         "needs": seeds_needs,
         "validate": validate_seeds,
     },
     {
         "name": "wiegreffe_pinter.adversary",
-        "run": run_adversary,
+        "function": run_adversary,
         "summary": summarise_adversary,
         "figure": figure_adversary,
         "defaults": ADVERSARY_DEFAULTS,
+        "parameters": ADVERSARY_PARAMETERS,
         "description": "W&P: a model-consistent adversary trained at one lambda",
         "needs": adversary_needs,
         "validate": validate_adversary,
     },
     {
         "name": "wiegreffe_pinter.consistent",
-        "run": run_consistent,
+        "function": run_consistent,
         "summary": summarise_consistent,
         "figure": figure_consistent,
         "defaults": CONSISTENT_DEFAULTS,
+        "parameters": CONSISTENT_PARAMETERS,
         "description": "W&P: model-consistent adversaries along a lambda grid vs seeds, "
         "uniform and J&W",
         "needs": consistent_needs,
@@ -788,10 +811,11 @@ REGISTRATIONS = [
     },
     {
         "name": "wiegreffe_pinter.diagnostic",
-        "run": run_diagnostic,
+        "function": run_diagnostic,
         "summary": summarise_diagnostic,
         "figure": figure_diagnostic,
         "defaults": DIAGNOSTIC_DEFAULTS,
+        "parameters": DIAGNOSTIC_PARAMETERS,
         "description": "W&P: F1 of an MLP given uniform, its own, the model's or adversarial "
         "attention",
         "needs": diagnostic_needs,

@@ -5,9 +5,18 @@
 >>> cache["layers.0.attn.pattern"]                   # [batch, heads, queries, keys]
 >>> with intervene(model, {"layers.5.attn.pattern": permute()}):
 ...     model(**inputs)
+
+TransformerLens's idioms work too: ``cache["pattern", 0]`` and
+``run_with_hooks(model, **inputs, hooks=[(("pattern", 5), permute())])``.
 """
 
-from attnexplain.hooks.api import capture, intervene, list_sites, run_with_cache
+from attnexplain.hooks.api import (
+    capture,
+    intervene,
+    list_sites,
+    run_with_cache,
+    run_with_hooks,
+)
 from attnexplain.hooks.cache import AttentionCache
 from attnexplain.hooks.interventions import (
     Intervention,
@@ -34,6 +43,7 @@ __all__ = [
     "permute",
     "replace",
     "run_with_cache",
+    "run_with_hooks",
     "uniform",
     "zero_keys",
 ]

@@ -1,4 +1,5 @@
-"""The public verbs: ``capture``, ``intervene``, ``run_with_cache`` and ``list_sites``.
+"""The public verbs: ``capture``, ``intervene``, ``run_with_cache``, ``run_with_hooks`` and
+``list_sites``.
 
 They work alike on transformers models (sites ``layers.{i}.attn.pattern``, patterns [batch,
 heads, queries, keys]) and on the classic models (site ``attention``, patterns [batch, tokens]).
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -141,7 +142,9 @@ def capture(
 
 
 @contextmanager
-def intervene(model: nn.Module, interventions: Mapping[str | Site, Intervention]) -> Iterator[None]:
+def intervene(
+    model: nn.Module, interventions: Mapping[str | Site | tuple[str, int], Intervention]
+) -> Iterator[None]:
     """Change the attention probabilities at some sites for forward passes run inside the block.
 
     Parameters
@@ -189,7 +192,44 @@ def run_with_cache(
     """``model(*args, **kwargs)`` under :func:`capture`; returns ``(output, cache)``.
 
     >>> output, cache = run_with_cache(model, **inputs)
+    >>> cache["pattern", 0]                      # TransformerLens's key: layers.0.attn.pattern
     """
     with capture(model, sites=sites, detach=detach) as cache:
         output = model(*args, **kwargs)
     return output, cache
+
+
+def run_with_hooks(
+    model: nn.Module,
+    *args: Any,
+    hooks: Iterable[tuple[str | Site | tuple[str, int], Intervention]],
+    **kwargs: Any,
+) -> Any:
+    """``model(*args, **kwargs)`` with the attention at each site of ``hooks`` changed by its
+    function (:func:`intervene`, one context per pair, in order); returns the output.
+
+    ``hooks``: ``[(site, fn), ...]``; ``fn(pattern, call) -> pattern`` as for
+    :func:`intervene`; a site may be named twice (its functions run in order). Side by side
+    with TransformerLens:
+
+    ========================================================  =================================
+    TransformerLens                                           attnexplain
+    ========================================================  =================================
+    ``model.run_with_hooks(tokens, fwd_hooks=[(name, fn)])``  ``run_with_hooks(model,
+                                                              **inputs, hooks=[(site, fn)])``
+    ``"blocks.3.attn.hook_pattern"``                          ``"layers.3.attn.pattern"`` or
+                                                              ``("pattern", 3)``
+    ``fn(pattern, hook) -> pattern``                          ``fn(pattern, call) -> pattern``
+    ========================================================  =================================
+
+    Unlike TransformerLens, ``model`` is the transformers model (or a classic model) itself,
+    and ``pattern`` is the site's selection (e.g. ``"layers.3.attn.pattern[heads=0]"``).
+
+    Example
+    -------
+    >>> logits = run_with_hooks(model, **inputs, hooks=[(("pattern", 5), uniform())]).logits
+    """
+    with ExitStack() as stack:
+        for site, fn in hooks:
+            stack.enter_context(intervene(model, {site: fn}))
+        return model(*args, **kwargs)

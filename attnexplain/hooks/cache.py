@@ -20,6 +20,19 @@ class AttentionCache(Mapping[str, torch.Tensor]):
     ``cache.all(name)`` lists one tensor per forward pass, oldest first. With ``reduce``, what
     is kept of each pattern is ``reduce(pattern)`` (e.g. the last query row, or the head mean,
     so that a long generation keeps little).
+
+    TransformerLens's idiom reads the same tensor: ``cache["pattern", 3]`` is
+    ``cache["layers.3.attn.pattern"]``.
+
+    ============================================  ==============================================
+    TransformerLens                               attnexplain
+    ============================================  ==============================================
+    ``_, cache = model.run_with_cache(tokens)``   ``_, cache = run_with_cache(model, **inputs)``
+    ``cache["pattern", 3]``                       ``cache["pattern", 3]`` (or
+                                                  ``cache["layers.3.attn.pattern"]``)
+    ``cache["blocks.3.attn.hook_pattern"]``       ``cache["layers.3.attn.pattern"]``
+    (no equivalent)                               ``cache["layers.3.attn.pattern[heads=0]"]``
+    ============================================  ==============================================
     """
 
     def __init__(
@@ -41,7 +54,7 @@ class AttentionCache(Mapping[str, torch.Tensor]):
             kept = kept if self._reduce is None else self._reduce(kept)
             self._calls.setdefault(hook, []).append(kept)
 
-    def all(self, name: str | Site) -> list[torch.Tensor]:
+    def all(self, name: str | Site | tuple[str, int]) -> list[torch.Tensor]:
         """Every recorded pattern at ``name``, one per forward pass, oldest first."""
         site = Site.parse(name)
         if site.hook not in self._calls:
@@ -49,7 +62,7 @@ class AttentionCache(Mapping[str, torch.Tensor]):
             raise UnknownNameError(f"no attention recorded at {site.hook!r}; recorded: {recorded}")
         return [site.select(pattern) for pattern in self._calls[site.hook]]
 
-    def __getitem__(self, name: str | Site) -> torch.Tensor:
+    def __getitem__(self, name: str | Site | tuple[str, int]) -> torch.Tensor:
         return self.all(name)[-1]
 
     def __iter__(self) -> Iterator[str]:

@@ -10,6 +10,10 @@ A site is a hook name plus an optional selection of heads and query rows, printe
 
 Transformers patterns are [batch, heads, queries, keys]; a classic model's is [batch, tokens]
 and takes no selection.
+
+TransformerLens's key for a layer's pattern, ``("pattern", 3)`` (its ``cache["pattern", 3]``,
+short for ``blocks.3.attn.hook_pattern``), names ``layers.3.attn.pattern`` wherever a site
+is taken.
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ _EXAMPLE = "'layers.3.attn.pattern[heads=0,2; queries=0]'"
 def layer_site(layer: int) -> str:
     """A transformer layer's self-attention hook name, e.g. ``layers.3.attn.pattern``."""
     return f"layers.{layer}.attn.pattern"
+
+
+def _lens_name(key: tuple) -> str:
+    """TransformerLens's ``("pattern", layer)`` as our hook name."""
+    if len(key) != 2 or key[0] != "pattern" or not isinstance(key[1], int):
+        raise HookError(
+            f"cannot read site {key!r}: the TransformerLens-style key is ('pattern', layer), "
+            f"e.g. ('pattern', 3) for {layer_site(3)!r}"
+        )
+    return layer_site(key[1])
 
 
 def _as_indices(value: int | Iterable[int], what: str) -> tuple[int, ...]:
@@ -61,10 +75,13 @@ class Site:
                 object.__setattr__(self, key, _as_indices(value, key))
 
     @classmethod
-    def parse(cls, name: str | Site) -> Site:
-        """Read a site name (see the module docstring); a ``Site`` is returned as is."""
+    def parse(cls, name: str | Site | tuple[str, int]) -> Site:
+        """Read a site name (see the module docstring) or TransformerLens's ``("pattern",
+        layer)``; a ``Site`` is returned as is."""
         if isinstance(name, Site):
             return name
+        if isinstance(name, tuple):
+            name = _lens_name(name)
         match = _SITE_PATTERN.match(name.strip())
         if match is None:
             raise HookError(f"cannot read site name {name!r}; expected e.g. {_EXAMPLE}")

@@ -132,6 +132,14 @@ def _read_config(directory: Path) -> CheckpointFile:
     )
 
 
+def checkpoint_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+    """The ``metadata`` a checkpoint folder was saved with, read without loading its weights.
+
+    Raises :class:`CheckpointError` for a folder that is not a checkpoint or a damaged config.
+    """
+    return _read_config(Path(directory)).metadata
+
+
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """Load a checkpoint folder written by :func:`save_checkpoint`.
 

@@ -9,6 +9,7 @@ length-bucketed batches, best epoch by dev ROC-AUC (binary) or accuracy (multi-c
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -28,13 +29,19 @@ from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.registry import Dataset
 from attnexplain.data.text import PAIR_COLUMN, SOS_EOS, TextPipeline, Vocabulary, pair_documents
 from attnexplain.device import to_numpy
-from attnexplain.errors import InvalidInputError
-from attnexplain.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from attnexplain.errors import CheckpointError, InvalidInputError
+from attnexplain.models.checkpoint import (
+    CONFIG_FILE,
+    Checkpoint,
+    checkpoint_metadata,
+    load_checkpoint,
+    save_checkpoint,
+)
 from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.epochs import fit_epoch, run_epochs
 from attnexplain.models.hf import PRETRAINED, HFClassifier, WordpieceTokenizer, load_pretrained
 from attnexplain.models.pair import PairModel, classic_model
-from attnexplain.models.train_state import clear_train_state
+from attnexplain.models.train_state import PROGRESS_FILE, clear_train_state
 
 EMBEDDINGS = ("random", "glove")
 # Image models: AdamW with warm-up and cosine decay, shifted images; tuned on mnist-5k.
@@ -291,8 +298,17 @@ def train(
     progress: bool = True,
     pretrained: str | None = None,
     after_epoch: Callable[[int, Checkpoint, dict[str, float]], None] | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a model on ``dataset`` and save the best epoch's checkpoint to ``out_dir``.
+
+    A finished checkpoint in ``out_dir`` trained with the same arguments (dataset name and
+    split sizes, ``model_kwargs``, ``pretrained``, ``config``) is reused, not retrained: a
+    notebook cell run again loads what it trained (a message on stderr says so when
+    ``progress``), and returns the same :class:`TrainResult`. A finished checkpoint trained
+    otherwise, or whose settings are not recorded (saved by ``save_checkpoint`` or an older
+    attnexplain), is an error (:class:`CheckpointError`) rather than silently reused or
+    overwritten: pass another ``out_dir``, or ``overwrite=True`` to train again in its place.
 
     ``model_kwargs`` go to :class:`ClassicConfig` (encoder, attention, hidden_size,
     attention_mode, pair); ``pretrained`` names a transformer to fine-tune instead (``"minilm"``;
@@ -304,9 +320,14 @@ def train(
     not change the model).
     """
     _check_modality(dataset, model_kwargs or {})
-    if dataset.modality == "image":
-        return train_images(dataset, out_dir, model_kwargs or {}, config, progress)
-    config = config or TrainConfig()
+    image = dataset.modality == "image"
+    config = config or (TrainConfig.vision() if image else TrainConfig())
+    request = training_request(dataset, model_kwargs, config, pretrained)
+    reused = None if overwrite else finished_training(out_dir, request, progress)
+    if reused is not None:
+        return reused
+    if image:
+        return train_images(dataset, out_dir, model_kwargs or {}, config, progress, request)
     started = time.perf_counter()
     select_by, selected_by = _selection_metric(dataset)
     if progress and selected_by != f"dev {select_by}":
@@ -383,10 +404,71 @@ def train(
             "test": test,
             "wall_time_s": wall,
             "history": history,
+            "request": request,
         },
     )
     clear_train_state(out_dir)
     return TrainResult(Path(out_dir), test, dev, best_epoch, wall, selected_by, history)
+
+
+def training_request(
+    dataset: Dataset, model_kwargs: dict | None, config: TrainConfig, pretrained: str | None
+) -> dict:
+    """What a call of :func:`train` asked for, as its finished checkpoint records it (JSON
+    types: a tuple reads back as a list)."""
+    request = {
+        "dataset": dataset.name,
+        "sizes": dataset.sizes(),
+        "model": model_kwargs or {},
+        "pretrained": pretrained,
+        "train_config": config.identity(),
+    }
+    return json.loads(json.dumps(request))
+
+
+def finished_training(
+    out_dir: str | os.PathLike, request: dict, progress: bool = True
+) -> TrainResult | None:
+    """The result of the finished training in ``out_dir`` if it is what ``request`` asks for;
+    None when there is none (nothing there, or an unfinished run that :func:`train` resumes).
+
+    Raises :class:`CheckpointError` for a finished checkpoint trained otherwise, naming what
+    differs, or one whose settings are not recorded."""
+    directory = Path(out_dir)
+    if not (directory / CONFIG_FILE).is_file() or (directory / PROGRESS_FILE).is_file():
+        return None
+    metadata = checkpoint_metadata(directory)
+    fix = "pass another out_dir, or overwrite=True to train again in its place"
+    recorded = metadata.get("request")
+    if recorded is None:
+        raise CheckpointError(
+            f"{directory} holds a checkpoint whose settings are not recorded: {fix}"
+        )
+    differs = [key for key in request if recorded.get(key) != request[key]]
+    if differs:
+        shown = "; ".join(f"{key} {recorded.get(key)} there, {request[key]} now" for key in differs)
+        raise CheckpointError(f"{directory} holds a model trained otherwise ({shown}): {fix}")
+    if progress:
+        print(
+            f"reusing the model trained in {directory} with these settings (test "
+            f"{_headline(metadata['test'])}); pass overwrite=True to train again",
+            file=sys.stderr,
+        )
+    return TrainResult(
+        directory,
+        metadata["test"],
+        metadata["dev"],
+        metadata["best_epoch"],
+        metadata["wall_time_s"],
+        metadata["selected_by"],
+        metadata.get("history", []),
+    )
+
+
+def _headline(metrics: dict[str, float]) -> str:
+    """``accuracy 0.912``: the first metric of a split, for a one-line message."""
+    name, value = next(iter(metrics.items()))
+    return f"{name} {value:.3f}"
 
 
 def _check_modality(dataset: Dataset, model_kwargs: dict) -> None:
@@ -449,10 +531,12 @@ def train_images(
     model_kwargs: dict,
     config: TrainConfig | None = None,
     progress: bool = True,
+    request: dict | None = None,
 ) -> TrainResult:
     """Train an image model (:func:`build_image_model`) on an image dataset with the vision
     recipe (:func:`~attnexplain.models.vision_train.train_image_model`; ``config`` gives
-    epochs, batch size, lr, weight decay and seed) and save the best epoch's checkpoint.
+    epochs, batch size, lr, weight decay and seed) and save the best epoch's checkpoint,
+    with ``request`` (what :func:`train` was asked, so that it reuses the checkpoint).
 
     A crash loses the run (training takes minutes); calling again starts over."""
     from attnexplain.models.vision_train import train_image_model
@@ -486,7 +570,7 @@ def train_images(
         "test": test,
         "wall_time_s": wall,
         "history": fit["history"],
-    }
+    } | ({} if request is None else {"request": request})
     save_checkpoint(out_dir, model, pipeline, dataset.classes, metadata)
     return TrainResult(
         Path(out_dir), test, dev, fit["best_epoch"], wall, "dev accuracy", fit["history"]

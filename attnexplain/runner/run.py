@@ -32,6 +32,9 @@ class RunResult:
 
     ``units`` lists every unit of the plan in dependency order; ``ran`` the keys computed by
     the invocation that produced this object (the others were finished before and reused).
+
+    In a notebook it shows each experiment's summary table, as the report does
+    (``_repr_html_``, or ``.show()``); ``.to_frame(entry)`` is :meth:`results`.
     """
 
     directory: Path
@@ -56,6 +59,33 @@ class RunResult:
         """The experiment's summary of each unit's table, one block per dataset / model /
         seed, stacked."""
         return self._stack(entry, get_experiment(self.plan.experiments[entry].name).summary)
+
+    def to_frame(self, entry: int = 0) -> pd.DataFrame:
+        """The per-instance table of the plan's ``entry``-th experiment (:meth:`results`)."""
+        return self.results(entry)
+
+    def __repr__(self) -> str:
+        experiments = ", ".join(entry.title for entry in self.plan.experiments)
+        return (
+            f"RunResult({self.directory}: {len(self.units)} units, {len(self.ran)} run now; "
+            f"{experiments})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Each experiment's summary as the report's tables (Jupyter shows the result so)."""
+        from attnexplain.report.notebook import render_fragment
+
+        tables = [
+            (entry.title, self.summary(number))
+            for number, entry in enumerate(self.plan.experiments)
+        ]
+        return render_fragment(f"Run {self.directory}", tables=tables)
+
+    def show(self) -> None:
+        """Display the summaries in a notebook; print the ``repr`` in a terminal."""
+        from attnexplain.report.notebook import show
+
+        show(self)
 
     def entry_units(self, entry: int) -> list[ExperimentUnit]:
         """The units of the plan's ``entry``-th experiment (not the runs of that experiment
