@@ -26,7 +26,7 @@ from analyses import peak_memory
 from hooks_overhead import interleaved_medians
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from attnexplain.attribution import attribute
+from attnexplain.attribution import attribute, get_method
 from attnexplain.data import Framing, collate
 from attnexplain.hooks import capture, list_sites
 from attnexplain.models.causal_lm import NextTokenLM
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a tiny model: under a minute")
     parser.add_argument("--new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="methods of 2.")
     args = parser.parse_args()
     small = args.small
     prompt_length = 64 if small else 1000
@@ -134,19 +135,11 @@ def main() -> None:
     model = HFClassifier(NextTokenLM(lm))
     batch = collate([prompt.tolist()], framing=Framing(0, 0, 0))
     warm_up = collate([prompt[:4].tolist()], framing=Framing(0, 0, 0))
-    for method in METHODS:
-        target = (
-            None
-            if method in ("attention-norm", "value-zeroing", "leave-one-out")
-            else generation.tokens
-        )
+    for method in args.methods:
+        # the generated token is the class explained, where a method explains one
+        target = generation.tokens if get_method(method).uses_target else None
         attribute(model, warm_up, method, target=target)  # first-call costs (imports) left out
         started = time.perf_counter()
-        target = (
-            None
-            if method in ("attention-norm", "value-zeroing", "leave-one-out")
-            else generation.tokens
-        )
         attribute(model, batch, method, target=target)
         print(f"  {method:<26}{time.perf_counter() - started:9.3f} s")
 

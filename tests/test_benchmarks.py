@@ -60,3 +60,24 @@ def test_reproduce_benchmark_prints_wall_time_throughput_and_memory(tmp_path):
     )
     assert row, done.stdout
     assert float(row.group(1)) > 0 and int(row.group(2)) > 100  # instances/s, peak MiB
+
+
+def test_generation_benchmark_prints_the_capture_ratio_each_methods_cost_and_memory():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "generation.py"),
+            *("--small", "--new-tokens", "2", "--repeats", "1"),
+            *("--methods", "attention-norm", "leave-one-out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    ratio = re.search(r"capture vs plain generate: ([\d.]+)x", done.stdout)
+    assert ratio and float(ratio.group(1)) > 0
+    costs = re.findall(r"^  (attention-norm|leave-one-out) +([\d.]+) s$", done.stdout, re.M)
+    assert [name for name, _ in costs] == ["attention-norm", "leave-one-out"]
+    memory = re.findall(r"^  prompt +(\d+) tokens +[\d.]+ s +[\d.]+ MB$", done.stdout, re.M)
+    assert memory == ["32", "64", "128"]
