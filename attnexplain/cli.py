@@ -47,7 +47,7 @@ from attnexplain.predict import predict
 from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS
 from attnexplain.runner import load_plan, plan_status, run_plan
 from attnexplain.runner.executors import make_executor
-from attnexplain.runner.run import resolve_run
+from attnexplain.runner.run import RunResult, resolve_run
 from attnexplain.runner.status import format_duration, status_summary
 
 # Plain help text: rich markup would swallow the help strings' own "[default: ...]" and
@@ -715,20 +715,54 @@ def reproduce_command(
     _use_device(device, precision)  # the reports explain instances with the models
     for written in write_reports(results, cache_dir):
         typer.echo(f"report: {written}")
-    claims = judge(results)
+    counts = _print_claims(judge(results))
+    typer.echo(f"{counts}; wall time {format_duration(time.perf_counter() - started)}")
+    if export_to is not None:
+        typer.echo(f"exported: {export(results, export_to, 'full' if full else 'main')}")
+
+
+def _print_claims(claims: pd.DataFrame) -> str:
+    """Print each claim's verdict; return the counts in words."""
     typer.echo("\nthe papers' claims on these runs (the rule: reports/README.md):")
     for row in claims.itertuples():
         line = f"  {row.holds:<8} {row.paper}: {row.claim}"
         typer.echo(textwrap.fill(line, width=100, subsequent_indent=" " * 11))
     counts = claims["holds"].value_counts()
-    typer.echo(
+    return (
         f"{counts.get('yes', 0)} hold, {counts.get('no', 0)} do not, "
         f"{counts.get('no paper number', 0)} shown without a paper number to judge by, "
-        f"{counts.get('not run', 0)} not in these runs; "
-        f"wall time {format_duration(time.perf_counter() - started)}"
+        f"{counts.get('not run', 0)} not in these runs"
     )
-    if export_to is not None:
-        typer.echo(f"exported: {export(results, export_to, 'full' if full else 'main')}")
+
+
+@app.command("claims")
+def claims_command(
+    folders: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directories (attnexplain run) or exported runs (reports/reference/*), "
+            "judged together"
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(help="Write <name>-claims.csv and .md into --out (default: print only)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder of the claims files")] = Path("."),
+) -> None:
+    """Judge the papers' claims on finished runs, without running anything: e.g. again on the
+    committed reference, `attnexplain claims reports/reference/reproduce`."""
+    from attnexplain.experiments.claims import judge
+    from attnexplain.reproduce import ExportedRun, write_claims
+
+    results = [
+        RunResult.load(folder) if (folder / "units").is_dir() else ExportedRun.load(folder)
+        for folder in folders
+    ]
+    claims = judge(results)
+    typer.echo(_print_claims(claims))
+    if name is not None:
+        typer.echo(f"wrote {write_claims(claims, out, name)}")
 
 
 @app.command("audit")

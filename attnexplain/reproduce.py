@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from attnexplain.errors import AttnExplainError
 from attnexplain.experiments.claims import PER_INSTANCE, claims_markdown, judge
 from attnexplain.report.build import DEFAULT_INSTANCES, FORMATS, REPORT_FOLDER, build
 from attnexplain.runner.executors import Executor
-from attnexplain.runner.plan import load_plan
+from attnexplain.runner.manifest import read_manifest
+from attnexplain.runner.plan import Plan, load_plan, parse_plan
 from attnexplain.runner.run import DEFAULT_RUNS, RunResult, run_plan
 from attnexplain.runner.store import MANIFEST_FILE
 from attnexplain.runner.units import expand
@@ -158,10 +161,48 @@ def export(results: Sequence[RunResult], folder: str | os.PathLike, name: str) -
     what :func:`export_run` copies; and ``<name>-claims.csv`` /
     ``<name>-claims.md``, the papers' claims judged on all the runs. Returns the Markdown's
     path. This is how ``reports/reference`` is made."""
-    folder = Path(folder)
     for result in results:
         export_run(result, folder)
-    claims = judge(results)
+    return write_claims(judge(results), folder, name)
+
+
+def write_claims(claims: pd.DataFrame, folder: str | os.PathLike, name: str) -> Path:
+    """Judged ``claims`` (:func:`~attnexplain.experiments.claims.judge`) as
+    ``folder/<name>-claims.csv`` and ``.md``; returns the Markdown's path."""
+    folder = Path(folder)
     claims.to_csv(folder / f"{name}-claims.csv", index=False)
     (folder / f"{name}-claims.md").write_text(claims_markdown(claims))
     return folder / f"{name}-claims.md"
+
+
+@dataclass(frozen=True)
+class ExportedRun:
+    """A run as :func:`export_run` left it (its plan, summaries and per-instance tables),
+    read like a :class:`RunResult` by the claims, so that they can be judged again on a
+    committed reference without running it: ``plan``, ``summary(entry)`` and
+    ``results(entry)`` (empty where the export kept no per-instance table)."""
+
+    directory: Path
+    plan: Plan
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> ExportedRun:
+        """Read ``directory``; :class:`AttnExplainError` where it holds no exported run."""
+        directory = Path(directory)
+        manifest = directory / MANIFEST_FILE
+        if not manifest.is_file():
+            raise AttnExplainError(
+                f"{directory} holds no exported run ({MANIFEST_FILE} is missing): pass a "
+                "folder that export wrote, e.g. reports/reference/reproduce"
+            )
+        return cls(directory, parse_plan(read_manifest(manifest)["plan"], str(manifest)))
+
+    def summary(self, entry: int = 0) -> pd.DataFrame:
+        return self._read("summaries", entry, "csv", pd.read_csv)
+
+    def results(self, entry: int = 0) -> pd.DataFrame:
+        return self._read("instances", entry, "parquet", pd.read_parquet)
+
+    def _read(self, kind: str, entry: int, suffix: str, reader) -> pd.DataFrame:
+        path = self.directory / kind / f"{entry}-{self.plan.experiments[entry].name}.{suffix}"
+        return reader(path) if path.is_file() else pd.DataFrame()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -299,3 +301,22 @@ def test_the_cnn_and_dot_rows_are_judged_against_the_authors_result_files():
     assert judged["holds"] == "no" and judged["ours"].endswith("inside in 3 of 4")
     fixed = rows[rows["model"] != "lstm-dot"]
     assert verdict(Evidence({}, fixed), start)["holds"] == "yes"
+
+
+def test_the_committed_main_claims_are_judged_again_from_the_export_alone(tmp_path):
+    """An exported run (summaries, per-instance tables, manifest) is evidence enough: the
+    reference's main claims come out as committed, without running anything."""
+    reference = Path(__file__).resolve().parent.parent / "reports" / "reference"
+    done = run_cli("claims", str(reference / "reproduce"), "--name", "main", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    again = pd.read_csv(tmp_path / "main-claims.csv").set_index("claim")
+    committed = pd.read_csv(reference / "main-claims.csv").set_index("claim")
+    assert set(committed.index) <= set(again.index)
+    pd.testing.assert_frame_equal(again.loc[committed.index], committed)
+    assert "hold," in done.stdout and (tmp_path / "main-claims.md").is_file()
+
+
+def test_claims_refuse_a_folder_that_holds_no_run(tmp_path):
+    done = run_cli("claims", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path} holds no exported")
