@@ -49,20 +49,12 @@ def _target_logit(logits: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, TARGET.unsqueeze(-1)).squeeze(-1)
 
 
-def _absorbed(softmaxes: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Relevance [batch] the recorded attention softmaxes keep: 0.5 (sum s * dy/ds - sum
-    x * dy/dx), where 0.5 is A's half of A V under the uniform rule."""
-    return sum(
-        0.5 * ((s * s.grad).sum((1, 2, 3)) - (x * x.grad).sum((1, 2, 3))) for x, s in softmaxes
-    )
-
-
-@pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
-def test_relevance_plus_what_the_softmaxes_keep_is_the_target_logit(name, batch, monkeypatch):
-    """Bias-free, every rule but the softmax's passes relevance on exactly (norms, activations,
-    the 0.5 on each bilinear factor: with 1 instead the sum is far off); the softmax keeps
-    0.5 (sum s dy/ds - sum x dy/dx), recorded here from its inputs and outputs."""
-    model = _bias_free(name)
+def relevance_and_softmax_share(
+    model, batch, target, monkeypatch: pytest.MonkeyPatch
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """AttnLRP's relevance [batch, tokens], the relevance [batch] the attention softmaxes keep
+    (0.5 (sum s * dy/ds - sum x * dy/dx), where 0.5 is A's half of A V under the uniform
+    rule, recorded from each softmax's inputs and outputs), and how many softmaxes ran."""
     softmaxes: list[tuple[torch.Tensor, torch.Tensor]] = []
     softmax = torch.softmax
 
@@ -74,13 +66,25 @@ def test_relevance_plus_what_the_softmaxes_keep_is_the_target_logit(name, batch,
         return s
 
     monkeypatch.setattr(torch, "softmax", recording_softmax)
-    relevance = attnlrp(model, batch, TARGET).scores
+    relevance = attnlrp(model, batch, target).scores
     monkeypatch.undo()
-    assert len(softmaxes) == 2  # one per layer
+    kept = sum(
+        0.5 * ((s * s.grad).sum((1, 2, 3)) - (x * x.grad).sum((1, 2, 3))) for x, s in softmaxes
+    )
+    return relevance, kept, len(softmaxes)
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
+def test_relevance_plus_what_the_softmaxes_keep_is_the_target_logit(name, batch, monkeypatch):
+    """Bias-free, every rule but the softmax's passes relevance on exactly (norms, activations,
+    the 0.5 on each bilinear factor: with 1 instead the sum is far off); the softmax keeps
+    0.5 (sum s dy/ds - sum x dy/dx), recorded here from its inputs and outputs."""
+    model = _bias_free(name)
+    relevance, kept, softmaxes = relevance_and_softmax_share(model, batch, TARGET, monkeypatch)
+    assert softmaxes == 2  # one per layer
     expected = _target_logit(_logits(model, batch))
-    total = relevance.sum(-1) + _absorbed(softmaxes)
-    torch.testing.assert_close(total, expected, rtol=1e-4, atol=1e-6)
-    assert (_absorbed(softmaxes).abs() > 1e-4).all()  # the softmax term is not vacuous
+    torch.testing.assert_close(relevance.sum(-1) + kept, expected, rtol=1e-4, atol=1e-6)
+    assert (kept.abs() > 1e-4).all()  # the softmax term is not vacuous
 
 
 def test_classic_relevance_matches_the_hand_computed_rules():

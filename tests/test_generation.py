@@ -30,6 +30,7 @@ from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.generation import generate
 from attnexplain.models.hf import HFClassifier
 from tests.conftest import run_cli
+from tests.test_attnlrp import relevance_and_softmax_share
 from tests.tiny_transformers import PEAKED, TINY
 from tests.user_models import _tokenizer
 
@@ -294,26 +295,11 @@ def test_attnlrp_relevance_plus_what_the_softmaxes_keep_is_the_next_token_logit(
     model = _bias_free(name)
     batch = collate([[2, 5, 6, 7, 8], [2, 9, 10, 11, 12, 13, 14]], framing=Framing(0, 0, 0))
     target = torch.tensor([4, 7])
-    softmaxes = []
-    softmax = torch.softmax
-
-    def recording_softmax(x, *args, **kwargs):
-        s = softmax(x, *args, **kwargs)
-        x.retain_grad()
-        s.retain_grad()
-        softmaxes.append((x, s))
-        return s
-
-    monkeypatch.setattr(torch, "softmax", recording_softmax)
-    relevance = attnlrp(model, batch, target).scores
-    monkeypatch.undo()
-    assert len(softmaxes) == 2  # one per layer: the LM head adds none
-    absorbed = sum(
-        0.5 * ((s * s.grad).sum((1, 2, 3)) - (x * x.grad).sum((1, 2, 3))) for x, s in softmaxes
-    )
+    relevance, kept, softmaxes = relevance_and_softmax_share(model, batch, target, monkeypatch)
+    assert softmaxes == 2  # one per layer: the LM head adds none
     with torch.no_grad():
         logits = model.forward_batch(batch).gather(-1, target[:, None])[:, 0]
-    torch.testing.assert_close(relevance.sum(-1) + absorbed, logits, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(relevance.sum(-1) + kept, logits, rtol=1e-4, atol=1e-6)
 
 
 def test_attnlrp_refuses_gemma_norm_clearly():
