@@ -8,6 +8,7 @@ import copy
 import functools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import (
@@ -23,15 +24,25 @@ from attnexplain import explain_generation
 from attnexplain.attribution import attribute
 from attnexplain.attribution.attnlrp import attnlrp
 from attnexplain.data import Framing, collate
+from attnexplain.data.text import TextPipeline, Vocabulary
 from attnexplain.errors import HookError, InvalidInputError, UnknownNameError
-from attnexplain.experiments.sinks import attention_sinks, sink_positions
+from attnexplain.experiments import get_experiment
+from attnexplain.experiments.sinks import (
+    attention_sinks,
+    figure_sinks,
+    sink_positions,
+    sink_shares,
+    summarise_sinks,
+)
 from attnexplain.hooks import capture, intervene, layer_site, uniform
 from attnexplain.models.causal_lm import NextTokenLM
+from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.models.classic import ClassicConfig, ClassicModel
 from attnexplain.models.generation import generate
-from attnexplain.models.hf import HFClassifier
+from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
 from tests.conftest import run_cli
 from tests.test_attnlrp import relevance_and_softmax_share
-from tests.tiny_transformers import PEAKED, TINY
+from tests.tiny_transformers import PEAKED, TINY, tiny_bert_checkpoint
 from tests.user_models import _tokenizer
 
 WORDS = [
@@ -413,3 +424,76 @@ def test_attention_sinks_report_shares_per_head_and_agreement_with_and_without_s
     left_out = report.agreement["sinks_left_out"]
     unchanged = report.agreement[left_out == 0]
     np.testing.assert_allclose(unchanged["tau"], unchanged["tau_without_sinks"], atol=1e-9)
+
+
+def test_an_encoders_sinks_are_read_by_every_other_row():
+    """Bidirectional: every row but token 2's own puts .6 on token 2 (also the last rows, which
+    a causal reading would not count): token 2 is the one sink, and row 0's share of the
+    first token is not counted (a token does not read itself)."""
+    tokens = 6
+    pattern = torch.full((1, tokens, tokens), 0.4 / (tokens - 1))
+    pattern[0, :, 2] = 0.6
+    pattern[0, 2] = 1 / tokens
+    sinks = sink_positions(pattern, threshold=0.5, min_readers=4, causal=False)
+    assert sinks[0].tolist() == [False, False, True, False, False, False]
+    first, other = sink_shares(pattern, sinks, causal=False)
+    expected_first = (1 / tokens + 4 * 0.4 / (tokens - 1)) / (tokens - 1)
+    assert first.item() == pytest.approx(expected_first)
+    # the sink's own row counts what it keeps on itself, as in a causal pattern
+    assert other.item() == pytest.approx((4 * 0.6 + 1 / tokens) / (tokens - 1))
+
+
+def _sinks_frame(texts: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"text": texts, "label": 0})
+
+
+def test_the_registered_sinks_experiment_agrees_with_attention_sinks_on_a_decoder():
+    """The experiment a plan runs (per instance, every layer and head) gives the first-token
+    shares the prompt-level function reports, and the site's taus as J&W's correlation
+    computes them; with no sink among the content tokens, leaving sinks out changes no tau."""
+    lm, tok = causal_lm("llama"), tokenizer("llama")
+    checkpoint = Checkpoint(
+        HFClassifier(NextTokenLM(lm, candidates=tok.convert_tokens_to_ids(["kitchen", "garden"]))),
+        WordpieceTokenizer(tok),
+        ["kitchen", "garden"],
+    )
+    texts = [PROMPT, "john went to the garden"]
+    table = get_experiment("sinks").run(checkpoint, _sinks_frame(texts), progress=False)
+    report = attention_sinks(lm, tok, texts)
+    by_prompt = report.heads.groupby("prompt")["first_share"].mean().to_numpy()
+    np.testing.assert_allclose(table["first_share"], by_prompt, atol=1e-6)
+    layer_one = report.heads.query("layer == 1").groupby("prompt")["first_share"].mean()
+    np.testing.assert_allclose(table["first_share_layer1"], layer_one, atol=1e-6)
+    correlation = get_experiment("jain_wallace.correlation").run(
+        checkpoint, _sinks_frame(texts), {"methods": ["jw-gradient"]}, progress=False
+    )
+    np.testing.assert_allclose(
+        table["tau_attention_jw-gradient"], correlation["tau_jw-gradient"], atol=1e-9
+    )
+    no_sinks = table[table["site_sinks"] == 0]
+    np.testing.assert_allclose(
+        no_sinks["tau_attention_leave-one-out"],
+        no_sinks["tau_attention_leave-one-out_without_sinks"],
+    )
+    summary = summarise_sinks(table)
+    assert {"first-token share", "tau attention vs jw-gradient, sinks left out"} <= set(
+        summary["quantity"]
+    )
+    assert (summary["value_low"] <= summary["value"] + 1e-12).all()
+    assert len(figure_sinks(table).axes) == 2
+
+
+def test_sinks_on_an_encoder_and_a_clear_refusal_for_a_classic_model():
+    checkpoint = tiny_bert_checkpoint()
+    texts = ["ba ko ti mu ba ko", "mu ti ko ba"]
+    table = get_experiment("sinks").run(
+        checkpoint, _sinks_frame(texts), {"scores": ["attention"]}, progress=False
+    )
+    assert table["first_share"].between(0, 1).all() and len(table) == 2
+    classic = Checkpoint(
+        ClassicModel(ClassicConfig(vocab_size=20, hidden_size=8, embed_dim=8)).eval(),
+        TextPipeline(Vocabulary.build([["a", "b"]])),
+        ["neg", "pos"],
+    )
+    with pytest.raises(InvalidInputError, match="classic model has one attention"):
+        get_experiment("sinks").run(classic, _sinks_frame(["a b"]), progress=False)

@@ -47,6 +47,7 @@ from attnexplain.experiments import (
     league,
     predictions,
     serrano_smith,
+    sinks,
     wiegreffe_pinter,
 )
 from attnexplain.experiments.needs import Needs, RunContext, Setting
@@ -239,6 +240,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         *(Experiment(**spec) for spec in wiegreffe_pinter.REGISTRATIONS),
         *(Experiment(**spec) for spec in serrano_smith.REGISTRATIONS),
         *(Experiment(**spec) for spec in league.REGISTRATIONS),
+        *(Experiment(**spec) for spec in sinks.REGISTRATIONS),
     ]
 }
 
