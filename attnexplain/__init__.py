@@ -18,6 +18,7 @@ from attnexplain.explain import explain
 from attnexplain.explain_generation import GenerationExplanation, explain_generation
 from attnexplain.hooks import capture, intervene, list_sites, run_with_cache, run_with_hooks
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
+from attnexplain.models.generation import generation_steps
 from attnexplain.models.train import TrainConfig, TrainResult, evaluate, train
 from attnexplain.predict import predict
 from attnexplain.runner import RunResult, load_plan, run_plan
@@ -51,6 +52,7 @@ __all__ = [
     "experiment_parameters",
     "explain",
     "explain_generation",
+    "generation_steps",
     "get_experiment",
     "intervene",
     "list_datasets",

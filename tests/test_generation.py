@@ -38,7 +38,7 @@ from attnexplain.hooks import capture, intervene, layer_site, uniform
 from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.classic import ClassicConfig, ClassicModel
-from attnexplain.models.generation import generate
+from attnexplain.models.generation import generate, generation_steps
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
 from tests.conftest import run_cli
 from tests.test_attnlrp import relevance_and_softmax_share
@@ -497,3 +497,34 @@ def test_sinks_on_an_encoder_and_a_clear_refusal_for_a_classic_model():
     )
     with pytest.raises(InvalidInputError, match="classic model has one attention"):
         get_experiment("sinks").run(classic, _sinks_frame(["a b"]), progress=False)
+
+
+def test_jain_wallace_and_serrano_smith_run_per_generated_step():
+    """generation_steps makes each generated token an instance of the registered experiments:
+    its prefix the input, the greedy token the prediction, the site row the current
+    position's (the attention the cached generation itself gave, as explain_generation reads
+    it)."""
+    lm, tok = causal_lm("llama"), tokenizer("llama")
+    checkpoint, steps = generation_steps(lm, tok, [PROMPT, "john went to the"], max_new_tokens=3)
+    assert steps.groupby("prompt")["step"].apply(list).tolist() == [[0, 1, 2], [0, 1, 2]]
+    first = steps[steps["prompt"] == 0]
+    assert [len(ids) for ids in first["input_ids"]] == [
+        len(tok(PROMPT)["input_ids"]) + k for k in range(3)
+    ]
+    explained = explain_generation(lm, tok, PROMPT, 3, ["attention"])
+    assert explained.generated_ids == first["label"].tolist()
+    frame = lambda name, **params: get_experiment(name).run(  # noqa: E731
+        checkpoint, steps, params or None, progress=False
+    )
+    correlation = frame("jain_wallace.correlation", methods=["jw-gradient", "leave-one-out"])
+    assert (correlation["predicted"] == correlation["label"]).all()  # greedy: the argmax
+    rows = explained.scores["attention"]
+    np.testing.assert_allclose(
+        correlation["max_attention"].to_numpy()[:3], np.nanmax(rows, axis=1), atol=1e-6
+    )
+    permutation = frame("jain_wallace.permutation", permutations=10)
+    assert permutation["median_output_change"].between(0, 1).all()
+    adversarial = frame("jain_wallace.adversarial")
+    assert len(adversarial) == len(steps)
+    zero_top = frame("serrano_smith.zero_top")
+    assert len(zero_top) == len(steps)

@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import nn
 
 from attnexplain.errors import InvalidInputError
+from attnexplain.models.causal_lm import NextTokenLM
+from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
 
 
 @dataclass
@@ -107,3 +111,53 @@ def generate(
         if forced is None and int(token) in stops:
             break
     return Generation(prompt, torch.cat(tokens), torch.stack(logits))
+
+
+def generation_steps(
+    lm: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 8,
+    do_sample: bool = False,
+    seed: int = 0,
+    layer: int = -1,
+) -> tuple[Checkpoint, pd.DataFrame]:
+    """Every step of continuing ``prompts`` with ``lm`` (a transformers ``...ForCausalLM``
+    the hooks support) as a dataset the registered experiments read: J&W's correlation,
+    permutation and adversarial attention and Serrano & Smith's erasure then run per
+    generated token, at ``layer``'s attention row of the current position, with "the class"
+    the next token over the whole vocabulary.
+
+    Returns a :class:`~attnexplain.models.checkpoint.Checkpoint` (the LM read as
+    ``HFClassifier(NextTokenLM(lm), layer)``, its classes the vocabulary's tokens) and a
+    frame with one row per generated token: ``prompt`` (index), ``step``, ``input_ids`` (the
+    prefix the LM had read), ``text`` (it decoded) and ``label`` (the generated token's id).
+
+    >>> checkpoint, steps = generation_steps(lm, tokenizer, ["Mary went to the"], 4)
+    >>> get_experiment("jain_wallace.permutation").run(checkpoint, steps)
+    """
+    if not prompts:
+        raise InvalidInputError("pass at least one prompt")
+    rows = []
+    for number, prompt in enumerate(prompts):
+        ids = tokenizer(prompt)["input_ids"]
+        if not ids:
+            raise InvalidInputError(f"prompt {number} has no tokens: pass non-empty prompts")
+        generation = generate(lm, torch.tensor(ids), max_new_tokens, do_sample, seed)
+        for step, token in enumerate(generation.tokens.tolist()):
+            prefix = generation.prefix(step).tolist()
+            rows.append(
+                {
+                    "prompt": number,
+                    "step": step,
+                    "input_ids": prefix,
+                    "text": tokenizer.decode(prefix),
+                    "label": token,
+                }
+            )
+    vocabulary = tokenizer.convert_ids_to_tokens(list(range(lm.config.vocab_size)))
+    classes = [token if token is not None else f"<{i}>" for i, token in enumerate(vocabulary)]
+    model = HFClassifier(NextTokenLM(lm), site_layer=layer)
+    model.check_site()
+    pipeline = WordpieceTokenizer(tokenizer, max(len(row["input_ids"]) for row in rows))
+    return Checkpoint(model, pipeline, classes), pd.DataFrame(rows)

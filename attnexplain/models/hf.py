@@ -93,7 +93,11 @@ class WordpieceTokenizer:
         """The ids of every row of ``frame``; for text pairs (a ``text_pair`` column) each
         row is a :class:`~attnexplain.data.batching.TokenSequence` that marks the special
         tokens between and around the two texts and, where the model reads them, the
-        segments."""
+        segments. A frame with an ``input_ids`` column (a generation's prefixes,
+        :func:`~attnexplain.models.generation.generation_steps`) is read as already tokenised.
+        """
+        if "input_ids" in frame:
+            return [list(ids) for ids in frame["input_ids"]]
         texts = [clean_text(t) for t in frame["text"]]
         if "text_pair" not in frame:
             return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
