@@ -74,3 +74,15 @@ def test_predictions_of_a_trained_model(synthetic, tmp_path):
     assert (df["correct"] == (df["predicted"] == df["label"])).all()
     assert set(df["label_class"]) <= {"class0", "class1"}
     assert df["predicted_class"].tolist() == [f"class{i}" for i in df["predicted"]]
+
+
+def test_importing_the_package_and_its_registries_does_not_load_transformers():
+    """`import attnexplain` stays quick: transformers loads with the first transformer model,
+    not with the registries (an experiment module that imports it at the top breaks this)."""
+    import subprocess
+    import sys
+
+    code = "import attnexplain, sys; print('transformers' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

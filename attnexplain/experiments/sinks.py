@@ -43,7 +43,6 @@ from attnexplain.experiments.site_attention import (
 )
 from attnexplain.hooks import capture, list_sites
 from attnexplain.hooks.target import hooked_module
-from attnexplain.hooks.transformers_backend import attention_sites
 from attnexplain.metrics import kendall_tau
 from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.checkpoint import Checkpoint
@@ -227,6 +226,9 @@ def run_sinks(
             "attention sinks are measured per layer and head of a transformer; a classic "
             "model has one attention distribution (run jain_wallace.correlation on it)"
         )
+    # Imported here: it needs transformers, which `import attnexplain` avoids.
+    from attnexplain.hooks.transformers_backend import attention_sites
+
     sites = list_sites(model)
     causal = any(module.is_causal for module in attention_sites(hooked_module(model)).values())
     site_layer = model.site_layer % len(sites)
