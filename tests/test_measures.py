@@ -3,15 +3,28 @@ hand-worked case."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from attnexplain.data import collate
+from attnexplain import load_checkpoint, load_dataset, train
+from attnexplain.attribution.adapter import EmbeddingForward, predicted_class
+from attnexplain.data import Framing, collate
 from attnexplain.errors import InvalidInputError, UnknownNameError
 from attnexplain.faithfulness import comprehensiveness, sufficiency
 from attnexplain.measures import build_measure, get_measure, list_measures, method_explainer
+from attnexplain.measures.randomisation import (
+    model_layers,
+    randomisation_stages,
+    randomised,
+    similarity_curve,
+)
 from attnexplain.measures.soft import soft_weights
+from attnexplain.metrics import rank_ssim
 from attnexplain.models import ClassicConfig, ClassicModel
+from attnexplain.models.hf import HFClassifier
+from attnexplain.models.train import TrainConfig
+from tests.tiny_transformers import tiny_model
 
 SEQUENCES = [[2, *range(4, 14), 3], [2, 20, 21, 22, 23, 3]]  # 10 and 4 content tokens
 
@@ -106,3 +119,89 @@ def test_soft_measures_reject_scores_of_another_shape(classic):
     model, batch = classic
     with pytest.raises(InvalidInputError, match="scores must be"):
         build_measure("soft-sufficiency")(model, batch, torch.zeros(2, 3), None)
+
+
+# ---------------------------------------------------------------- model randomisation
+
+
+def embedding_norms(model, batch) -> torch.Tensor:
+    """A method that reads only the input: each token's embedding norm."""
+    content, _ = EmbeddingForward(model).inputs(batch)
+    return content.norm(dim=-1)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A BiLSTM trained on the planted task, and a batch of its test rows."""
+    dataset = load_dataset("synthetic", n=600, seed=3)
+    folder = tmp_path_factory.mktemp("planted")
+    config = TrainConfig(epochs=3, embeddings="random", embed_dim=32)
+    train(dataset, folder, {"encoder": "lstm", "hidden_size": 32}, config, progress=False)
+    checkpoint = load_checkpoint(folder)
+    pipeline = checkpoint.pipeline
+    batch = collate(pipeline.encode_split(dataset.test.head(24)), framing=pipeline.framing)
+    return checkpoint.model.eval(), batch
+
+
+def test_rank_ssim_is_one_for_equal_rankings_and_lower_for_others():
+    x = torch.tensor([[0.1, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4, 0.0]])
+    assert rank_ssim(x, 3 * x).item() == pytest.approx(1.0)
+    assert rank_ssim(x, x.flip(-1)).item() < 0.5
+    assert rank_ssim(x, torch.ones_like(x)).isnan().all()  # constant: undefined, as Spearman
+    # by hand, one window of 3: ranks (0, 0.5, 1) vs (0, 1, 0.5)
+    a, b = np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.5])
+    c1, c2 = 0.01**2, 0.03**2
+    covariance = np.mean((a - a.mean()) * (b - b.mean()))
+    expected = (2 * 0.25 + c1) * (2 * covariance + c2) / ((0.5 + c1) * (2 * a.var() + c2))
+    value = rank_ssim(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1.0, 3.0, 2.0]]), window=3)
+    assert value.item() == pytest.approx(expected)
+
+
+def test_randomisation_works_on_a_copy_and_the_stages_follow_the_layers(classic):
+    model, batch = classic
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model_layers(model) == ["decoder", "scorer", "encoder"]
+    assert randomisation_stages(model, "cascading") == [
+        ["decoder"],
+        ["decoder", "scorer"],
+        ["decoder", "scorer", "encoder"],
+    ]
+    copy = randomised(model, ["decoder", "scorer", "encoder"], seed=1)
+    again = randomised(model, ["decoder", "scorer", "encoder"], seed=1)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name  # the original is untouched
+        changed = not torch.equal(copy.state_dict()[name], value)
+        assert changed == (not name.startswith("embedding")), name
+        assert torch.equal(copy.state_dict()[name], again.state_dict()[name])
+    with pytest.raises(InvalidInputError, match="the model's are decoder, scorer, encoder"):
+        randomised(model, ["classifier"])
+
+
+def test_randomisation_of_a_transformer_goes_down_its_layers():
+    model = HFClassifier(tiny_model("bert"))
+    batch = collate([[1, 5, 6, 7, 2], [1, 8, 9, 10, 11, 12, 13, 2]], framing=Framing(0, 1, 1))
+    assert model_layers(model) == [
+        "model.classifier",
+        "model.bert.pooler",
+        "model.bert.encoder.layer.1",
+        "model.bert.encoder.layer.0",
+    ]
+    gradient = method_explainer("jw-gradient")
+    scores = gradient(model, batch)
+    curve = similarity_curve(model, batch, scores, gradient, "independent")
+    assert curve.shape == (2, 4) and curve.isfinite().all()
+    assert torch.equal(gradient(model, batch), scores)  # the model itself is unchanged
+
+
+def test_an_input_only_method_fails_the_randomisation_check_and_gradient_passes(planted):
+    model, batch = planted
+    gradient = method_explainer("jw-gradient", predicted_class(model, batch))
+    results = {}
+    for name in ("randomisation-cascading", "randomisation-cascading-ssim"):
+        measure = build_measure(name)
+        for method, explain in (("norms", embedding_norms), ("gradient", gradient)):
+            results[name, method] = measure(model, batch, explain(model, batch), explain)
+    assert torch.allclose(results["randomisation-cascading", "norms"], torch.ones(24).double())
+    assert torch.allclose(results["randomisation-cascading-ssim", "norms"], torch.ones(24).double())
+    assert results["randomisation-cascading", "gradient"].mean() < 0.5
+    assert results["randomisation-cascading-ssim", "gradient"].mean() < 0.7

@@ -4,29 +4,32 @@ the report list, and what a plan's ``measures: [...]`` names."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from attnexplain.errors import InvalidInputError, UnknownNameError
-from attnexplain.measures import eraser, soft
+from attnexplain.measures import eraser, randomisation, soft
 from attnexplain.measures.measure import Measure
 
 
 @dataclass(frozen=True)
 class MeasureSpec:
     """A registered measure: ``build(**hyperparameters) -> Measure`` (a dataclass whose
-    fields are the hyperparameters), whether a ``higher`` value is the more faithful, and
-    one line on what it measures."""
+    fields are the hyperparameters), whether a ``higher`` value is the more faithful, one
+    line on what it measures, and ``options``: hyperparameters this name sets (one class
+    registered under several names, e.g. by randomisation mode)."""
 
     name: str
     build: Callable[..., Measure]
     higher_is_better: bool
     description: str
+    options: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def hyperparameters(self) -> dict[str, object]:
-        """The measure's hyperparameters and their defaults."""
-        return {field.name: field.default for field in dataclasses.fields(self.build)}
+        """The measure's hyperparameters and their values under this name."""
+        defaults = {item.name: item.default for item in dataclasses.fields(self.build)}
+        return {**defaults, **self.options}
 
 
 MEASURES: dict[str, MeasureSpec] = {
@@ -55,6 +58,29 @@ MEASURES: dict[str, MeasureSpec] = {
             soft.SoftSufficiency,
             False,
             "Zhao & Aletras: output drop when embeddings are scaled by the scores",
+        ),
+        MeasureSpec(
+            "randomisation-cascading",
+            randomisation.ModelRandomisation,
+            False,
+            "Adebayo et al.: Spearman of the scores before and after randomising the layers "
+            "top-down (mean over the cascade)",
+        ),
+        MeasureSpec(
+            "randomisation-cascading-ssim",
+            randomisation.ModelRandomisation,
+            False,
+            "Adebayo et al.: rank SSIM of the scores before and after randomising the layers "
+            "top-down (mean over the cascade)",
+            {"similarity": "rank-ssim"},
+        ),
+        MeasureSpec(
+            "randomisation-independent",
+            randomisation.ModelRandomisation,
+            False,
+            "Adebayo et al.: Spearman of the scores before and after randomising one layer "
+            "(mean over the layers)",
+            {"mode": "independent"},
         ),
     ]
 }
@@ -87,4 +113,4 @@ def build_measure(name: str, **hyperparameters: object) -> Measure:
     if unknown:
         takes = ", ".join(spec.hyperparameters) or "no hyperparameters"
         raise InvalidInputError(f"measure {name!r} takes {takes}; got {', '.join(unknown)}")
-    return spec.build(**hyperparameters)
+    return spec.build(**{**spec.options, **hyperparameters})
