@@ -158,7 +158,7 @@ def test_rank_ssim_is_one_for_equal_rankings_and_lower_for_others():
 
 
 def test_randomisation_works_on_a_copy_and_the_stages_follow_the_layers(classic):
-    model, batch = classic
+    model, _ = classic
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert model_layers(model) == ["decoder", "scorer", "encoder"]
     assert randomisation_stages(model, "cascading") == [
