@@ -8,6 +8,7 @@ import pytest
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.league import default_methods, league_metrics
 from attnexplain.experiments.registry import get_experiment
+from attnexplain.measures import list_measures
 from attnexplain.runner import RunResult, parse_plan, run_plan
 
 PLAN = {
@@ -76,3 +77,13 @@ def test_wordpieces_take_the_planted_flag_of_their_word(synthetic):
         assert truth[row, len(expected) :].sum() == 0
         pieces += len(alignment.word_ids) - 2 - len(flags)
     assert pieces > 0  # the pseudo-words are split into several wordpieces
+
+
+def test_every_registered_measure_is_a_column_and_refusals_are_said(league):
+    table = league.results(0)
+    assert set(list_measures()) <= set(table.columns)
+    lime = table[table["method"] == "lime"]
+    assert lime["sensitivity-max"].isna().all()
+    assert lime["not_measured"].str.contains("sensitivity-max: .*infidelity instead").all()
+    gradient = table[table["method"] == "jw-gradient"]
+    assert gradient["sensitivity-max"].notna().all() and (gradient["not_measured"] == "").all()

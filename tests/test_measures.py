@@ -205,3 +205,45 @@ def test_an_input_only_method_fails_the_randomisation_check_and_gradient_passes(
     assert torch.allclose(results["randomisation-cascading-ssim", "norms"], torch.ones(24).double())
     assert results["randomisation-cascading", "gradient"].mean() < 0.5
     assert results["randomisation-cascading-ssim", "gradient"].mean() < 0.7
+
+
+# ---------------------------------------------------------------- Captum's metrics
+
+
+def test_infidelity_by_hand_when_every_token_is_dropped(classic):
+    model, batch = classic
+    scores = torch.rand(batch.content_mask.shape, generator=torch.Generator().manual_seed(4))
+    scores = scores.masked_fill(~batch.content_mask, 0)
+    measure = build_measure("infidelity", drop=1.0, n_perturb_samples=3, normalize=False)
+    value = measure(model, batch, scores, None)
+    forward = EmbeddingForward(model)
+    content, trailing = forward.inputs(batch)
+    with torch.no_grad():
+        full, empty = forward(content, *trailing), forward(0 * content, *trailing)
+    label = full.argmax(-1, keepdim=True)
+    change = (full.gather(-1, label) - empty.gather(-1, label)).squeeze(-1)
+    expected = (scores.sum(-1) - change) ** 2
+    assert torch.allclose(value, expected.double(), atol=1e-6)
+
+
+def test_infidelity_prefers_the_scores_that_predict_the_output_change(classic):
+    model, batch = classic
+    occlusion = method_explainer("occlusion")(model, batch)  # the one-token output changes
+    noise = torch.rand(batch.content_mask.shape, generator=torch.Generator().manual_seed(5))
+    measure = build_measure("infidelity", drop=0.1, n_perturb_samples=200)
+    assert measure(model, batch, occlusion, None).mean() < measure(model, batch, noise, None).mean()
+
+
+def test_sensitivity_is_zero_for_an_input_only_method_and_positive_for_gradient(classic):
+    model, batch = classic
+    measure = build_measure("sensitivity-max", radius=0.1)
+
+    def constant(model, batch):  # reads neither the model nor the input's values
+        return batch.content_mask.float()
+
+    assert (measure(model, batch, constant(model, batch), constant) == 0).all()
+    gradient = method_explainer("saliency", predicted_class(model, batch))
+    assert (measure(model, batch, gradient(model, batch), gradient) > 0).all()
+    with pytest.raises(InvalidInputError, match="measure it with infidelity instead"):
+        loo = method_explainer("lime")
+        measure(model, batch, loo(model, batch), loo)

@@ -105,13 +105,18 @@ def _method_rows(
     for short, reference in REFERENCES.items():
         columns[f"spearman_{short}"] = spearman(scores, references[reference], mask).statistic
         columns[f"kendall_{short}"] = kendall_tau(scores, references[reference], mask).statistic
-    explain = method_explainer(method, target)
+    explain, refused = method_explainer(method, target), []
     for name in measures:
         measure = build_measure(name)
-        columns[name] = to_numpy(measure(checkpoint.model, site.batch, scores, explain))
+        try:
+            columns[name] = to_numpy(measure(checkpoint.model, site.batch, scores, explain))
+        except AttnExplainError as error:  # a measure this method cannot take
+            columns[name] = np.full(len(site.rows), np.nan)
+            refused.append(f"{name}: {error}")
     columns["auprc"] = (
         np.full(len(site.rows), np.nan) if truth is None else to_numpy(auprc(scores, truth, mask))
     )
+    columns["not_measured"] = "; ".join(refused)
     return columns
 
 
@@ -120,8 +125,9 @@ def run_league(
 ) -> pd.DataFrame:
     """One row per instance and method: agreement with the references, one column per
     faithfulness measure (``params["measures"]``, None: every registered one), plausibility
-    AUPRC (NaN without planted rationales) and ``unsupported`` (the HookError message where
-    the model cannot run the method)."""
+    AUPRC (NaN without planted rationales), ``unsupported`` (the HookError message where
+    the model cannot run the method) and ``not_measured`` (why a measure refused the
+    method, e.g. sensitivity-max an erasure method; its column is NaN there)."""
     params = {**LEAGUE_DEFAULTS, **(params or {})}
     methods = params["methods"] or default_methods()
     measures = params["measures"] or list_measures()
@@ -143,7 +149,8 @@ def run_league(
                 part["unsupported"] = ""
             else:
                 metrics = league_metrics(measures)
-                part |= {metric: np.nan for metric in metrics} | {"unsupported": scores[name]}
+                part |= {metric: np.nan for metric in metrics}
+                part |= {"unsupported": scores[name], "not_measured": ""}
             parts.append(pd.DataFrame(part))
     table = pd.concat(parts, ignore_index=True)
     return table.sort_values(["method", "instance"], kind="stable").reset_index(drop=True)

@@ -21,7 +21,9 @@ from attnexplain.attribution.adapter import Model
 from attnexplain.data.batching import Batch
 
 Explainer = Callable[[Model, Batch], torch.Tensor]
-"""``explain(model, batch) -> scores [batch, tokens]``: one method, on any model and batch."""
+"""``explain(model, batch) -> scores [batch, tokens]``: one method, on any model, for the
+measured batch or one whose rows are its rows each repeated k times in turn (as Captum
+expands inputs: ``rows.repeat_interleave(k)``)."""
 
 
 class Measure(Protocol):
@@ -43,6 +45,7 @@ def method_explainer(method: str, target: torch.Tensor | None = None) -> Explain
     fixed = target if get_method(method).uses_target else None
 
     def explain(model: Model, batch: Batch) -> torch.Tensor:
-        return attribute(model, batch, method, target=fixed).scores
+        rows = fixed if fixed is None else fixed.repeat_interleave(len(batch) // len(fixed))
+        return attribute(model, batch, method, target=rows).scores
 
     return explain

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from attnexplain.errors import InvalidInputError, UnknownNameError
-from attnexplain.measures import eraser, randomisation, soft
+from attnexplain.measures import captum_metrics, eraser, randomisation, soft
 from attnexplain.measures.measure import Measure
 
 
@@ -81,6 +81,19 @@ MEASURES: dict[str, MeasureSpec] = {
             "Adebayo et al.: Spearman of the scores before and after randomising one layer "
             "(mean over the layers)",
             {"mode": "independent"},
+        ),
+        MeasureSpec(
+            "infidelity",
+            captum_metrics.Infidelity,
+            False,
+            "Captum infidelity: how far the scores miss the output change of random token drops",
+        ),
+        MeasureSpec(
+            "sensitivity-max",
+            captum_metrics.SensitivityMax,
+            False,
+            "Captum max-sensitivity: the largest change of the scores under small embedding "
+            "scalings",
         ),
     ]
 }
