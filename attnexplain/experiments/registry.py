@@ -42,6 +42,7 @@ from attnexplain.experiments import (
     jain_wallace,
     league,
     predictions,
+    roar,
     serrano_smith,
     wiegreffe_pinter,
 )
@@ -178,6 +179,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         *(Experiment(**spec) for spec in wiegreffe_pinter.REGISTRATIONS),
         *(Experiment(**spec) for spec in serrano_smith.REGISTRATIONS),
         *(Experiment(**spec) for spec in league.REGISTRATIONS),
+        *(Experiment(**spec) for spec in roar.REGISTRATIONS),
     ]
 }
 
