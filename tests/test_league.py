@@ -82,8 +82,25 @@ def test_wordpieces_take_the_planted_flag_of_their_word(synthetic):
 def test_every_registered_measure_is_a_column_and_refusals_are_said(league):
     table = league.results(0)
     assert set(list_measures()) <= set(table.columns)
-    lime = table[table["method"] == "lime"]
-    assert lime["sensitivity-max"].isna().all()
-    assert lime["not_measured"].str.contains("sensitivity-max: .*infidelity instead").all()
+    erasure = table[table["method"] == "leave-one-out"]  # runs the model on other inputs
+    assert len(erasure) == 24 and erasure["sensitivity-max"].isna().all()
+    assert erasure["not_measured"].str.contains("sensitivity-max: .*infidelity instead").all()
     gradient = table[table["method"] == "jw-gradient"]
     assert gradient["sensitivity-max"].notna().all() and (gradient["not_measured"] == "").all()
+
+
+def test_the_summary_gives_intervals_and_each_measures_rank_side_by_side(league):
+    summary = league.summary(0).set_index("method")
+    for measure in list_measures():
+        scored = summary.dropna(subset=[measure])  # sensitivity-max refuses erasure methods
+        assert len(scored) >= 10, measure
+        assert (scored[f"{measure}_low"] <= scored[measure] + 1e-12).all(), measure
+        assert (scored[measure] <= scored[f"{measure}_high"] + 1e-12).all(), measure
+    # comprehensiveness: higher is better, so rank 1 has the largest mean
+    best = summary["rank_comprehensiveness"].idxmin()
+    assert summary.loc[best, "comprehensiveness"] == summary["comprehensiveness"].max()
+    # sufficiency and the sanity checks: lower is better
+    best = summary["rank_sufficiency"].idxmin()
+    assert summary.loc[best, "sufficiency"] == summary["sufficiency"].min()
+    ranks = summary["rank_randomisation-cascading"].dropna()
+    assert sorted(ranks) == sorted(summary["randomisation-cascading"].dropna().rank(method="min"))

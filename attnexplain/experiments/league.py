@@ -24,9 +24,16 @@ from attnexplain.device import to_numpy
 from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
 from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
-from attnexplain.measures import build_measure, list_measures, method_explainer
+from attnexplain.measures import (
+    MEASURES,
+    build_measure,
+    get_measure,
+    list_measures,
+    method_explainer,
+)
 from attnexplain.metrics import auprc, kendall_tau, spearman
 from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.uncertainty import interval_columns
 
 REFERENCES = {"gradient": "jw-gradient", "loo": "leave-one-out"}
 SCORED_GRADIENTS = ("saliency", "input-x-gradient", "integrated-gradients")
@@ -163,15 +170,26 @@ def metrics_of(df: pd.DataFrame) -> tuple[str, ...]:
 
 
 def summarise_league(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the mean of every metric over instances where it is defined, and how many
-    instances it covers; methods the model does not support keep their reason."""
+    """Per method: the mean of every metric over instances where it is defined with its 95%
+    bootstrap interval (``metric_low``, ``metric_high``), how many instances it covers,
+    ``rank_<measure>`` for each faithfulness measure (1: the most faithful by that measure,
+    ties share the best rank), so a reader sees where the measures disagree; methods the
+    model does not support keep their reason, measures a method could not take say why."""
     rows = []
     for method, group in df.groupby("method", sort=False):
-        row = {"method": method, **{metric: group[metric].mean() for metric in metrics_of(df)}}
+        row = {"method": method}
+        for metric in metrics_of(df):
+            row |= interval_columns(metric, group[metric].to_numpy(np.float64))
         row["count"] = int(group["spearman_gradient"].notna().sum())
         row["unsupported"] = next((text for text in group["unsupported"] if text), "")
+        if "not_measured" in group:
+            row["not_measured"] = next((text for text in group["not_measured"] if text), "")
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("spearman_gradient", ascending=False, na_position="last")
+    summary = pd.DataFrame(rows)
+    for name in (metric for metric in metrics_of(df) if metric in MEASURES):
+        better_first = not get_measure(name).higher_is_better
+        summary[f"rank_{name}"] = summary[name].rank(ascending=better_first, method="min")
+    return summary.sort_values("spearman_gradient", ascending=False, na_position="last")
 
 
 def figure_league(df: pd.DataFrame) -> plt.Figure:
