@@ -60,3 +60,20 @@ def test_reproduce_benchmark_prints_wall_time_throughput_and_memory(tmp_path):
     )
     assert row, done.stdout
     assert float(row.group(1)) > 0 and int(row.group(2)) > 100  # instances/s, peak MiB
+
+
+def test_faithfulness_benchmark_prints_a_cost_per_measure_and_method():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "faithfulness.py"),
+            *("--n", "300", "--instances", "4", "--batch-size", "4", "--encoder", "average"),
+            *("--methods", "attention", "leave-one-out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^comprehensiveness +[\d.]+ +[\d.]+$", done.stdout, flags=re.M)
+    assert re.search(r"^sensitivity-max +[\d.]+ +nan$", done.stdout, flags=re.M)
