@@ -3,6 +3,7 @@ content mask.
 
     distances       tvd, kl, jsd                      [..., tokens] -> [...]
     correlations    kendall_tau, spearman             [batch, tokens] -> Correlation of [batch]
+    similarity      rank_ssim                         [batch, tokens] -> [batch]
     agreement       top_k_overlap                     [batch, tokens] -> [batch]
     plausibility    precision_at_k, auprc             scores vs a 0/1 rationale -> [batch]
     summaries       nan_summary                       [n] -> NanSummary
@@ -183,6 +184,50 @@ def spearman(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None)
     x, y: [batch, tokens]; mask: [batch, tokens] bool. NaN where undefined (module docstring).
     """
     return _correlation(lambda a, b: tuple(stats.spearmanr(a, b)), x, y, mask)
+
+
+SSIM_WINDOW = 5
+_SSIM_C1, _SSIM_C2 = 0.01**2, 0.03**2  # SSIM's constants for data in [0, 1]
+
+
+def _window_ssim(a: np.ndarray, b: np.ndarray, window: int) -> float:
+    """Mean SSIM (Wang et al. 2004) of two [n] vectors in [0, 1] over sliding windows of
+    ``window`` entries (one window of all n when n is shorter), uniform weights."""
+    width = min(window, len(a))
+    x = np.lib.stride_tricks.sliding_window_view(a, width)
+    y = np.lib.stride_tricks.sliding_window_view(b, width)
+    mean_x, mean_y = x.mean(1), y.mean(1)
+    var_x, var_y = x.var(1), y.var(1)
+    covariance = ((x - mean_x[:, None]) * (y - mean_y[:, None])).mean(1)
+    numerator = (2 * mean_x * mean_y + _SSIM_C1) * (2 * covariance + _SSIM_C2)
+    denominator = (mean_x**2 + mean_y**2 + _SSIM_C1) * (var_x + var_y + _SSIM_C2)
+    return float((numerator / denominator).mean())
+
+
+def rank_ssim(
+    x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, window: int = SSIM_WINDOW
+) -> torch.Tensor:
+    """SSIM of the two rankings, per instance: each row's masked entries are ranked (ties
+    share their mean rank), scaled to [0, 1], and compared by SSIM over sliding windows of
+    ``window`` tokens in text order. Adebayo et al. (2018) compare saliency maps by SSIM;
+    on ranks it asks whether the same stretches of the text stay important, where Spearman
+    asks only about the global order. 1 for equal rankings.
+
+    x, y: [batch, tokens]; mask: [batch, tokens] bool. Returns [batch] float64, NaN where
+    Spearman's rho is (module docstring).
+    """
+    _check_pair(x, y, mask)
+    if window < 1:
+        raise InvalidInputError(f"window must be >= 1, got {window}")
+
+    def scaled_ranks(row: np.ndarray) -> np.ndarray:
+        return (stats.rankdata(row) - 1) / (len(row) - 1)
+
+    values = [
+        np.nan if _undefined(a, b) else _window_ssim(scaled_ranks(a), scaled_ranks(b), window)
+        for a, b in zip(_rows(x, mask), _rows(y, mask), strict=True)
+    ]
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def _content(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -62,22 +62,37 @@ def test_reproduce_benchmark_prints_wall_time_throughput_and_memory(tmp_path):
     assert float(row.group(1)) > 0 and int(row.group(2)) > 100  # instances/s, peak MiB
 
 
-def test_generation_benchmark_prints_the_capture_ratio_each_methods_cost_and_memory():
+def _benchmark_output(script: str, *args: str) -> str:
+    """What ``benchmarks/<script>`` prints at a toy size (its exit status checked)."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "generation.py"),
-            *("--small", "--new-tokens", "2", "--repeats", "1"),
-            *("--methods", "attention-norm", "leave-one-out"),
-        ],
+        [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    ratio = re.search(r"capture vs plain generate: ([\d.]+)x", done.stdout)
+    return done.stdout
+
+
+def test_generation_benchmark_prints_the_capture_ratio_each_methods_cost_and_memory():
+    stdout = _benchmark_output(
+        "generation.py",
+        *("--small", "--new-tokens", "2", "--repeats", "1"),
+        *("--methods", "attention-norm", "leave-one-out"),
+    )
+    ratio = re.search(r"capture vs plain generate: ([\d.]+)x", stdout)
     assert ratio and float(ratio.group(1)) > 0
-    costs = re.findall(r"^  (attention-norm|leave-one-out) +([\d.]+) s$", done.stdout, re.M)
+    costs = re.findall(r"^  (attention-norm|leave-one-out) +([\d.]+) s$", stdout, re.M)
     assert [name for name, _ in costs] == ["attention-norm", "leave-one-out"]
-    memory = re.findall(r"^  prompt +(\d+) tokens +[\d.]+ s +[\d.]+ MB$", done.stdout, re.M)
+    memory = re.findall(r"^  prompt +(\d+) tokens +[\d.]+ s +[\d.]+ MB$", stdout, re.M)
     assert memory == ["32", "64", "128"]
+
+
+def test_faithfulness_benchmark_prints_a_cost_per_measure_and_method():
+    stdout = _benchmark_output(
+        "faithfulness.py",
+        *("--n", "300", "--instances", "4", "--batch-size", "4", "--encoder", "average"),
+        *("--methods", "attention", "leave-one-out"),
+    )
+    assert re.search(r"^comprehensiveness +[\d.]+ +[\d.]+$", stdout, flags=re.M)
+    assert re.search(r"^sensitivity-max +[\d.]+ +nan$", stdout, flags=re.M)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from attnexplain.errors import InvalidInputError
-from attnexplain.experiments.league import METRICS, default_methods
+from attnexplain.experiments.league import default_methods, league_metrics
 from attnexplain.experiments.registry import get_experiment
+from attnexplain.measures import list_measures
 from attnexplain.runner import RunResult, parse_plan, run_plan
 
 PLAN = {
@@ -41,7 +42,7 @@ def test_every_method_gets_a_row_per_instance_and_the_references_agree_with_them
 
 def test_plausibility_is_scored_against_the_planted_tokens(league):
     summary = league.summary(0).set_index("method")
-    assert set(METRICS) <= set(summary.columns)
+    assert set(league_metrics()) <= set(summary.columns)
     # a trained BiLSTM's gradient finds the planted tokens far better than chance (the
     # planted words are a few of 30-60)
     assert summary.loc["jw-gradient", "auprc"] > 0.6
@@ -104,3 +105,30 @@ def test_a_passage_read_with_its_question_takes_its_words_flags(question_last):
     truth = rationale_tensor(frame, site, pipeline)[0]
     tokens = pipeline.decode(sequences[0])
     assert [tokens[i] for i in truth.nonzero().flatten()] == passage.split()[6:]
+
+
+def test_every_registered_measure_is_a_column_and_refusals_are_said(league):
+    table = league.results(0)
+    assert set(list_measures()) <= set(table.columns)
+    erasure = table[table["method"] == "leave-one-out"]  # runs the model on other inputs
+    assert len(erasure) == 24 and erasure["sensitivity-max"].isna().all()
+    assert erasure["not_measured"].str.contains("sensitivity-max: .*infidelity instead").all()
+    gradient = table[table["method"] == "jw-gradient"]
+    assert gradient["sensitivity-max"].notna().all() and (gradient["not_measured"] == "").all()
+
+
+def test_the_summary_gives_intervals_and_each_measures_rank_side_by_side(league):
+    summary = league.summary(0).set_index("method")
+    for measure in list_measures():
+        scored = summary.dropna(subset=[measure])  # sensitivity-max refuses erasure methods
+        assert len(scored) >= 10, measure
+        assert (scored[f"{measure}_low"] <= scored[measure] + 1e-12).all(), measure
+        assert (scored[measure] <= scored[f"{measure}_high"] + 1e-12).all(), measure
+    # comprehensiveness: higher is better, so rank 1 has the largest mean
+    best = summary["rank_comprehensiveness"].idxmin()
+    assert summary.loc[best, "comprehensiveness"] == summary["comprehensiveness"].max()
+    # sufficiency and the sanity checks: lower is better
+    best = summary["rank_sufficiency"].idxmin()
+    assert summary.loc[best, "sufficiency"] == summary["sufficiency"].min()
+    ranks = summary["rank_randomisation-cascading"].dropna()
+    assert sorted(ranks) == sorted(summary["randomisation-cascading"].dropna().rank(method="min"))

@@ -39,12 +39,8 @@ def erase(batch: Batch, rows: torch.Tensor, keep: torch.Tensor, pad: int) -> Bat
 
         return occlude(batch, rows, keep)
     content = batch.content_mask[rows]
-    kept = batch.padding_mask[rows].bool() & (~content | keep)
-    lengths = kept.sum(-1)
-    width = int(lengths.max())
-    # Kept positions first, in their order; deleted tokens and padding after them.
-    order = (~kept).to(torch.uint8).argsort(dim=-1, stable=True)[:, :width]
-    inside = torch.arange(width, device=lengths.device) < lengths.unsqueeze(1)
+    order, inside = closing_order(batch, rows, keep)
+    lengths = inside.sum(-1)
     return Batch(
         token_ids=batch.token_ids[rows].gather(1, order).masked_fill(~inside, pad),
         lengths=lengths,
@@ -57,6 +53,22 @@ def erase(batch: Batch, rows: torch.Tensor, keep: torch.Tensor, pad: int) -> Bat
         pair_ids=None if batch.pair_ids is None else batch.pair_ids[rows],
         pair_lengths=None if batch.pair_lengths is None else batch.pair_lengths[rows],
     )
+
+
+def closing_order(
+    batch: Batch, rows: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where :func:`erase`'s variants read their positions from: ``order`` [variants, width],
+    the source position of each kept position (kept tokens first, in their order), and
+    ``inside`` [variants, width] bool, True where the variant has a token (not padding).
+    A value per source token [variants, tokens] follows the tokens by
+    ``value.gather(1, order)``."""
+    kept = batch.padding_mask[rows].bool() & (~batch.content_mask[rows] | keep)
+    lengths = kept.sum(-1)
+    width = int(lengths.max())
+    order = (~kept).to(torch.uint8).argsort(dim=-1, stable=True)[:, :width]
+    inside = torch.arange(width, device=lengths.device) < lengths.unsqueeze(1)
+    return order, inside
 
 
 def erased_probabilities(

@@ -1,7 +1,8 @@
 """A league table of explanation methods on one model: every attention-derived and gradient
 method scored by agreement with gradient and leave-one-out importance (Spearman, Kendall),
-ERASER faithfulness (AOPC comprehensiveness and sufficiency) and, where the data plants its
-rationale (the synthetic task), plausibility (AUPRC against the planted tokens).
+every registered faithfulness measure (:mod:`attnexplain.measures`: ERASER's AOPC
+comprehensiveness and sufficiency and the measures beyond them) and, where the data plants
+its rationale (the synthetic task), plausibility (AUPRC against the planted tokens).
 
 Registered as ``league.methods``; a plan with one model entry per ``site_layer`` gives the
 transformer's table per layer (raw attention is read at the site; rollout-style methods
@@ -18,29 +19,36 @@ import torch
 
 from attnexplain.alignment import text_alignment
 from attnexplain.attribution import list_methods
+from attnexplain.attribution.adapter import predicted_class
 from attnexplain.device import to_numpy
 from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
 from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
-from attnexplain.faithfulness import aopc, eraser_curves
+from attnexplain.measures import (
+    MEASURES,
+    build_measure,
+    get_measure,
+    list_measures,
+    method_explainer,
+)
 from attnexplain.metrics import auprc, kendall_tau, spearman
 from attnexplain.models.checkpoint import Checkpoint
+from attnexplain.uncertainty import interval_columns
 
 REFERENCES = {"gradient": "jw-gradient", "loo": "leave-one-out"}
 SCORED_GRADIENTS = ("saliency", "input-x-gradient", "integrated-gradients")
-LEAGUE_DEFAULTS = {"methods": None, "batch_size": 16}
+LEAGUE_DEFAULTS = {"methods": None, "measures": None, "batch_size": 16}
 LEAGUE_PARAMETERS = {
     "methods": "attribution methods ranked (None: every attention-derived and gradient one)",
+    "measures": "faithfulness measures of attnexplain.measures (None: every registered one)",
 }
-METRICS = (
-    "spearman_gradient",
-    "kendall_gradient",
-    "spearman_loo",
-    "kendall_loo",
-    "comprehensiveness",
-    "sufficiency",
-    "auprc",
-)
+AGREEMENT = ("spearman_gradient", "kendall_gradient", "spearman_loo", "kendall_loo")
+
+
+def league_metrics(measures: list[str] | None = None) -> tuple[str, ...]:
+    """The league's columns: agreement, the faithfulness ``measures`` (None: every
+    registered one) and plausibility."""
+    return (*AGREEMENT, *(list_measures() if measures is None else measures), "auprc")
 
 
 def default_methods() -> list[str]:
@@ -50,15 +58,16 @@ def default_methods() -> list[str]:
 
 
 def validate_league(params: dict) -> None:
-    methods = params.get("methods")
-    if methods is None:
-        return
-    known = set(list_methods())
-    unknown = [name for name in methods if name not in known]
-    if not methods or unknown:
-        raise InvalidInputError(
-            f"methods must be a non-empty list of registered methods; unknown: {unknown}"
-        )
+    for key, known in (("methods", list_methods()), ("measures", list_measures())):
+        names = params.get(key)
+        if names is None:
+            continue
+        unknown = [name for name in names if name not in known]
+        if not names or unknown:
+            raise InvalidInputError(
+                f"{key} must be a non-empty list of registered {key} (or null: all); "
+                f"unknown: {unknown}"
+            )
 
 
 def rationale_tensor(frame: pd.DataFrame, site: SiteBatch, pipeline: object) -> torch.Tensor | None:
@@ -98,30 +107,47 @@ def _scores(
 
 
 def _method_rows(
-    site: SiteBatch, scores: torch.Tensor, references: dict, curves: dict, truth
+    checkpoint: Checkpoint,
+    site: SiteBatch,
+    method: str,
+    scores: torch.Tensor,
+    references: dict,
+    measures: list[str],
+    truth: torch.Tensor | None,
+    target: torch.Tensor,
 ) -> dict[str, np.ndarray]:
     mask = site.batch.content_mask
     columns = {}
     for short, reference in REFERENCES.items():
         columns[f"spearman_{short}"] = spearman(scores, references[reference], mask).statistic
         columns[f"kendall_{short}"] = kendall_tau(scores, references[reference], mask).statistic
-    for metric, per_bin in curves.items():
-        columns[metric] = to_numpy(aopc(per_bin))
+    explain, refused = method_explainer(method, target), []
+    for name in measures:
+        measure = build_measure(name)
+        try:
+            columns[name] = to_numpy(measure(checkpoint.model, site.batch, scores, explain))
+        except AttnExplainError as error:  # a measure this method cannot take
+            columns[name] = np.full(len(site.rows), np.nan)
+            refused.append(f"{name}: {error}")
     columns["auprc"] = (
         np.full(len(site.rows), np.nan) if truth is None else to_numpy(auprc(scores, truth, mask))
     )
+    columns["not_measured"] = "; ".join(refused)
     return columns
 
 
 def run_league(
     checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
 ) -> pd.DataFrame:
-    """One row per instance and method: agreement with the references, AOPC comprehensiveness
-    and sufficiency (ERASER bins), plausibility AUPRC (NaN without planted rationales) and
-    ``unsupported`` (the HookError message where the model cannot run the method)."""
+    """One row per instance and method: agreement with the references, one column per
+    faithfulness measure (``params["measures"]``, None: every registered one), plausibility
+    AUPRC (NaN without planted rationales), ``unsupported`` (the HookError message where
+    the model cannot run the method) and ``not_measured`` (why a measure refused the
+    method, e.g. sensitivity-max an erasure method; its column is NaN there)."""
     params = {**LEAGUE_DEFAULTS, **(params or {})}
     methods = params["methods"] or default_methods()
-    model, parts = checkpoint.model, []
+    measures = params["measures"] or list_measures()
+    parts = []
     for site in iterate_site_batches(checkpoint, frame, params["batch_size"], progress, "league"):
         scores = _scores(checkpoint, site, sorted({*methods, *REFERENCES.values()}))
         references = {name: scores[name] for name in REFERENCES.values()}
@@ -129,35 +155,57 @@ def run_league(
             raise AttnExplainError(f"the league's references failed: {references}")
         truth = rationale_tensor(frame, site, checkpoint.pipeline)
         supported = {name: scores[name] for name in methods if not isinstance(scores[name], str)}
-        curves = eraser_curves(model, site.batch, supported)
+        target = predicted_class(checkpoint.model, site.batch)  # what the measures explain
         for name in methods:
             part = {"instance": site.rows, "method": name}
             if name in supported:
-                part |= _method_rows(site, supported[name], references, curves[name], truth)
+                part |= _method_rows(
+                    checkpoint, site, name, supported[name], references, measures, truth, target
+                )
                 part["unsupported"] = ""
             else:
-                part |= {metric: np.nan for metric in METRICS} | {"unsupported": scores[name]}
+                metrics = league_metrics(measures)
+                part |= {metric: np.nan for metric in metrics}
+                part |= {"unsupported": scores[name], "not_measured": ""}
             parts.append(pd.DataFrame(part))
     table = pd.concat(parts, ignore_index=True)
     return table.sort_values(["method", "instance"], kind="stable").reset_index(drop=True)
 
 
+def metrics_of(df: pd.DataFrame) -> tuple[str, ...]:
+    """The league columns a per-instance table holds (its measures are those it was run
+    with)."""
+    return tuple(metric for metric in league_metrics() if metric in df.columns)
+
+
 def summarise_league(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the mean of every metric over instances where it is defined, and how many
-    instances it covers; methods the model does not support keep their reason."""
+    """Per method: the mean of every metric over instances where it is defined with its 95%
+    bootstrap interval (``metric_low``, ``metric_high``), how many instances it covers,
+    ``rank_<measure>`` for each faithfulness measure (1: the most faithful by that measure,
+    ties share the best rank), so a reader sees where the measures disagree; methods the
+    model does not support keep their reason, measures a method could not take say why."""
     rows = []
     for method, group in df.groupby("method", sort=False):
-        row = {"method": method, **{metric: group[metric].mean() for metric in METRICS}}
+        row = {"method": method}
+        for metric in metrics_of(df):
+            row |= interval_columns(metric, group[metric].to_numpy(np.float64))
         row["count"] = int(group["spearman_gradient"].notna().sum())
         row["unsupported"] = next((text for text in group["unsupported"] if text), "")
+        if "not_measured" in group:
+            row["not_measured"] = next((text for text in group["not_measured"] if text), "")
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("spearman_gradient", ascending=False, na_position="last")
+    summary = pd.DataFrame(rows)
+    for name in (metric for metric in metrics_of(df) if metric in MEASURES):
+        better_first = not get_measure(name).higher_is_better
+        summary[f"rank_{name}"] = summary[name].rank(ascending=better_first, method="min")
+    return summary.sort_values("spearman_gradient", ascending=False, na_position="last")
 
 
 def figure_league(df: pd.DataFrame) -> plt.Figure:
     """The league as a heat map: methods by metric, means over instances."""
-    summary = summarise_league(df).set_index("method")[list(METRICS)].dropna(how="all")
-    fig, ax = plt.subplots(figsize=(1.3 * len(METRICS) + 3, 0.45 * len(summary) + 1.5))
+    metrics = list(metrics_of(df))
+    summary = summarise_league(df).set_index("method")[metrics].dropna(how="all")
+    fig, ax = plt.subplots(figsize=(1.3 * len(metrics) + 3, 0.45 * len(summary) + 1.5))
     sns.heatmap(summary, annot=True, fmt=".2f", cmap="viridis", cbar=False, ax=ax)
     ax.set(xlabel="", ylabel="", title="Explanation methods: agreement, faithfulness, plausibility")
     fig.tight_layout()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from attnexplain.errors import InvalidInputError
+from attnexplain.models.train import TrainConfig
 
 if TYPE_CHECKING:
     from attnexplain.data.registry import Dataset
@@ -111,3 +112,15 @@ def trained_checkpoint_dir(workdir: Path) -> Path:
     """Where an experiment that trains a model (the W&P adversary) keeps it, so that
     experiments needing it find it: ``WORKDIR/checkpoint``."""
     return workdir / TRAINED_CHECKPOINT
+
+
+def training_recipe(checkpoint: Checkpoint) -> TrainConfig:
+    """The recipe ``checkpoint``'s model was trained with (its metadata records it), for
+    experiments that train siblings of it themselves."""
+    recorded = checkpoint.metadata.get("train_config")
+    if not recorded:
+        raise InvalidInputError(
+            "the checkpoint does not record its training recipe (metadata 'train_config'): "
+            "train it with attnexplain"
+        )
+    return TrainConfig(**recorded)

@@ -46,6 +46,7 @@ from attnexplain.experiments import (
     jain_wallace,
     league,
     predictions,
+    roar,
     serrano_smith,
     sinks,
     wiegreffe_pinter,
@@ -241,6 +242,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         *(Experiment(**spec) for spec in serrano_smith.REGISTRATIONS),
         *(Experiment(**spec) for spec in league.REGISTRATIONS),
         *(Experiment(**spec) for spec in sinks.REGISTRATIONS),
+        *(Experiment(**spec) for spec in roar.REGISTRATIONS),
     ]
 }
 

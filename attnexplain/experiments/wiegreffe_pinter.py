@@ -46,6 +46,7 @@ from attnexplain.experiments.needs import (
     Setting,
     SiblingModel,
     trained_checkpoint_dir,
+    training_recipe,
 )
 from attnexplain.experiments.site_attention import site_outputs
 from attnexplain.metrics import jsd
@@ -130,17 +131,6 @@ def _frame_columns(frame: pd.DataFrame, checkpoint: Checkpoint, outputs) -> dict
         "predicted_class": [checkpoint.classes[i] for i in predicted],
         "max_attention": [float(a.max()) for a in head_mean],
     }
-
-
-def _base_config(checkpoint: Checkpoint) -> TrainConfig:
-    """The recipe the model was trained with (its checkpoint records it)."""
-    recorded = checkpoint.metadata.get("train_config")
-    if not recorded:
-        raise InvalidInputError(
-            "the checkpoint does not record its training recipe (metadata 'train_config'): "
-            "train it with attnexplain"
-        )
-    return TrainConfig(**recorded)
 
 
 def _positive(values: list[float], what: str) -> None:
@@ -428,7 +418,7 @@ def run_adversary(
         base_train.probabilities,
         trained_checkpoint_dir(context.workdir),
         AdversaryConfig(params["lambda"], params["epochs"], params["patience"]),
-        _base_config(checkpoint),
+        training_recipe(checkpoint),
         context.cache,
         progress,
     )
@@ -681,7 +671,7 @@ def _diagnostic_recipe(checkpoint: Checkpoint, epochs: int) -> TrainConfig:
     """The J&W recipe the model was trained with (a transformer's fine-tuning recipe or an
     image model's recipe does not fit the MLP: it gets the classic defaults, with its
     seed)."""
-    config = _base_config(checkpoint)
+    config = training_recipe(checkpoint)
     if not isinstance(checkpoint.pipeline, TextPipeline):
         config = TrainConfig(seed=config.seed)
     return replace(config, epochs=epochs)
