@@ -24,7 +24,7 @@ Both give the same numbers up to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ def _check(batch: Batch, scores: torch.Tensor) -> None:
         )
 
 
-def _top_percent_changes(
+def top_percent_changes(
     model: Model,
     batch: Batch,
     requests: Sequence[tuple[torch.Tensor, bool]],
@@ -93,7 +93,7 @@ def comprehensiveness(
     scores: [batch, tokens] (e.g. ``attribute(...).scores``); percents: bins in percent of
     each instance's content tokens; fast: see the module docstring. Returns [batch, bins].
     """
-    return _top_percent_changes(model, batch, [(scores, False)], percents, fast)[0]
+    return top_percent_changes(model, batch, [(scores, False)], percents, fast)[0]
 
 
 def sufficiency(
@@ -105,28 +105,7 @@ def sufficiency(
 ) -> torch.Tensor:
     """p(x) - p(only the top-scoring tokens), per bin. Arguments and shape as
     :func:`comprehensiveness`."""
-    return _top_percent_changes(model, batch, [(scores, True)], percents, fast)[0]
-
-
-def eraser_curves(
-    model: Model,
-    batch: Batch,
-    scores: Mapping[str, torch.Tensor],
-    percents: Sequence[int] = ERASER_PERCENTS,
-    fast: bool = True,
-) -> dict[str, dict[str, torch.Tensor]]:
-    """:func:`comprehensiveness` and :func:`sufficiency` of several methods' scores on one
-    batch, ``{name: {"comprehensiveness": [batch, bins], "sufficiency": [batch, bins]}}``:
-    the same numbers, from one full pass and one pass per distinct variant (methods that rank
-    the same tokens first share their variants).
-
-    scores: ``{name: [batch, tokens]}``; percents, fast: as :func:`comprehensiveness`.
-    """
-    requests = [(values, keep_top) for values in scores.values() for keep_top in (False, True)]
-    changes = iter(_top_percent_changes(model, batch, requests, percents, fast))
-    return {
-        name: {"comprehensiveness": next(changes), "sufficiency": next(changes)} for name in scores
-    }
+    return top_percent_changes(model, batch, [(scores, True)], percents, fast)[0]
 
 
 def aopc(per_bin: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,9 @@ from attnexplain.faithfulness import (
     aopc,
     comprehensiveness,
     decision_flip,
-    eraser_curves,
     sufficiency,
 )
+from attnexplain.measures.eraser import AOPCComprehensiveness, AOPCSufficiency
 from attnexplain.metrics import (
     auprc,
     entropy,
@@ -223,7 +223,13 @@ def test_comprehensiveness_and_sufficiency_by_direct_deletion(classic):
     assert torch.allclose(aopc(compr), compr.mean(-1))
 
 
-def test_eraser_curves_equal_each_method_alone_and_run_shared_variants_once(classic, monkeypatch):
+@pytest.mark.parametrize(
+    ("measure", "alone"),
+    [(AOPCComprehensiveness, comprehensiveness), (AOPCSufficiency, sufficiency)],
+)
+def test_eraser_measures_of_many_methods_equal_each_alone_and_run_shared_variants_once(
+    classic, monkeypatch, measure, alone
+):
     model, _, batch = classic
     generator = torch.Generator().manual_seed(3)
     first = torch.rand(batch.content_mask.shape, generator=generator)
@@ -233,21 +239,17 @@ def test_eraser_curves_equal_each_method_alone_and_run_shared_variants_once(clas
     forwarded: list[int] = []
     plain = model.forward_batch
     monkeypatch.setattr(model, "forward_batch", lambda b: forwarded.append(len(b)) or plain(b))
-    curves = eraser_curves(model, batch, scores, percents)
-    together = sum(forwarded)
+    together = measure(percents).many(model, batch, scores)
+    shared = sum(forwarded)
     forwarded.clear()
     for name, values in scores.items():
-        for measure, alone in (
-            ("comprehensiveness", comprehensiveness),
-            ("sufficiency", sufficiency),
-        ):
-            expected = alone(model, batch, values, percents)
-            assert torch.allclose(curves[name][measure], expected, atol=1e-6), (name, measure)
-    # alone: 3 methods x 2 measures x (2 full rows + 4 variants); together: the 2 full rows
-    # once, and "same ranking" adds no variant to "first"'s
-    assert sum(forwarded) == 3 * 2 * (2 + 4)
-    assert together <= 2 + 2 * 2 * 4
-    assert eraser_curves(model, batch, {}) == {}
+        expected = aopc(alone(model, batch, values, percents)).double()
+        torch.testing.assert_close(together[name], expected, atol=1e-6, rtol=0)
+    # alone: 3 methods x (2 full rows + 4 variants); together: the 2 full rows once, and
+    # "same ranking" adds no variant to "first"'s
+    assert sum(forwarded) == 3 * (2 + 4)
+    assert shared <= 2 + 2 * 4
+    assert measure(percents).many(model, batch, {}) == {}
 
 
 def test_removing_every_content_token_of_a_classic_model_is_nan(classic):

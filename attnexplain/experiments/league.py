@@ -1,8 +1,9 @@
 """A league table of explanation methods on one model: every attention-derived and gradient
 method scored by agreement with gradient and leave-one-out importance (Spearman, Kendall),
-every registered faithfulness measure (:mod:`attnexplain.measures`: ERASER's AOPC
-comprehensiveness and sufficiency and the measures beyond them) and, where the data plants
-its rationale (the synthetic task), plausibility (AUPRC against the planted tokens).
+faithfulness measures (:mod:`attnexplain.measures`: by default ERASER's AOPC
+comprehensiveness and sufficiency and their soft versions; the sanity checks and Captum's
+metrics by name) and, where the data plants its rationale (the synthetic task),
+plausibility (AUPRC against the planted tokens).
 
 Registered as ``league.methods``; a plan with one model entry per ``site_layer`` gives the
 transformer's table per layer (raw attention is read at the site; rollout-style methods
@@ -10,6 +11,8 @@ aggregate the layers below it).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,10 +28,12 @@ from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
 from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
 from attnexplain.measures import (
+    DEFAULT_MEASURES,
     MEASURES,
     build_measure,
     get_measure,
     list_measures,
+    measure_methods,
     method_explainer,
 )
 from attnexplain.metrics import auprc, kendall_tau, spearman
@@ -40,15 +45,15 @@ SCORED_GRADIENTS = ("saliency", "input-x-gradient", "integrated-gradients")
 LEAGUE_DEFAULTS = {"methods": None, "measures": None, "batch_size": 16}
 LEAGUE_PARAMETERS = {
     "methods": "attribution methods ranked (None: every attention-derived and gradient one)",
-    "measures": "faithfulness measures of attnexplain.measures (None: every registered one)",
+    "measures": "faithfulness measures of attnexplain.measures (None: its DEFAULT_MEASURES, "
+    "the cheap ones)",
 }
 AGREEMENT = ("spearman_gradient", "kendall_gradient", "spearman_loo", "kendall_loo")
 
 
-def league_metrics(measures: list[str] | None = None) -> tuple[str, ...]:
-    """The league's columns: agreement, the faithfulness ``measures`` (None: every
-    registered one) and plausibility."""
-    return (*AGREEMENT, *(list_measures() if measures is None else measures), "auprc")
+def league_metrics(measures: Sequence[str]) -> tuple[str, ...]:
+    """The league's columns: agreement, the faithfulness ``measures`` and plausibility."""
+    return (*AGREEMENT, *measures, "auprc")
 
 
 def default_methods() -> list[str]:
@@ -107,28 +112,27 @@ def _scores(
 
 
 def _method_rows(
-    checkpoint: Checkpoint,
     site: SiteBatch,
-    method: str,
     scores: torch.Tensor,
     references: dict,
-    measures: list[str],
+    measured: dict[str, torch.Tensor | AttnExplainError],
     truth: torch.Tensor | None,
-    target: torch.Tensor,
 ) -> dict[str, np.ndarray]:
+    """One method's columns: agreement with the references, each measure's values
+    (``measured``: its [batch] values or the error with which it refused the method, NaN
+    then, said in ``not_measured``) and plausibility."""
     mask = site.batch.content_mask
     columns = {}
     for short, reference in REFERENCES.items():
         columns[f"spearman_{short}"] = spearman(scores, references[reference], mask).statistic
         columns[f"kendall_{short}"] = kendall_tau(scores, references[reference], mask).statistic
-    explain, refused = method_explainer(method, target), []
-    for name in measures:
-        measure = build_measure(name)
-        try:
-            columns[name] = to_numpy(measure(checkpoint.model, site.batch, scores, explain))
-        except AttnExplainError as error:  # a measure this method cannot take
+    refused = []
+    for name, values in measured.items():
+        if isinstance(values, AttnExplainError):
             columns[name] = np.full(len(site.rows), np.nan)
-            refused.append(f"{name}: {error}")
+            refused.append(f"{name}: {values}")
+        else:
+            columns[name] = to_numpy(values)
     columns["auprc"] = (
         np.full(len(site.rows), np.nan) if truth is None else to_numpy(auprc(scores, truth, mask))
     )
@@ -140,13 +144,13 @@ def run_league(
     checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
 ) -> pd.DataFrame:
     """One row per instance and method: agreement with the references, one column per
-    faithfulness measure (``params["measures"]``, None: every registered one), plausibility
+    faithfulness measure (``params["measures"]``, None: ``DEFAULT_MEASURES``), plausibility
     AUPRC (NaN without planted rationales), ``unsupported`` (the HookError message where
     the model cannot run the method) and ``not_measured`` (why a measure refused the
     method, e.g. sensitivity-max an erasure method; its column is NaN there)."""
     params = {**LEAGUE_DEFAULTS, **(params or {})}
     methods = params["methods"] or default_methods()
-    measures = params["measures"] or list_measures()
+    measures = params["measures"] or list(DEFAULT_MEASURES)
     parts = []
     for site in iterate_site_batches(checkpoint, frame, params["batch_size"], progress, "league"):
         scores = _scores(checkpoint, site, sorted({*methods, *REFERENCES.values()}))
@@ -156,12 +160,18 @@ def run_league(
         truth = rationale_tensor(frame, site, checkpoint.pipeline)
         supported = {name: scores[name] for name in methods if not isinstance(scores[name], str)}
         target = predicted_class(checkpoint.model, site.batch)  # what the measures explain
+        explainers = {name: method_explainer(name, target) for name in supported}
+        measured = {
+            measure: measure_methods(
+                build_measure(measure), checkpoint.model, site.batch, supported, explainers
+            )
+            for measure in measures
+        }
         for name in methods:
             part = {"instance": site.rows, "method": name}
             if name in supported:
-                part |= _method_rows(
-                    checkpoint, site, name, supported[name], references, measures, truth, target
-                )
+                by_measure = {measure: values[name] for measure, values in measured.items()}
+                part |= _method_rows(site, supported[name], references, by_measure, truth)
                 part["unsupported"] = ""
             else:
                 metrics = league_metrics(measures)
@@ -175,7 +185,7 @@ def run_league(
 def metrics_of(df: pd.DataFrame) -> tuple[str, ...]:
     """The league columns a per-instance table holds (its measures are those it was run
     with)."""
-    return tuple(metric for metric in league_metrics() if metric in df.columns)
+    return tuple(metric for metric in league_metrics(list_measures()) if metric in df.columns)
 
 
 def summarise_league(df: pd.DataFrame) -> pd.DataFrame:

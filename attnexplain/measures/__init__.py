@@ -9,8 +9,9 @@ ERASER's measures themselves are in :mod:`attnexplain.faithfulness`; this packag
 them and adds the ones that go beyond deletion.
 """
 
-from attnexplain.measures.measure import Explainer, Measure, method_explainer
+from attnexplain.measures.measure import Explainer, Measure, measure_methods, method_explainer
 from attnexplain.measures.registry import (
+    DEFAULT_MEASURES,
     MEASURES,
     MeasureSpec,
     build_measure,
@@ -19,6 +20,7 @@ from attnexplain.measures.registry import (
 )
 
 __all__ = [
+    "DEFAULT_MEASURES",
     "MEASURES",
     "Explainer",
     "Measure",
@@ -26,5 +28,6 @@ __all__ = [
     "build_measure",
     "get_measure",
     "list_measures",
+    "measure_methods",
     "method_explainer",
 ]

@@ -3,14 +3,20 @@ measures: the AOPC over the bins, per instance."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from attnexplain.attribution.adapter import Model
 from attnexplain.data.batching import Batch
-from attnexplain.faithfulness import ERASER_PERCENTS, aopc, comprehensiveness, sufficiency
+from attnexplain.faithfulness import (
+    ERASER_PERCENTS,
+    aopc,
+    comprehensiveness,
+    sufficiency,
+    top_percent_changes,
+)
 from attnexplain.measures.measure import Explainer
 
 
@@ -28,6 +34,12 @@ class AOPCComprehensiveness:
         """[batch] float64; NaN where a bin deletes every content token of a classic model."""
         return aopc(comprehensiveness(model, batch, scores, self.percents, self.fast)).double()
 
+    def many(
+        self, model: Model, batch: Batch, scores: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Every method's AOPC from one full pass and one pass per distinct deletion."""
+        return _many(model, batch, scores, False, self.percents, self.fast)
+
 
 @dataclass(frozen=True)
 class AOPCSufficiency:
@@ -42,3 +54,24 @@ class AOPCSufficiency:
     ) -> torch.Tensor:
         """[batch] float64."""
         return aopc(sufficiency(model, batch, scores, self.percents, self.fast)).double()
+
+    def many(
+        self, model: Model, batch: Batch, scores: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Every method's AOPC from one full pass and one pass per distinct variant."""
+        return _many(model, batch, scores, True, self.percents, self.fast)
+
+
+def _many(
+    model: Model,
+    batch: Batch,
+    scores: Mapping[str, torch.Tensor],
+    keep_top: bool,
+    percents: Sequence[int],
+    fast: bool,
+) -> dict[str, torch.Tensor]:
+    """AOPC [batch] float64 per method of ``scores``, the variants shared between methods
+    (:func:`~attnexplain.faithfulness.top_percent_changes`)."""
+    requests = [(values, keep_top) for values in scores.values()]
+    changes = top_percent_changes(model, batch, requests, percents, fast)
+    return {name: aopc(change).double() for name, change in zip(scores, changes, strict=True)}

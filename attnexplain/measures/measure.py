@@ -11,7 +11,7 @@ alone ignore it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import torch
@@ -19,6 +19,7 @@ import torch
 from attnexplain.attribution import attribute, get_method
 from attnexplain.attribution.adapter import Model
 from attnexplain.data.batching import Batch
+from attnexplain.errors import AttnExplainError
 
 Explainer = Callable[[Model, Batch], torch.Tensor]
 """``explain(model, batch) -> scores [batch, tokens]``: one method, on any model, for the
@@ -27,11 +28,34 @@ expands inputs: ``rows.repeat_interleave(k)``)."""
 
 
 class Measure(Protocol):
-    """A faithfulness measure, built with its hyperparameters."""
+    """A faithfulness measure, built with its hyperparameters. A measure that can share work
+    between several methods' scores on one batch (ERASER: a deletion that two methods make
+    runs once) also has ``many(model, batch, scores_by_method) -> {method: [batch]}``."""
 
     def __call__(
         self, model: Model, batch: Batch, scores: torch.Tensor, explain: Explainer
     ) -> torch.Tensor: ...
+
+
+def measure_methods(
+    measure: Measure,
+    model: Model,
+    batch: Batch,
+    scores: Mapping[str, torch.Tensor],
+    explainers: Mapping[str, Explainer],
+) -> dict[str, torch.Tensor | AttnExplainError]:
+    """``measure`` of each method's ``scores`` [batch, tokens] on ``batch``: ``{method:
+    [batch] float64}``, or the error with which the measure refused the method. Through
+    ``measure.many`` where the measure has it (one pass for every method)."""
+    if hasattr(measure, "many"):
+        return dict(measure.many(model, batch, scores))
+    measured: dict[str, torch.Tensor | AttnExplainError] = {}
+    for method, values in scores.items():
+        try:
+            measured[method] = measure(model, batch, values, explainers[method])
+        except AttnExplainError as error:  # a measure this method cannot take
+            measured[method] = error
+    return measured
 
 
 def method_explainer(method: str, target: torch.Tensor | None = None) -> Explainer:

@@ -99,6 +99,18 @@ MEASURES: dict[str, MeasureSpec] = {
 }
 
 
+# What the league and the audit measure unless told otherwise: the measures that cost a few
+# passes per instance. The sanity checks re-explain under every randomised model and
+# Captum's metrics under many perturbed inputs (tens of times a method's own cost): asked for
+# by name (a plan's ``measures: [...]``).
+DEFAULT_MEASURES = (
+    "comprehensiveness",
+    "sufficiency",
+    "soft-comprehensiveness",
+    "soft-sufficiency",
+)
+
+
 def list_measures() -> list[str]:
     """Names of the registered faithfulness measures."""
     return list(MEASURES)
