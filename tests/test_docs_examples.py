@@ -2,9 +2,9 @@
 
 Each block is a test of its own and runs in a fresh interpreter (``python -c`` / ``bash -c``
 with ``-euo pipefail``), the way a reader pastes it. The blocks of one page run in order in one
-folder of their own, laid out like a clone (``experiments/``, ``reports/``, ``benchmarks/``
-and ``.venv`` linked in), so a block may use the files an earlier block of its page wrote and
-nothing a run writes lands in the checkout. A block is left out only with a comment on the line
+folder of their own, laid out like a clone (``experiments/``, ``reports/``, ``benchmarks/``,
+``tests/`` and ``.venv`` linked in), so a block may use the files an earlier block of its page
+wrote, and nothing a run writes lands in the checkout. A block is left out only with a comment on the line
 before its fence that says why, shown on the page beside it:
 
 - ``<!-- not run: REASON -->``: it cannot run here (set-up that CI does itself, a GPU);
@@ -32,7 +32,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # how a block of each language runs, in a fresh process
 COMMANDS = {"python": [sys.executable, "-c"], "bash": ["bash", "-euo", "pipefail", "-c"]}
 # what a page's folder links to in the checkout, as a clone has them
-LINKED = ("experiments", "reports", "benchmarks", "pyproject.toml")
+LINKED = ("experiments", "reports", "benchmarks", "tests", "pyproject.toml")
 MARKER = re.compile(r"<!--\s*(not run|slow):\s*(.+?)\s*-->")
 BLOCK_TIMEOUT_S = 600
 
@@ -75,7 +75,7 @@ BLOCKS = [block for page in PAGES for block in page_blocks(page)]
 
 
 @pytest.fixture(scope="session")
-def page_folders(tmp_path_factory) -> dict[Path, Path]:
+def page_folders() -> dict[Path, Path]:
     """A folder per page, made when its first block runs."""
     return {}
 
