@@ -4,8 +4,8 @@ Each block is a test of its own and runs in a fresh interpreter (``python -c`` /
 with ``-euo pipefail``), the way a reader pastes it. The blocks of one page run in order in one
 folder of their own, laid out like a clone (``experiments/``, ``reports/``, ``benchmarks/``,
 ``tests/`` and ``.venv`` linked in), so a block may use the files an earlier block of its page
-wrote, and nothing a run writes lands in the checkout. A block is left out only with a comment on the line
-before its fence that says why, shown on the page beside it:
+wrote, and nothing a run writes lands in the checkout. A block is left out only with a comment
+on the line before its fence that says why, shown on the page beside it:
 
 - ``<!-- not run: REASON -->``: it cannot run here (set-up that CI does itself, a GPU);
 - ``<!-- slow: REASON -->``: it runs, with the long measurements, under ``pytest -m slow``.
