@@ -5,10 +5,11 @@ with ``-euo pipefail``), the way a reader pastes it. The blocks of one page run 
 folder of their own, laid out like a clone (``experiments/``, ``reports/``, ``benchmarks/``,
 ``tests/`` and ``.venv`` linked in), so a block may use the files an earlier block of its page
 wrote, and nothing a run writes lands in the checkout. A block is left out only with a comment
-on the line before its fence that says why, shown on the page beside it:
+on the line before its fence that says why, which the page shows beside the block:
 
-- ``<!-- not run: REASON -->``: it cannot run here (set-up that CI does itself, a GPU);
-- ``<!-- slow: REASON -->``: it runs, with the long measurements, under ``pytest -m slow``.
+- ``_Not run by CI: REASON._``: it cannot run here (set-up that CI does itself, a GPU, hours);
+- ``_Runs under pytest -m slow: REASON._``: it runs with the long measurements, under
+  ``pytest -m slow``.
 
 The pytest plugins for Markdown blocks (pytest-markdown-docs, phmdoctest, pytest-codeblocks)
 run Python blocks inside the pytest process, sharing its imports, and none runs bash; hence
@@ -33,14 +34,14 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 COMMANDS = {"python": [sys.executable, "-c"], "bash": ["bash", "-euo", "pipefail", "-c"]}
 # what a page's folder links to in the checkout, as a clone has them
 LINKED = ("experiments", "reports", "benchmarks", "tests", "pyproject.toml")
-MARKER = re.compile(r"<!--\s*(not run|slow):\s*(.+?)\s*-->")
+MARKER = re.compile(r"^_(Not run by CI|Runs under pytest -m slow): (.+)\._$")
 BLOCK_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
 class Block:
     """A fenced block of a page: its ``language``, ``code``, first ``line`` (1-based) and
-    the marker before it (``not run`` / ``slow``, with its reason), if any."""
+    the marker before it (its kind and reason), if any."""
 
     page: Path
     line: int
@@ -96,7 +97,7 @@ def block_param(block: Block):
     if block.marker is None:
         return pytest.param(block, id=block.name)
     kind, reason = block.marker
-    mark = pytest.mark.skip(reason=reason) if kind == "not run" else pytest.mark.slow
+    mark = pytest.mark.skip(reason=reason) if kind == "Not run by CI" else pytest.mark.slow
     return pytest.param(block, id=block.name, marks=mark)
 
 
