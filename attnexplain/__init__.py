@@ -14,7 +14,7 @@ from attnexplain.errors import (
     UnknownNameError,
 )
 from attnexplain.experiments import experiment_parameters, get_experiment, list_experiments
-from attnexplain.explain import explain
+from attnexplain.explain import Explanation, explain
 from attnexplain.explain_generation import GenerationExplanation, explain_generation
 from attnexplain.hooks import capture, intervene, list_sites, run_with_cache, run_with_hooks
 from attnexplain.models import ClassicConfig, ClassicModel, load_checkpoint, save_checkpoint
@@ -35,6 +35,7 @@ __all__ = [
     "ClassicModel",
     "DataSourceError",
     "Dataset",
+    "Explanation",
     "GenerationExplanation",
     "HookError",
     "InvalidInputError",

@@ -208,11 +208,17 @@ def audit(
         ``{"jain_wallace.adversarial": {"steps": 100}}`` (``league.methods`` takes
         ``methods`` from the argument above).
 
-    Returns an :class:`AuditResult`. Raises :class:`~attnexplain.errors.InvalidInputError`
-    (a missing column, an empty file, labels the model does not know, pairs for a model of
-    single texts or the reverse, an unavailable device) or
-    :class:`~attnexplain.errors.HookError` (an architecture the hooks cannot reach), each
-    before any long work.
+    Returns
+    -------
+    AuditResult
+
+    Raises
+    ------
+    InvalidInputError
+        A missing column, an empty file, labels the model does not know, pairs for a model of
+        single texts or the reverse, an unavailable device; before any long work.
+    HookError
+        An architecture the hooks cannot reach; before any long work.
 
     Example
     -------

@@ -27,7 +27,60 @@ from attnexplain.predict import PREDICTION_COLUMNS, prediction_frame
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from attnexplain.report.heatmaps import TokenHeatmap
+
 DEFAULT_METHODS = ("attention", "jw-gradient", "leave-one-out", "integrated-gradients")
+
+
+class Explanation(pd.DataFrame):
+    """What :func:`explain` returns: its tidy table, a :class:`pandas.DataFrame` in every
+    respect, that in a notebook shows itself as the report's token heatmaps (one per text, a
+    row per method; ``_repr_html_``, or ``.show()``). Anything derived from it (a filter, a
+    pivot, a merge) is a plain DataFrame, as is ``.to_frame()``."""
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        # Derived frames may lack the columns the heatmaps read: they are plain DataFrames.
+        return pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a plain DataFrame [text x content token x method rows]."""
+        return pd.DataFrame(self)
+
+    def heatmaps(self) -> list[TokenHeatmap]:
+        """A heatmap per text: its content tokens [tokens], a row per method scaled to its own
+        largest |score|, the caption the prediction: what the report draws
+        (:mod:`attnexplain.report.heatmaps`)."""
+        from attnexplain.report.heatmaps import METHOD_LABELS, TokenHeatmap, own_row
+
+        heatmaps = []
+        for instance, rows in self.groupby("instance", sort=True):
+            methods = list(dict.fromkeys(rows["method"]))
+            wide = rows.pivot(index=["position", "token"], columns="method", values="score")
+            first = rows.iloc[0]
+            heatmaps.append(
+                TokenHeatmap(
+                    f"Text {instance + 1}",
+                    list(wide.index.get_level_values("token")),
+                    [own_row(METHOD_LABELS.get(m, m), wide[m].to_numpy()) for m in methods],
+                    f"predicted {first['predicted_class']} (p = {first['probability']:.3f})",
+                )
+            )
+        return heatmaps
+
+    def _repr_html_(self) -> str:
+        """The texts as the report's token heatmaps (Jupyter calls this to show the result)."""
+        from attnexplain.report.notebook import render_fragment
+
+        methods = ", ".join(dict.fromkeys(self["method"]))
+        texts = self["instance"].nunique()
+        return render_fragment(f"{methods}: {texts} texts", self.heatmaps())
+
+    def show(self) -> None:
+        """Display the heatmaps in a notebook; print the table in a terminal."""
+        from attnexplain.report.notebook import show
+
+        show(self)
 
 
 def explain(
@@ -38,7 +91,7 @@ def explain(
     batch_size: int = 16,
     progress: bool = False,
     questions: str | Sequence[str] | None = None,
-) -> pd.DataFrame:
+) -> Explanation:
     """Token scores of ``methods`` for ``texts``.
 
     Parameters
@@ -59,15 +112,17 @@ def explain(
 
     Returns
     -------
-    DataFrame with one row per (text, content token, method): ``instance`` (index into
+    :class:`Explanation` (a DataFrame that shows itself as heatmaps in a notebook) with one
+    row per (text, content token, method): ``instance`` (index into
     ``texts``), ``position`` (0-based among the text's content tokens), ``token``, ``method``,
     ``score``, and the model's prediction for the text (:func:`attnexplain.predict`):
     ``predicted_class`` and its ``probability``.
 
     Example
     -------
-    >>> train(load_dataset("sst"), "checkpoints/sst")
-    >>> frame = explain(load_checkpoint("checkpoints/sst"), ["a fine film"])
+    >>> import attnexplain as ax
+    >>> trained = ax.train(ax.load_dataset("synthetic"), "runs/synthetic", progress=False)
+    >>> frame = ax.explain(ax.load_checkpoint(trained.checkpoint), ["a fine film"])
     >>> frame.pivot(index=["instance", "position", "token"], columns="method", values="score")
     """
     read = reader(model, pipeline)
@@ -102,9 +157,11 @@ def explain(
     frame = pd.concat(frames, ignore_index=True)
     predicted = prediction_frame(read, texts, sequences, batch_size)
     frame = frame.merge(predicted[["instance", *PREDICTION_COLUMNS]], on="instance", how="left")
-    return frame.sort_values("instance", kind="stable", ignore_index=True)[
-        [*FRAME_COLUMNS, *PREDICTION_COLUMNS]
-    ]
+    return Explanation(
+        frame.sort_values("instance", kind="stable", ignore_index=True)[
+            [*FRAME_COLUMNS, *PREDICTION_COLUMNS]
+        ]
+    )
 
 
 def _shown_tokens(

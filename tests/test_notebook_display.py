@@ -1,8 +1,10 @@
-"""Results in a notebook (issue 26, item 3): an Attribution and a run show the report's token
-heatmaps and tables as HTML, print a short repr, and the HTML opens in Chromium cleanly."""
+"""Results in a notebook (issue 26, items 3 and 5): an Attribution, an explain() table and a run
+show the report's token heatmaps and tables as HTML, print a short repr, and the HTML opens in
+Chromium cleanly."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -16,12 +18,21 @@ TEXTS = ["a fine <b>film</b>", "a dull and long film", "dull"]
 
 
 @pytest.fixture(scope="module")
-def attribution() -> ax.Attribution:
+def checkpoint() -> Checkpoint:
     torch.manual_seed(0)
     pipeline = TextPipeline.fit(TEXTS)
     config = ClassicConfig(vocab_size=len(pipeline.vocab), embed_dim=8, hidden_size=8)
-    checkpoint = Checkpoint(ClassicModel(config).eval(), pipeline, ["neg", "pos"])
+    return Checkpoint(ClassicModel(config).eval(), pipeline, ["neg", "pos"])
+
+
+@pytest.fixture(scope="module")
+def attribution(checkpoint) -> ax.Attribution:
     return ax.attribute(checkpoint, TEXTS, "jw-gradient")
+
+
+@pytest.fixture(scope="module")
+def explanation(checkpoint) -> ax.Explanation:
+    return ax.explain(checkpoint, TEXTS, ["attention", "leave-one-out"])
 
 
 def test_repr_is_short_and_names_the_top_tokens(attribution):
@@ -48,6 +59,31 @@ def test_show_prints_the_repr_outside_a_notebook(attribution, capsys):
     assert capsys.readouterr().out.strip() == repr(attribution)
 
 
+def test_an_explanation_is_a_dataframe_drawn_as_the_reports_heatmaps(explanation):
+    assert isinstance(explanation, pd.DataFrame)
+    html = explanation._repr_html_()
+    assert html.count('<article class="heatmap">') == 3
+    assert html.count("<bdi style=") == len(explanation)  # a cell per token and method
+    assert html.count("predicted ") == 3 and "leave-one-out" in html
+    assert "&lt;" in html and "<b>" not in html and "<script" not in html
+    first = explanation.heatmaps()[0]
+    tokens = explanation.query("instance == 0 and method == 'attention'")["token"].tolist()
+    assert first.words == tokens and [row.label for row in first.rows] == [
+        "attention",
+        "leave-one-out",
+    ]
+
+
+def test_what_is_derived_from_an_explanation_is_a_plain_dataframe(explanation):
+    derived = [
+        explanation[explanation["method"] == "attention"],
+        explanation.pivot(index=["instance", "position"], columns="method", values="score"),
+        explanation.to_frame(),
+    ]
+    assert [type(frame) for frame in derived] == [pd.DataFrame] * 3
+    assert derived[2].equals(pd.DataFrame(explanation))
+
+
 def test_a_run_shows_each_experiments_summary(tmp_path):
     plan = parse_plan(
         {
@@ -67,14 +103,16 @@ def test_a_run_shows_each_experiments_summary(tmp_path):
 
 
 @needs_browser
-def test_the_html_opens_in_chromium_without_a_console_error(attribution, tmp_path):
+@pytest.mark.parametrize("name", ["attribution", "explanation"])
+def test_the_html_opens_in_chromium_without_a_console_error(name, request, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     from tests.test_report import CHROMEDRIVER, CHROMIUM
 
+    result = request.getfixturevalue(name)
     page = tmp_path / "cell.html"
-    page.write_text(attribution._repr_html_(), encoding="utf-8")
+    page.write_text(result._repr_html_(), encoding="utf-8")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
@@ -87,5 +125,5 @@ def test_the_html_opens_in_chromium_without_a_console_error(attribution, tmp_pat
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:
         driver.quit()
-    assert shown == len(attribution.to_frame())
+    assert shown == len(result.to_frame())
     assert errors == []

@@ -232,7 +232,7 @@ def attribute(
     -------
     >>> result = attribute(model, collate([pipeline.encode("a fine film")]), "jw-gradient")
     >>> result.scores.shape                                  # [1, 5]: <SOS> a fine film <EOS>
-    >>> attribute(load_checkpoint("checkpoints/sst"), ["a fine film"], "jw-gradient")
+    >>> attribute(load_checkpoint("runs/synthetic"), ["a fine film"], "jw-gradient")
     """
     spec = get_method(method)
     batch = texts_batch(model, batch, pipeline)

@@ -107,7 +107,7 @@ class Experiment:
         Example
         -------
         >>> spec = get_experiment("jain_wallace.permutation")
-        >>> spec.run(load_checkpoint("checkpoints/sst"), data.test, {"permutations": 20})
+        >>> spec.run(load_checkpoint("runs/synthetic"), data.test, {"permutations": 20})
         """
         return self.run_unit(checkpoint, frame, self.resolve(params), progress, context)
 

@@ -97,23 +97,29 @@ def capture(
 
     Parameters
     ----------
-    model: a transformers ``PreTrainedModel`` whose attention dispatches through
+    model : a transformers ``PreTrainedModel`` whose attention dispatches through
         ``AttentionInterface``, or a ``ClassicModel``. No ``output_attentions`` or eager switch
         is needed; the model's own attention implementation is restored on exit.
-    sites: hook names to record (default: all, see ``list_sites``). Select heads or query rows
+    sites : hook names to record (default: all, see ``list_sites``). Select heads or query rows
         when reading instead: ``cache["layers.0.attn.pattern[queries=0]"]``.
-    detach: store detached tensors (default); ``False`` keeps them in the autograd graph.
-    reduce: keep ``reduce(pattern)`` instead of each whole pattern, e.g. ``lambda p: p[:, :,
+    detach : store detached tensors (default); ``False`` keeps them in the autograd graph.
+    reduce : keep ``reduce(pattern)`` instead of each whole pattern, e.g. ``lambda p: p[:, :,
         -1:]`` (the last query row: a generation step's) or ``lambda p: p.mean(1,
         keepdim=True)`` (the head mean), so that long inputs keep little. Selecting heads or
         rows when reading applies to what was kept.
 
-    Yields an :class:`AttentionCache`: ``cache["layers.3.attn.pattern"]`` -> [batch, heads,
-    queries, keys] (classic: ``cache["attention"]`` -> [batch, tokens]), the probabilities that
-    multiplied the values, after any intervention active on the model.
+    Yields
+    ------
+    AttentionCache
+        ``cache["layers.3.attn.pattern"]`` -> [batch, heads, queries, keys] (classic:
+        ``cache["attention"]`` -> [batch, tokens]), the probabilities that multiplied the
+        values, after any intervention active on the model.
 
-    Raises ``HookError`` for an unknown site or a model whose attention cannot be hooked
-    (checked on entry and again after every forward pass).
+    Raises
+    ------
+    HookError
+        For an unknown site or a model whose attention cannot be hooked (checked on entry and
+        again after every forward pass).
 
     Example
     -------
@@ -149,17 +155,19 @@ def intervene(
 
     Parameters
     ----------
-    model: as for :func:`capture`.
-    interventions: site -> ``fn(pattern, call) -> pattern``. ``pattern`` is the site's selected
+    model : as for :func:`capture`.
+    interventions : site -> ``fn(pattern, call) -> pattern``. ``pattern`` is the site's selected
         probabilities, [batch, selected heads, selected queries, keys] (classic: [batch,
         tokens]); ``call`` is a :class:`SiteCall` with the ``allowed`` keys. What ``fn`` returns
         is what multiplies the values; gradients flow through it. Built-ins: ``replace``,
         ``uniform``, ``permute``, ``zero_keys``. Interventions run in order, nested contexts'
         after the outer ones.
 
-    Raises ``HookError`` for an unknown site, a model whose attention cannot be hooked, or a
-    forward pass that did not reach an intervened site (an intervention never does nothing
-    silently).
+    Raises
+    ------
+    HookError
+        For an unknown site, a model whose attention cannot be hooked, or a forward pass that
+        did not reach an intervened site (an intervention never does nothing silently).
 
     Example
     -------
