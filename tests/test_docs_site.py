@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.docs  # run with -m docs (.ci/run does)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
