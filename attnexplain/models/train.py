@@ -43,6 +43,16 @@ VISION_MODELS = ("vit", "attention-cnn")
 # The ViT of a plan sees its images as VIT_GRID x VIT_GRID patches (MNIST: 7x7 pixels each).
 VIT_GRID = 4
 VISION_RECIPE = {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05}
+# Decoder LMs trained from scratch (models/decoder_train.py): AdamW, prompts of up to 1024
+# words (bAbI 3's longest); no embeddings to load. Tuned on bAbI 1.
+DECODER_RECIPE = {
+    "epochs": 30,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "weight_decay": 0.01,
+    "embeddings": "random",
+    "max_length": 1024,
+}
 
 
 @dataclass
@@ -75,6 +85,13 @@ class TrainConfig:
     def finetuning(cls, **overrides) -> TrainConfig:
         """Defaults for fine-tuning a pretrained transformer (``max_length`` in wordpieces)."""
         return cls(**{"epochs": 3, "lr": 5e-5, "weight_decay": 0.01, **overrides})
+
+    @classmethod
+    def decoder(cls, **overrides) -> TrainConfig:
+        """Defaults for training a decoder LM from scratch
+        (:func:`~attnexplain.models.decoder_train.train_decoder`'s recipe; ``max_length`` in
+        words)."""
+        return cls(**{**DECODER_RECIPE, **overrides})
 
     @classmethod
     def vision(cls, **overrides) -> TrainConfig:
@@ -177,7 +194,7 @@ def evaluate(model: torch.nn.Module, pipeline, frame) -> dict[str, float]:
     return classification_metrics(frame["label"].to_numpy(), probabilities)
 
 
-def _selection_metric(dataset: Dataset) -> tuple[str, str]:
+def selection_metric(dataset: Dataset) -> tuple[str, str]:
     """The dev metric that picks the best epoch, and how the checkpoint describes it.
 
     ROC-AUC for binary tasks and accuracy for multi-class ones; accuracy also when a binary dev
@@ -306,9 +323,13 @@ def train(
     _check_modality(dataset, model_kwargs or {})
     if dataset.modality == "image":
         return train_images(dataset, out_dir, model_kwargs or {}, config, progress)
+    if "decoder" in (model_kwargs or {}):
+        from attnexplain.models.decoder_train import train_decoder
+
+        return train_decoder(dataset, out_dir, model_kwargs, config, progress)
     config = config or TrainConfig()
     started = time.perf_counter()
-    select_by, selected_by = _selection_metric(dataset)
+    select_by, selected_by = selection_metric(dataset)
     if progress and selected_by != f"dev {select_by}":
         tqdm.write(f"note: best epoch by {selected_by}", file=sys.stderr)
     model, pipeline = build_model(dataset, model_kwargs or {}, config, pretrained, cache)
@@ -360,6 +381,31 @@ def train(
         progress=progress,
         after_epoch=None if after_epoch is None else report_epoch,
     )
+    return finish_training(
+        out_dir,
+        dataset,
+        metadata,
+        best_epoch,
+        history,
+        started,
+        lambda best: evaluate(best.model, best.pipeline, dataset.test),
+    )
+
+
+def finish_training(
+    out_dir: str | os.PathLike,
+    dataset: Dataset,
+    metadata: dict,
+    best_epoch: int,
+    history: list[dict[str, float]],
+    started: float,
+    measure_test: Callable[[Checkpoint], dict[str, float]],
+) -> TrainResult:
+    """After :func:`~attnexplain.models.epochs.run_epochs`: the best epoch's checkpoint
+    measured on test (``measure_test``), saved again with its test and dev metrics, training
+    history and wall time (since ``started``, a ``time.perf_counter()``), the resumable state
+    cleared. Raises :class:`InvalidInputError` when no epoch was kept (dev NaN throughout)."""
+    selected_by = metadata["selected_by"]
     if best_epoch == 0:
         clear_train_state(out_dir)
         raise InvalidInputError(
@@ -367,14 +413,14 @@ def train(
             f"after every epoch), so no checkpoint was saved: lower the learning rate, or "
             f"check that the dev split's texts and labels are usable"
         )
-    best_model = load_checkpoint(out_dir).model
-    test = evaluate(best_model, pipeline, dataset.test)
+    best = load_checkpoint(out_dir)
+    test = measure_test(best)
     dev = {k: history[best_epoch - 1][k] for k in test}
     wall = time.perf_counter() - started
     save_checkpoint(
         out_dir,
-        best_model,
-        pipeline,
+        best.model,
+        best.pipeline,
         dataset.classes,
         {
             **metadata,

@@ -1,0 +1,133 @@
+"""Training a small decoder LM from scratch to answer with a word (bAbI written as generation).
+
+Each row becomes the prompt ``<s> passage question`` (a single text: ``<s> text``) and the
+model learns to continue it with the answer word: cross-entropy of the full-vocabulary
+next-token distribution at the prompt's last token against the answer's token id. The loss
+is on the answer token alone: the statements of a bAbI story are random moves, so predicting
+the passage's own tokens would teach the model the generator's grammar and little of the task
+(and the models this one is set beside are trained on the answer alone). AdamW, seeded
+length-bucketed batches, best epoch by dev accuracy over the candidate answers, resumable
+after every epoch (:func:`~attnexplain.models.epochs.run_epochs`). Dev and test also report
+``greedy_accuracy``: how often the most likely token of the whole vocabulary is the answer
+word, i.e. whether greedy generation answers right.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+from attnexplain.data.batching import Batch
+from attnexplain.data.registry import Dataset
+from attnexplain.models.causal_lm import NextTokenLM
+from attnexplain.models.checkpoint import save_checkpoint
+from attnexplain.models.decoder import build_decoder
+from attnexplain.models.epochs import fit_epoch, run_epochs
+from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
+from attnexplain.models.train import (
+    TrainConfig,
+    TrainResult,
+    classification_metrics,
+    epoch_batches,
+    finish_training,
+    predict_proba,
+    selection_metric,
+)
+
+
+def whole_vocabulary(model: HFClassifier) -> HFClassifier:
+    """The decoder ``model`` (a causal LM read over its answer words) read over its whole
+    vocabulary; the weights are shared."""
+    return HFClassifier(NextTokenLM(model.model.lm), model.site_layer, model.attention_mode)
+
+
+def next_token_metrics(
+    model: HFClassifier, pipeline: WordpieceTokenizer, frame, batch_size: int = 64
+) -> dict[str, float]:
+    """Accuracy, F1 and ROC-AUC over the candidate answers (the classifier's own metrics,
+    :func:`~attnexplain.models.train.classification_metrics`) and ``greedy_accuracy``: the
+    share of rows whose most likely next token over the whole vocabulary is the answer's."""
+    candidates = model.model.candidates.cpu().numpy()
+    labels = frame["label"].to_numpy()
+    sequences = pipeline.encode_split(frame)
+    # [rows, vocabulary]; the answers' share renormalised is the softmax over their logits
+    everything = predict_proba(whole_vocabulary(model), sequences, pipeline.framing, batch_size)
+    answers = everything[:, candidates]
+    metrics = classification_metrics(labels, answers / answers.sum(1, keepdims=True))
+    greedy = everything.argmax(1) == candidates[labels]
+    return metrics | {"greedy_accuracy": float(greedy.mean())}
+
+
+def train_decoder(
+    dataset: Dataset,
+    out_dir: str | os.PathLike,
+    architecture: dict,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a decoder (``architecture``: :class:`~attnexplain.models.decoder.DecoderConfig`'s
+    keys) on ``dataset`` to say each row's class word next, and save the best dev epoch's
+    checkpoint to ``out_dir`` (a plain transformers causal-LM folder plus
+    ``attnexplain.json``). ``config`` defaults to :meth:`TrainConfig.decoder`. Calling again
+    after a crash or Ctrl-C resumes from the last finished epoch, with the same result."""
+    config = config or TrainConfig.decoder()
+    started = time.perf_counter()
+    select_by, selected_by = selection_metric(dataset)
+    model, pipeline = build_decoder(dataset, architecture, config.seed, config.max_length)
+    reader = whole_vocabulary(model)
+    sequences = pipeline.encode_split(dataset.train)
+    answers = model.model.candidates.cpu().numpy()[dataset.train["label"].to_numpy()]
+    optimizer = torch.optim.AdamW(
+        reader.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    loss = nn.CrossEntropyLoss()
+    metadata = {
+        "dataset": dataset.name,
+        "decoder": architecture,
+        "train_config": config.identity(),
+        "selected_by": selected_by,
+        "loss": "cross-entropy of the answer token",
+    }
+
+    def train_epoch(epoch: int) -> float:
+        batches = epoch_batches(sequences, answers, config, epoch, pipeline.framing)
+
+        def batch_loss(batch: Batch) -> torch.Tensor:
+            return loss(reader.forward_batch(batch), batch.labels)
+
+        return fit_epoch(
+            reader, optimizer, batches, batch_loss, progress, f"epoch {epoch}/{config.epochs}"
+        )
+
+    best_epoch, history = run_epochs(
+        out_dir,
+        reader,
+        optimizer,
+        {
+            "dataset": dataset.name,
+            "sizes": dataset.sizes(),
+            "decoder": architecture,
+            "train_config": config.identity(),
+        },
+        config.epochs,
+        patience=config.patience,
+        train_epoch=train_epoch,
+        evaluate_dev=lambda: next_token_metrics(model, pipeline, dataset.dev),
+        select_by=select_by,
+        save_best=lambda epoch, dev: save_checkpoint(
+            out_dir, model, pipeline, dataset.classes, {**metadata, "best_epoch": epoch, "dev": dev}
+        ),
+        progress=progress,
+    )
+    return finish_training(
+        out_dir,
+        dataset,
+        metadata,
+        best_epoch,
+        history,
+        started,
+        lambda best: next_token_metrics(best.model, best.pipeline, dataset.test),
+    )
