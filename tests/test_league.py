@@ -76,3 +76,31 @@ def test_wordpieces_take_the_planted_flag_of_their_word(synthetic):
         assert truth[row, len(expected) :].sum() == 0
         pieces += len(alignment.word_ids) - 2 - len(flags)
     assert pieces > 0  # the pseudo-words are split into several wordpieces
+
+
+@pytest.mark.parametrize("question_last", [False, True])
+def test_a_passage_read_with_its_question_takes_its_words_flags(question_last):
+    """``[CLS] question [SEP] passage [SEP]`` (MiniLM's reading of bAbI) and ``<s> passage
+    question`` (a decoder's): the supporting-fact flags land on the passage's own tokens."""
+    import pandas as pd
+
+    from attnexplain.data import collate
+    from attnexplain.experiments.league import rationale_tensor
+    from attnexplain.experiments.site_attention import SiteBatch
+    from attnexplain.models.decoder import word_tokenizer
+    from attnexplain.models.hf import WordpieceTokenizer
+    from tests.user_models import _tokenizer
+
+    passage, question = "mary went to the kitchen . john moved to the office .", "where is john ?"
+    words = [*passage.split(), *question.split()]
+    tokenizer = word_tokenizer(words) if question_last else _tokenizer("bert", words)
+    pipeline = WordpieceTokenizer(tokenizer, 64, passage_only=True, question_last=question_last)
+    frame = pd.DataFrame(
+        {"text": [passage], "text_pair": [question], "rationale": [[0] * 6 + [1] * 6]}
+    )
+    sequences = pipeline.encode_split(frame)
+    batch = collate(sequences, framing=pipeline.framing)
+    site = SiteBatch(batch, None, None, None, None, np.arange(1))
+    truth = rationale_tensor(frame, site, pipeline)[0]
+    tokens = pipeline.decode(sequences[0])
+    assert [tokens[i] for i in truth.nonzero().flatten()] == passage.split()[6:]

@@ -61,7 +61,11 @@ def validate_league(params: dict) -> None:
 def rationale_tensor(frame: pd.DataFrame, site: SiteBatch, pipeline: object) -> torch.Tensor | None:
     """[batch, tokens] 0/1: the planted flag of the word each token belongs to (a wordpiece
     takes its word's flag; specials and padding 0), or None when the data plants no rationale
-    or the pipeline's words are not the planted words one to one."""
+    or the pipeline's words are not the planted words one to one.
+
+    The text's tokens are the content positions in order, wherever the pipeline puts them: a
+    pair read passage-only has its question before the passage (``[CLS] question [SEP]
+    passage [SEP]``) or after it (a decoder's ``<s> passage question``)."""
     if "rationale" not in frame.columns:
         return None
     truth = torch.zeros(site.batch.content_mask.shape)
@@ -70,9 +74,10 @@ def rationale_tensor(frame: pd.DataFrame, site: SiteBatch, pipeline: object) -> 
         alignment = text_alignment(pipeline, frame["text"].iloc[index])
         if len(alignment.words) > len(flags):
             return None  # the tokenizer splits words the data does not
-        for position, word in enumerate(alignment.word_ids[: truth.shape[1]]):
-            if word is not None:
-                truth[row, position] = float(flags[word])
+        words = [word for word in alignment.word_ids if word is not None]
+        positions = site.batch.content_mask[row].nonzero().flatten().tolist()
+        for position, word in zip(positions, words, strict=False):
+            truth[row, position] = float(flags[word])
     return truth
 
 
