@@ -1,15 +1,16 @@
 """Training a small decoder LM from scratch to answer with a word (bAbI written as generation).
 
 Each row becomes the prompt ``<s> passage question`` (a single text: ``<s> text``) and the
-model learns to continue it with the answer word: cross-entropy of the full-vocabulary
-next-token distribution at the prompt's last token against the answer's token id. The loss
-is on the answer token alone: the statements of a bAbI story are random moves, so predicting
-the passage's own tokens would teach the model the generator's grammar and little of the task
-(and the models this one is set beside are trained on the answer alone). AdamW, seeded
-length-bucketed batches, best epoch by dev accuracy over the candidate answers, resumable
-after every epoch (:func:`~attnexplain.models.epochs.run_epochs`). Dev and test also report
-``greedy_accuracy``: how often the most likely token of the whole vocabulary is the answer
-word, i.e. whether greedy generation answers right.
+model learns to continue it with the answer word. The loss is the cross-entropy of the answer
+token (full vocabulary, at the prompt's last token) plus the mean cross-entropy of the
+prompt's own next tokens: the answer alone is one signal per story, and the story's tokens add
+one per word, among them signals that need the answer's skill (in bAbI a move never goes
+to where its actor already is, so predicting the destination rewards knowing where each
+actor is); the answer term keeps the task its own weight beside the many prompt tokens.
+AdamW, seeded length-bucketed batches, best epoch by dev accuracy over the candidate answers,
+resumable after every epoch (:func:`~attnexplain.models.epochs.run_epochs`). Dev and test
+also report ``greedy_accuracy``: how often the most likely token of the whole vocabulary is
+the answer word, i.e. whether greedy generation answers right.
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ def next_token_metrics(
     return metrics | {"greedy_accuracy": float(greedy.mean())}
 
 
+def sequence_loss(lm: nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of the answer token (``batch.labels`` [batch], token ids) after each
+    prompt of ``batch.token_ids`` [batch, tokens], plus the mean cross-entropy of the prompt's
+    own next tokens."""
+    logits = lm(**batch.model_inputs(), use_cache=False).logits  # [batch, tokens, vocabulary]
+    rows = torch.arange(len(batch))
+    answer = nn.functional.cross_entropy(logits[rows, batch.lengths - 1], batch.labels)
+    targets = batch.token_ids[:, 1:].masked_fill(batch.padding_mask[:, 1:] == 0, -100)
+    prompt = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten())
+    return answer + prompt
+
+
 def train_decoder(
     dataset: Dataset,
     out_dir: str | os.PathLike,
@@ -83,20 +96,19 @@ def train_decoder(
     optimizer = torch.optim.AdamW(
         reader.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    loss = nn.CrossEntropyLoss()
     metadata = {
         "dataset": dataset.name,
         "decoder": architecture,
         "train_config": config.identity(),
         "selected_by": selected_by,
-        "loss": "cross-entropy of the answer token",
+        "loss": "cross-entropy of the answer token + mean of the prompt's next tokens",
     }
 
     def train_epoch(epoch: int) -> float:
         batches = epoch_batches(sequences, answers, config, epoch, pipeline.framing)
 
         def batch_loss(batch: Batch) -> torch.Tensor:
-            return loss(reader.forward_batch(batch), batch.labels)
+            return sequence_loss(model.model.lm, batch)
 
         return fit_epoch(
             reader, optimizer, batches, batch_loss, progress, f"epoch {epoch}/{config.epochs}"
