@@ -154,3 +154,10 @@ def test_a_decoder_entry_that_cannot_be_trained_is_a_plan_error(model, message):
 def test_a_class_that_is_not_one_word_cannot_be_an_answer(checkpoint):
     with pytest.raises(ValueError, match="not one word"):
         decoder_reader(checkpoint.model.model.lm, checkpoint.pipeline.tokenizer, ["a b"], 64)
+
+
+def test_a_one_word_text_is_a_prompt(checkpoint):
+    pipeline = checkpoint.pipeline
+    assert pipeline.decode(pipeline.encode("Kitchen")) == ["<s>", "kitchen"]
+    with pytest.raises(ValueError, match="has no tokens"):
+        pipeline.encode(" ")

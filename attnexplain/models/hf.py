@@ -88,7 +88,8 @@ class WordpieceTokenizer:
         ids = self.tokenizer(clean_text(text), truncation=True, max_length=self.max_length)[
             "input_ids"
         ]
-        if len(ids) <= 2:
+        framing = self.framing  # [CLS] ... [SEP] around a text, <s> before a decoder's
+        if len(ids) <= framing.lead + framing.trail:
             raise InvalidInputError(f"text {text[:40]!r} has no tokens: pass a non-empty text")
         return ids
 
