@@ -85,11 +85,11 @@ def test_a_passage_read_with_its_question_takes_its_words_flags(question_last):
     """``[CLS] question [SEP] passage [SEP]`` (MiniLM's reading of bAbI) and ``<s> passage
     question`` (a decoder's): the supporting-fact flags land on the passage's own tokens."""
     import pandas as pd
-    from attnexplain.models.decoder import word_tokenizer
 
     from attnexplain.data import collate
     from attnexplain.experiments.league import rationale_tensor
     from attnexplain.experiments.site_attention import SiteBatch
+    from attnexplain.models.decoder import word_tokenizer
     from attnexplain.models.hf import WordpieceTokenizer
     from tests.user_models import _tokenizer
 

@@ -1,6 +1,7 @@
 """Checkpoints: ``model.safetensors`` (weights) + ``attnexplain.json`` (architecture, classes,
 vocabulary, provenance); transformers models add their own ``config.json`` and tokenizer
-files. Never pickle: loading a checkpoint runs no code from it."""
+files (a decoder trained here is a plain causal-LM folder: ``AutoModelForCausalLM`` loads it).
+Never pickle: loading a checkpoint runs no code from it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.text import TextPipeline, Vocabulary
 from attnexplain.errors import AttnExplainError, CheckpointError, InvalidInputError
 from attnexplain.models.classic import ClassicConfig, ClassicModel
+from attnexplain.models.decoder import is_decoder, load_decoder, save_decoder
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer, load_hf, save_hf
 from attnexplain.models.pair import PairModel, classic_model
 from attnexplain.models.vision import AttentionCNN, AttentionCNNConfig
@@ -74,6 +76,9 @@ def save_checkpoint(
     }
     if isinstance(pipeline, ImagePipeline):
         description |= _save_vision(directory, model, pipeline)
+    elif is_decoder(model):  # a plain transformers causal LM; its classes are its answer words
+        save_decoder(directory, model, pipeline)
+        description |= {"architecture": "causal-lm", "max_length": pipeline.max_length}
     elif isinstance(model, HFClassifier):
         # the classes as label names: the folder is a plain transformers classifier too
         model.model.config.id2label = dict(enumerate(map(str, classes)))
@@ -102,7 +107,7 @@ class CheckpointFile(Strict):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     format_version: int = FORMAT_VERSION
-    architecture: Literal["classic", "hf", "vit", "attention-cnn"]
+    architecture: Literal["classic", "hf", "causal-lm", "vit", "attention-cnn"]
     classes: Annotated[list[str], Field(min_length=2)]
     metadata: dict[str, Any] = Field(default_factory=dict)
     model: dict[str, Any] | None = None
@@ -154,10 +159,14 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
         model, pipeline = _load_vision(directory, config, weights)
         _ready(model)
         return Checkpoint(model, pipeline, config.classes, config.metadata, _origin(directory))
-    if config.architecture == "hf":
+    if config.architecture in ("hf", "causal-lm"):
         try:
-            model, pipeline = load_hf(
-                directory, config.max_length, config.attention_mode, config.passage_only
+            model, pipeline = (
+                load_decoder(directory, config.classes, config.max_length)
+                if config.architecture == "causal-lm"
+                else load_hf(
+                    directory, config.max_length, config.attention_mode, config.passage_only
+                )
             )
         except (OSError, ValueError, AttnExplainError) as exc:
             raise CheckpointError(

@@ -65,11 +65,14 @@ class WordpieceTokenizer:
     pair: ``[CLS] text_pair [SEP] text [SEP]`` (question first, so truncation cuts only the
     passage) with the passage ``text`` alone content, so attention, attributions and erasure
     are read over it while the question conditions it, as in the classic pair models
-    (:mod:`attnexplain.models.pair`)."""
+    (:mod:`attnexplain.models.pair`). A decoder reads the question last, where it answers:
+    ``passage_only`` with ``question_last`` gives ``<s> text text_pair``, truncation cutting
+    only the passage."""
 
     tokenizer: object  # a transformers PreTrainedTokenizerBase
     max_length: int = 128
     passage_only: bool = False
+    question_last: bool = False
 
     @property
     def framing(self) -> Framing:
@@ -85,7 +88,8 @@ class WordpieceTokenizer:
         ids = self.tokenizer(clean_text(text), truncation=True, max_length=self.max_length)[
             "input_ids"
         ]
-        if len(ids) <= 2:
+        framing = self.framing  # [CLS] ... [SEP] around a text, <s> before a decoder's
+        if len(ids) <= framing.lead + framing.trail:
             raise InvalidInputError(f"text {text[:40]!r} has no tokens: pass a non-empty text")
         return ids
 
@@ -106,12 +110,14 @@ class WordpieceTokenizer:
     def encode_pairs(self, texts: Sequence[str], pairs: Sequence[str]) -> list[TokenSequence]:
         """``texts[i]`` and ``pairs[i]`` joined as the tokenizer joins a pair (``[CLS] a [SEP]
         b [SEP]``, ``<s> a </s></s> b </s>``), truncated to ``max_length``; with
-        ``passage_only`` the pair comes first and only ``texts[i]``'s tokens are content."""
-        first, second = (pairs, texts) if self.passage_only else (texts, pairs)
+        ``passage_only`` the pair comes first (last with ``question_last``) and only
+        ``texts[i]``'s tokens are content."""
+        first, second = (pairs, texts) if self._question_first else (texts, pairs)
+        truncation = "only_first" if self.passage_only else True
         encoded = self.tokenizer(
             list(first),
             list(second),
-            truncation="only_second" if self.passage_only else True,
+            truncation="only_second" if self._question_first else truncation,
             max_length=self.max_length,
             return_special_tokens_mask=True,
             return_token_type_ids=True,
@@ -128,9 +134,13 @@ class WordpieceTokenizer:
             )
         ]
 
+    @property
+    def _question_first(self) -> bool:
+        return self.passage_only and not self.question_last
+
     def _content(self, encoded, row: int, special: Sequence[int]) -> list[int]:
         """1 at the tokens read as content of pair ``row``: every text token, or with
-        ``passage_only`` the second text's (the passage's) alone."""
+        ``passage_only`` the passage's alone."""
         if not self.passage_only:
             return [1 - flag for flag in special]
         if not encoded.is_fast:
@@ -138,7 +148,8 @@ class WordpieceTokenizer:
                 "reading a pair's passage alone needs a fast tokenizer (one that reports which "
                 "text each token came from): save the model with its tokenizer.json"
             )
-        return [int(text == 1) for text in encoded.sequence_ids(row)]
+        passage = 1 if self._question_first else 0
+        return [int(text == passage) for text in encoded.sequence_ids(row)]
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens(list(ids))

@@ -50,6 +50,16 @@ VISION_MODELS = ("vit", "attention-cnn")
 # The ViT of a plan sees its images as VIT_GRID x VIT_GRID patches (MNIST: 7x7 pixels each).
 VIT_GRID = 4
 VISION_RECIPE = {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05}
+# Decoder LMs trained from scratch (models/decoder_train.py): AdamW, prompts of up to 1024
+# words (bAbI 3's longest); no embeddings to load. Tuned on bAbI 1.
+DECODER_RECIPE = {
+    "epochs": 30,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "weight_decay": 0.01,
+    "embeddings": "random",
+    "max_length": 1024,
+}
 
 
 @dataclass
@@ -82,6 +92,13 @@ class TrainConfig:
     def finetuning(cls, **overrides) -> TrainConfig:
         """Defaults for fine-tuning a pretrained transformer (``max_length`` in wordpieces)."""
         return cls(**{"epochs": 3, "lr": 5e-5, "weight_decay": 0.01, **overrides})
+
+    @classmethod
+    def decoder(cls, **overrides) -> TrainConfig:
+        """Defaults for training a decoder LM from scratch
+        (:func:`~attnexplain.models.decoder_train.train_decoder`'s recipe; ``max_length`` in
+        words)."""
+        return cls(**{**DECODER_RECIPE, **overrides})
 
     @classmethod
     def vision(cls, **overrides) -> TrainConfig:
@@ -184,7 +201,7 @@ def evaluate(model: torch.nn.Module, pipeline, frame) -> dict[str, float]:
     return classification_metrics(frame["label"].to_numpy(), probabilities)
 
 
-def _selection_metric(dataset: Dataset) -> tuple[str, str]:
+def selection_metric(dataset: Dataset) -> tuple[str, str]:
     """The dev metric that picks the best epoch, and how the checkpoint describes it.
 
     ROC-AUC for binary tasks and accuracy for multi-class ones; accuracy also when a binary dev
@@ -321,15 +338,22 @@ def train(
     """
     _check_modality(dataset, model_kwargs or {})
     image = dataset.modality == "image"
-    config = config or (TrainConfig.vision() if image else TrainConfig())
+    decoder = "decoder" in (model_kwargs or {})
+    config = config or (
+        TrainConfig.vision() if image else TrainConfig.decoder() if decoder else TrainConfig()
+    )
     request = training_request(dataset, model_kwargs, config, pretrained)
     reused = None if overwrite else finished_training(out_dir, request, progress)
     if reused is not None:
         return reused
     if image:
         return train_images(dataset, out_dir, model_kwargs or {}, config, progress, request)
+    if decoder:
+        from attnexplain.models.decoder_train import train_decoder
+
+        return train_decoder(dataset, out_dir, model_kwargs, config, progress, request)
     started = time.perf_counter()
-    select_by, selected_by = _selection_metric(dataset)
+    select_by, selected_by = selection_metric(dataset)
     if progress and selected_by != f"dev {select_by}":
         tqdm.write(f"note: best epoch by {selected_by}", file=sys.stderr)
     model, pipeline = build_model(dataset, model_kwargs or {}, config, pretrained, cache)
@@ -350,6 +374,7 @@ def train(
         "pretrained": pretrained,
         "train_config": config.identity(),
         "selected_by": selected_by,
+        "request": request,  # what train was asked, so that it reuses the checkpoint
     }
 
     def report_epoch(epoch: int, dev: dict[str, float]) -> None:
@@ -381,6 +406,31 @@ def train(
         progress=progress,
         after_epoch=None if after_epoch is None else report_epoch,
     )
+    return finish_training(
+        out_dir,
+        dataset,
+        metadata,
+        best_epoch,
+        history,
+        started,
+        lambda best: evaluate(best.model, best.pipeline, dataset.test),
+    )
+
+
+def finish_training(
+    out_dir: str | os.PathLike,
+    dataset: Dataset,
+    metadata: dict,
+    best_epoch: int,
+    history: list[dict[str, float]],
+    started: float,
+    measure_test: Callable[[Checkpoint], dict[str, float]],
+) -> TrainResult:
+    """After :func:`~attnexplain.models.epochs.run_epochs`: the best epoch's checkpoint
+    measured on test (``measure_test``), saved again with its test and dev metrics, training
+    history and wall time (since ``started``, a ``time.perf_counter()``), the resumable state
+    cleared. Raises :class:`InvalidInputError` when no epoch was kept (dev NaN throughout)."""
+    selected_by = metadata["selected_by"]
     if best_epoch == 0:
         clear_train_state(out_dir)
         raise InvalidInputError(
@@ -388,14 +438,14 @@ def train(
             f"after every epoch), so no checkpoint was saved: lower the learning rate, or "
             f"check that the dev split's texts and labels are usable"
         )
-    best_model = load_checkpoint(out_dir).model
-    test = evaluate(best_model, pipeline, dataset.test)
+    best = load_checkpoint(out_dir)
+    test = measure_test(best)
     dev = {k: history[best_epoch - 1][k] for k in test}
     wall = time.perf_counter() - started
     save_checkpoint(
         out_dir,
-        best_model,
-        pipeline,
+        best.model,
+        best.pipeline,
         dataset.classes,
         {
             **metadata,
@@ -404,7 +454,6 @@ def train(
             "test": test,
             "wall_time_s": wall,
             "history": history,
-            "request": request,
         },
     )
     clear_train_state(out_dir)

@@ -12,6 +12,8 @@ A plan says what to train and what to measure on it::
       - {encoder: average}                                      #  additive, 128, learned)
       - {pretrained: minilm}                                    # a transformer to fine-tune,
       - {pretrained: minilm, site_layer: 2}                     #  read at the last / 3rd layer
+      - {decoder: llama, layers: 2, hidden_size: 128, heads: 4} # a decoder LM trained from
+                                                                #  scratch to say the answer
     seeds: [10, 11]
     split: test                      # where experiments run (train, dev or test)
     max_instances: 200               # optional: the split's first N rows (splits are shuffled)
@@ -19,6 +21,8 @@ A plan says what to train and what to measure on it::
     finetune: {epochs: 1}            # pretrained models, over TrainConfig.finetuning()
     vision_train: {epochs: 10}       # image models ({vision: vit | attention-cnn}), over
                                      #  TrainConfig.vision()
+    decoder_train: {epochs: 20}      # decoders ({decoder: llama | gpt2}), over
+                                     #  TrainConfig.decoder()
     experiments:
       - name: predictions
         params: {batch_size: 64}     # the experiment's own parameters, over its defaults
@@ -62,6 +66,7 @@ from attnexplain.data.synthetic import Seed
 from attnexplain.errors import AttnExplainError, PlanError
 from attnexplain.experiments.registry import get_experiment, list_experiments
 from attnexplain.models.classic import ATTENTION_MODES, ATTENTIONS, ENCODERS, ClassicConfig
+from attnexplain.models.decoder import DECODERS, DecoderConfig
 from attnexplain.models.hf import PRETRAINED
 from attnexplain.models.train import EMBEDDINGS, TrainConfig
 from attnexplain.provenance import file_sha256
@@ -75,6 +80,8 @@ TRAINABLE_MODES = ATTENTION_MODES[:2]
 MAX_NAME = 100
 # The architecture keys each image model takes.
 VISION_KEYS = {"vit": ("attention_mode",), "attention-cnn": ("attention", "attention_mode")}
+# The architecture keys of a decoder trained from scratch (DecoderConfig's, but ``decoder``).
+DECODER_KEYS = ("layers", "hidden_size", "heads")
 
 
 def _one_of(what: str, allowed: Iterable[str]) -> AfterValidator:
@@ -239,11 +246,16 @@ DatasetItem = Annotated[DatasetEntry, BeforeValidator(_dataset_name)]
 class ModelEntry(_Section):
     """A classic architecture (any of its keys; the rest take ClassicConfig's defaults), a
     pretrained transformer to fine-tune, an image model (``vision: vit`` or ``vision:
-    attention-cnn``, with ``attention`` for the CNN and ``attention_mode`` for both), or a
+    attention-cnn``, with ``attention`` for the CNN and ``attention_mode`` for both), a
+    decoder LM trained from scratch to say the answer word (``decoder: llama | gpt2`` with
+    ``layers``, ``hidden_size`` and ``heads``; the rest take DecoderConfig's defaults), or a
     user's transformers classifier (``hf: FOLDER_OR_HUB_ID``), used as it is or, with
     ``finetune: true``, fine-tuned on the dataset with ``finetune:``'s recipe."""
 
     vision: Annotated[str | None, _one_of("vision model", VISION_KEYS)] = None
+    decoder: Annotated[str | None, _one_of("decoder", DECODERS)] = None
+    layers: PositiveInt | None = None
+    heads: PositiveInt | None = None
     encoder: Annotated[str | None, _one_of("encoder", ENCODERS)] = None
     attention: Annotated[str | None, _one_of("attention", ATTENTIONS)] = None
     hidden_size: PositiveInt | None = None
@@ -261,6 +273,13 @@ class ModelEntry(_Section):
 
     @model_validator(mode="after")
     def _one_family(self) -> ModelEntry:
+        if self.decoder is not None:
+            return self._trained_decoder()
+        for key in ("layers", "heads"):
+            if getattr(self, key) is not None:
+                raise ValueError(
+                    f"{key} sizes a decoder LM: add 'decoder: llama' (or gpt2), or remove {key}"
+                )
         if self.hf is not None:
             return self._user_model()
         for key in ("finetune", "revision"):
@@ -280,8 +299,8 @@ class ModelEntry(_Section):
             )
         if self.site_layer is not None and not self.transformer:
             raise ValueError(
-                "site_layer picks the attention layer of a pretrained transformer; a classic "
-                "model has one attention site: remove site_layer"
+                "site_layer picks the attention layer of a transformer; a classic model has "
+                "one attention site: remove site_layer"
             )
         if self.vision:
             return self._one_vision_family()
@@ -312,6 +331,32 @@ class ModelEntry(_Section):
             raise ValueError("hf names a model folder or hub id; it is empty")
         return self
 
+    def _trained_decoder(self) -> ModelEntry:
+        other = [
+            key
+            for key in (
+                "encoder",
+                "attention",
+                "attention_mode",
+                "pretrained",
+                "hf",
+                "vision",
+                "finetune",
+                "revision",
+            )
+            if getattr(self, key) is not None
+        ]
+        if other:
+            raise ValueError(
+                f"a decoder trained here ({self.decoder}) takes only layers, hidden_size, heads "
+                f"and site_layer; remove {', '.join(other)}"
+            )
+        try:
+            DecoderConfig(**self.architecture())
+        except AttnExplainError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
     def _one_vision_family(self) -> ModelEntry:
         allowed = VISION_KEYS[self.vision]
         set_keys = [key for key in ARCHITECTURE_KEYS if getattr(self, key) is not None]
@@ -327,7 +372,11 @@ class ModelEntry(_Section):
     def architecture(self) -> dict[str, Any]:
         """ClassicConfig keyword arguments, defaults filled in; for pretrained models only a
         non-default attention mode (``{"attention_mode": "uniform"}``), else empty; for image
-        models ``vision`` and the keys given."""
+        models ``vision`` and the keys given; for decoders DecoderConfig's keyword arguments,
+        defaults filled in."""
+        if self.decoder:
+            given = self.model_dump(include=set(DECODER_KEYS), exclude_none=True)
+            return DecoderConfig(decoder=self.decoder, **given).to_dict()
         if self.vision:
             given = self.model_dump(include=set(VISION_KEYS[self.vision]), exclude_none=True)
             if given.get("attention_mode") == TRAINABLE_MODES[0]:
@@ -358,11 +407,16 @@ class ModelEntry(_Section):
     @property
     def label(self) -> str:
         """A short name for tables: ``lstm-additive``, ``average-dot-uniform-h64``, ``minilm``,
-        ``my-bert-layer3`` (a user's folder ``my-bert``, read at layer 3)."""
+        ``my-bert-layer3`` (a user's folder ``my-bert``, read at layer 3), ``llama-l2-h128-heads4``
+        (a decoder of 2 layers, 128 wide, with 4 heads)."""
+        layer = "" if self.site_layer is None else f"-layer{self.site_layer}"
+        if self.decoder:
+            arch = self.architecture()
+            size = f"l{arch['layers']}-h{arch['hidden_size']}-heads{arch['heads']}"
+            return f"{self.decoder}-{size}{layer}"
         if self.vision:
             return "-".join(map(str, self.architecture().values()))
         if self.transformer:
-            layer = "" if self.site_layer is None else f"-layer{self.site_layer}"
             mode = "".join(f"-{value}" for value in self.architecture().values())
             tuned = "-finetuned" if self.finetune else ""
             return self._transformer_name() + tuned + mode + layer
@@ -375,7 +429,7 @@ class ModelEntry(_Section):
         """The model as the papers' tables name it: a classic model's encoder and attention
         (and a non-default attention mode) at any hidden size (J&W's bAbI models have 32, their
         classifiers 128: both are "the BiLSTM"); other models' label."""
-        if self.vision or self.transformer:
+        if self.vision or self.transformer or self.decoder:
             return self.label
         arch, default = self.architecture(), ModelEntry().architecture()
         parts = [arch["encoder"], arch["attention"]]
@@ -411,6 +465,16 @@ class TrainEntry(FinetuneEntry):
 
     def config(self, seed: int) -> TrainConfig:
         return TrainConfig(**self.model_dump(exclude_none=True), seed=seed)
+
+
+class DecoderTrainEntry(_RecipeEntry):
+    """Overrides of the decoders' training defaults (:meth:`TrainConfig.decoder`)."""
+
+    max_length: PositiveInt | None = None
+    patience: PositiveInt | None = None
+
+    def config(self, seed: int) -> TrainConfig:
+        return TrainConfig.decoder(**self.model_dump(exclude_none=True), seed=seed)
 
 
 class VisionTrainEntry(_RecipeEntry):
@@ -485,6 +549,7 @@ class Plan(_Section):
     train: TrainEntry = Field(default_factory=TrainEntry)
     finetune: FinetuneEntry = Field(default_factory=FinetuneEntry)
     vision_train: VisionTrainEntry = Field(default_factory=VisionTrainEntry)
+    decoder_train: DecoderTrainEntry = Field(default_factory=DecoderTrainEntry)
     experiments: Annotated[list[ExperimentEntry], Field(min_length=1)]
     notes: list[str] = Field(default_factory=list)
 
@@ -512,6 +577,8 @@ class Plan(_Section):
         """The training recipe of ``model`` under this plan, with ``seed``."""
         if model.vision:
             return self.vision_train.config(seed)
+        if model.decoder:
+            return self.decoder_train.config(seed)
         return (self.finetune if model.transformer else self.train).config(seed)
 
     def select(
