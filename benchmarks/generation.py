@@ -80,12 +80,18 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="methods of 2.")
+    parser.add_argument(
+        "--prompt-length", type=int, default=None, help="tokens of the prompt of 1. and 2."
+    )
+    parser.add_argument(
+        "--memory-prompts", type=int, nargs="+", default=None, help="prompt lengths of 3."
+    )
     args = parser.parse_args()
     small = args.small
-    prompt_length = 64 if small else 1000
+    prompt_length = args.prompt_length or (64 if small else 1000)
     new_tokens = args.new_tokens or (8 if small else 16)
     repeats = args.repeats or (5 if small else 3)
-    memory_prompts = (32, 64, 128) if small else (256, 1000, 4000)
+    memory_prompts = args.memory_prompts or ((32, 64, 128) if small else (256, 1000, 4000))
 
     torch.manual_seed(0)
     config = LlamaConfig(**SIZES["small" if small else "full"], pad_token_id=0)
