@@ -133,3 +133,22 @@ def test_the_summary_gives_intervals_and_each_measures_rank_side_by_side(league)
     assert summary.loc[best, "sufficiency"] == summary["sufficiency"].min()
     ranks = summary["rank_randomisation-cascading"].dropna()
     assert sorted(ranks) == sorted(summary["randomisation-cascading"].dropna().rank(method="min"))
+
+
+def test_a_league_unit_at_the_default_measures_keeps_the_key_it_had_before_measures_existed():
+    """Finished league units of earlier runs are found again: ``measures`` at its default
+    (ERASER's pair, what the league always computed) is not part of the key; naming measures
+    makes new work."""
+    from attnexplain.runner.units import ExperimentUnit, config_key, expand
+
+    plan = {**PLAN, "experiments": [{"name": "league.methods"}]}
+    unit = next(u for u in expand(parse_plan(plan)) if isinstance(u, ExperimentUnit))
+    assert unit.params["measures"] is None and "measures" not in unit.config["params"]
+    before = {**unit.config, "params": {"methods": None, "batch_size": 16}}
+    assert unit.key == config_key(before)
+    named = {
+        **PLAN,
+        "experiments": [{"name": "league.methods", "params": {"measures": ["soft-sufficiency"]}}],
+    }
+    other = next(u for u in expand(parse_plan(named)) if isinstance(u, ExperimentUnit))
+    assert other.config["params"]["measures"] == ["soft-sufficiency"] and other.key != unit.key

@@ -46,7 +46,7 @@ LEAGUE_DEFAULTS = {"methods": None, "measures": None, "batch_size": 16}
 LEAGUE_PARAMETERS = {
     "methods": "attribution methods ranked (None: every attention-derived and gradient one)",
     "measures": "faithfulness measures of attnexplain.measures (None: its DEFAULT_MEASURES, "
-    "the cheap ones)",
+    "ERASER's pair)",
 }
 AGREEMENT = ("spearman_gradient", "kendall_gradient", "spearman_loo", "kendall_loo")
 
@@ -233,5 +233,6 @@ REGISTRATIONS = [
         "description": "League table: every attention-derived and gradient method, scored by "
         "agreement with gradient and leave-one-out, AOPC and plausibility",
         "validate": validate_league,
+        "added_later": ("measures",),
     },
 ]

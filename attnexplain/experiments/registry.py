@@ -80,7 +80,10 @@ class Experiment:
     """A registered experiment: its three faces (``function`` computes the per-instance table,
     called through :meth:`run`), its parameters' defaults, what each parameter means
     (``parameters``; ``batch_size``: :data:`SHARED_PARAMETERS`) and one line that says what it
-    measures."""
+    measures. ``added_later`` names parameters added after units of the experiment were first
+    computed: at their default they are left out of a unit's key (:meth:`key_params`), so
+    that finished units keep their keys (the default must compute what was computed before).
+    """
 
     name: str
     function: RunExperiment
@@ -91,6 +94,16 @@ class Experiment:
     needs: Callable[[dict, Setting], Needs] | None = None
     validate: Callable[[dict], None] | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
+    added_later: tuple[str, ...] = ()
+
+    def key_params(self, params: Mapping[str, object]) -> dict[str, object]:
+        """``params`` (resolved) as a unit's key holds them: without the parameters of
+        ``added_later`` that are at their default."""
+        return {
+            key: value
+            for key, value in params.items()
+            if not (key in self.added_later and value == self.defaults[key])
+        }
 
     def run(
         self,

@@ -99,7 +99,7 @@ class ExperimentUnit:
             "kind": self.kind,
             "training": self.training.key,
             "experiment": self.experiment,
-            "params": self.params,
+            "params": get_experiment(self.experiment).key_params(self.params),
             "split": self.split,
             "max_instances": self.max_instances,
             # only when set, so that the default site kept the keys units had before
