@@ -105,7 +105,7 @@ def split_words(text: str) -> list[str]:
     return [word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
 
 
-def _word_splitting():
+def _word_splitting() -> tuple:
     from tokenizers import normalizers, pre_tokenizers
 
     return normalizers.Lowercase(), pre_tokenizers.Whitespace()
@@ -153,7 +153,9 @@ def answer_ids(tokenizer, classes: Sequence[str]) -> list[int]:
     return ids
 
 
-def decoder_reader(lm: torch.nn.Module, tokenizer, classes: Sequence[str], max_length: int):
+def decoder_reader(
+    lm: torch.nn.Module, tokenizer, classes: Sequence[str], max_length: int
+) -> tuple[HFClassifier, WordpieceTokenizer]:
     """``lm`` read as a classifier of ``classes`` (their words as the next token), and the
     pipeline that writes its prompts: ``<s> passage question``, the passage alone content."""
     model = HFClassifier(NextTokenLM(lm, answer_ids(tokenizer, classes)))
@@ -194,7 +196,9 @@ def load_decoder(
     return decoder_reader(lm, AutoTokenizer.from_pretrained(directory), classes, max_length)
 
 
-def save_decoder(directory: str | os.PathLike, model: HFClassifier, pipeline: WordpieceTokenizer):
+def save_decoder(
+    directory: str | os.PathLike, model: HFClassifier, pipeline: WordpieceTokenizer
+) -> None:
     """The LM and its tokenizer as ``save_pretrained`` writes them: a plain transformers
     folder."""
     model.model.lm.save_pretrained(directory)

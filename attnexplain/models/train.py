@@ -51,7 +51,8 @@ VISION_MODELS = ("vit", "attention-cnn")
 VIT_GRID = 4
 VISION_RECIPE = {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05}
 # Decoder LMs trained from scratch (models/decoder_train.py): AdamW, prompts of up to 1024
-# words (bAbI 3's longest); no embeddings to load. Tuned on bAbI 1.
+# words (bAbI 3's longest); no embeddings to load. Not yet a recipe that learns bAbI 1 (the
+# 2-layer Llama stops at answering the last sentence's place: experiments/babi_decoder.yaml).
 DECODER_RECIPE = {
     "epochs": 30,
     "batch_size": 32,
