@@ -16,6 +16,7 @@ from attnexplain.attribution import attribute, get_method
 from attnexplain.attribution.adapter import check_model
 from attnexplain.attribution.result import FRAME_COLUMNS
 from attnexplain.data.batching import collate
+from attnexplain.data.image_tokens import ImagePipeline
 from attnexplain.data.text import UNK_ID, TextPipeline
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.checkpoint import Checkpoint
@@ -129,7 +130,7 @@ def explain(
     model = read.model
     check_model(model)
     pipeline = read.needs_pipeline("explain")
-    texts = as_texts(texts)
+    texts = as_texts(texts, images=isinstance(pipeline, ImagePipeline))
     methods = [methods] if isinstance(methods, str) else list(methods)
     if not methods:
         raise InvalidInputError("pass at least one method, e.g. methods=['attention']")

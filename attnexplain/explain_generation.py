@@ -29,6 +29,7 @@ from attnexplain.attribution.attention import aggregate_heads
 from attnexplain.attribution.attention_graph import attention_rollout, max_over_outputs
 from attnexplain.data.batching import collate
 from attnexplain.data.text import Framing
+from attnexplain.device import to_numpy
 from attnexplain.errors import InvalidInputError
 from attnexplain.hooks import capture, list_sites
 from attnexplain.models.causal_lm import NextTokenLM
@@ -187,7 +188,7 @@ def _prefix_scores(
         if uses_target and foil is not None:
             scores = scores - attribute(model, batch, method, target=foil).scores
         for row, k in enumerate(chosen):
-            matrix[k, : prompt + k] = scores[row, : prompt + k].double().cpu().numpy()
+            matrix[k, : prompt + k] = to_numpy(scores[row, : prompt + k].double())
     return matrix
 
 
@@ -196,7 +197,7 @@ def _attention_scores(rows: list[torch.Tensor], prompt: int) -> np.ndarray:
     cached generation, one [1, heads, 1, keys] per step; NaN after each prefix."""
     matrix = np.full((len(rows), prompt + len(rows) - 1), np.nan)
     for k, row in enumerate(rows):
-        matrix[k, : prompt + k] = aggregate_heads(row[:, :, 0], "mean")[0].double().numpy()
+        matrix[k, : prompt + k] = to_numpy(aggregate_heads(row[:, :, 0], "mean")[0].double())
     return matrix
 
 
@@ -214,7 +215,7 @@ def _rollout_scores(layers: list[list[torch.Tensor]], prompt: int) -> np.ndarray
             patterns[0, layer, 0, prompt + k - 1, : prompt + k] = row[0, 0, 0]
     rollout = attention_rollout(patterns).expand(steps, width, width)
     read = torch.arange(width) == (prompt - 1 + torch.arange(steps)).unsqueeze(1)
-    scores = max_over_outputs(rollout, read).double().numpy()
+    scores = to_numpy(max_over_outputs(rollout, read).double())
     return np.where(np.arange(width) < prompt + np.arange(steps)[:, None], scores, np.nan)
 
 

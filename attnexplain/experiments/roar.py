@@ -29,6 +29,7 @@ import torch
 from attnexplain.attribution import attribute, list_methods
 from attnexplain.data.batching import Batch, bucketed_batches
 from attnexplain.data.registry import Dataset
+from attnexplain.device import draw, seeded_generator
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.needs import (
     ExperimentResult,
@@ -72,10 +73,13 @@ def random_scorer(seed: int) -> Scorer:
     """Uniform random scores, the same for the same row of the same frame and ``seed``."""
 
     def scores(batch: Batch, frame: pd.DataFrame) -> torch.Tensor:
+        device = batch.content_mask.device
         rows = [
-            torch.rand(
-                batch.content_mask.shape[1],
-                generator=torch.Generator().manual_seed(seed * 1_000_003 + int(index)),
+            draw(
+                torch.rand,
+                (batch.content_mask.shape[1],),
+                seeded_generator(seed * 1_000_003 + int(index)),
+                device,
             )
             for index in batch.index.tolist()
         ]

@@ -249,7 +249,7 @@ def run_sinks(
                 first[row, layer], other[row, layer] = (share.mean() for share in shares)
                 if layer == site_layer:
                     at_site[row, :length] = sinks.any(0)
-        columns |= {"first_share": first.mean(-1).numpy(), "other_sink_share": other.mean(-1)}
+        columns |= {"first_share": first.mean(-1), "other_sink_share": other.mean(-1)}
         columns |= {f"first_share_layer{layer}": first[:, layer] for layer in range(len(sites))}
         content = batch.content_mask.bool()
         kept = content & ~at_site

@@ -33,6 +33,7 @@ from attnexplain.attribution.adapter import (
 )
 from attnexplain.attribution.erasure import erase
 from attnexplain.data.batching import Batch
+from attnexplain.device import draw, seeded_generator
 from attnexplain.errors import InvalidInputError
 from attnexplain.measures.measure import Explainer
 
@@ -79,11 +80,11 @@ class Infidelity:
             raise InvalidInputError(f"drop must lie in (0, 1], got {self.drop}")
         forward = EmbeddingForward(model)
         content, trailing = forward.inputs(batch)
-        generator = torch.Generator(device=content.device).manual_seed(self.seed)
+        generator = seeded_generator(self.seed)
 
         def perturb(gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             mask = batch.content_mask.repeat_interleave(len(gate) // len(batch), 0)
-            draws = torch.rand(gate.shape, generator=generator, device=gate.device)
+            draws = draw(torch.rand, gate.shape, generator, gate.device)
             dropped = ((draws < self.drop) & mask).to(gate.dtype)
             return dropped, gate - dropped
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from attnexplain.data.batching import Batch
 from attnexplain.data.registry import Dataset
+from attnexplain.device import to_numpy
 from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.checkpoint import save_checkpoint
 from attnexplain.models.decoder import build_decoder
@@ -51,7 +52,7 @@ def next_token_metrics(
     """Accuracy, F1 and ROC-AUC over the candidate answers (the classifier's own metrics,
     :func:`~attnexplain.models.train.classification_metrics`) and ``greedy_accuracy``: the
     share of rows whose most likely next token over the whole vocabulary is the answer's."""
-    candidates = model.model.candidates.cpu().numpy()
+    candidates = to_numpy(model.model.candidates)
     labels = frame["label"].to_numpy()
     sequences = pipeline.encode_split(frame)
     # [rows, vocabulary]; the answers' share renormalised is the softmax over their logits
@@ -95,7 +96,7 @@ def train_decoder(
     model, pipeline = build_decoder(dataset, architecture, config.seed, config.max_length)
     reader = whole_vocabulary(model)
     sequences = pipeline.encode_split(dataset.train)
-    answers = model.model.candidates.cpu().numpy()[dataset.train["label"].to_numpy()]
+    answers = to_numpy(model.model.candidates)[dataset.train["label"].to_numpy()]
     optimizer = torch.optim.AdamW(
         reader.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )

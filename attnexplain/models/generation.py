@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from attnexplain.device import seeded_generator
 from attnexplain.errors import InvalidInputError
 from attnexplain.models.causal_lm import NextTokenLM
 from attnexplain.models.checkpoint import Checkpoint
@@ -88,7 +89,7 @@ def generate(
         raise InvalidInputError(
             "nothing to generate: pass max_new_tokens >= 1 (or a non-empty forced continuation)"
         )
-    generator = torch.Generator().manual_seed(seed) if do_sample else None
+    generator = seeded_generator(seed) if do_sample else None
     stops = set(stop_ids)
     tokens: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []

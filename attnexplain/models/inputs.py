@@ -64,12 +64,15 @@ def reader(model: Checkpoint | Model, pipeline: Pipeline | None = None) -> Reade
     return Reader(model, pipeline)
 
 
-def as_texts(texts: str | Sequence[str]) -> list[str]:
+def as_texts(texts: str | Sequence[str], images: bool = False) -> list[str]:
     """One text or a sequence of texts as a list; :class:`InvalidInputError` for none, and
-    :class:`ArgumentTypeError` for items that are not strings."""
+    :class:`ArgumentTypeError` for items that are not strings (unless the model reads
+    ``images``: [height, width] or [height, width, channels] arrays)."""
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
         raise InvalidInputError("pass at least one text")
+    if images:
+        return texts
     odd = next((text for text in texts if not isinstance(text, str)), None)
     if odd is not None:
         raise ArgumentTypeError(
