@@ -254,14 +254,14 @@ def run_sinks(
         content = batch.content_mask.bool()
         kept = content & ~at_site
         columns["site_sinks"] = to_numpy((content & at_site).sum(-1))
+        truths = {name: method_scores(checkpoint, batch, name) for name in params["references"]}
         for name in params["scores"]:
             scores = (
                 token_attention(site)
                 if name == "attention"
                 else method_scores(checkpoint, batch, name)
             )
-            for reference in params["references"]:
-                truth = method_scores(checkpoint, batch, reference)
+            for reference, truth in truths.items():
                 column = f"tau_{name}_{reference}"
                 columns[column] = kendall_tau(scores, truth, content).statistic
                 columns[f"{column}_without_sinks"] = kendall_tau(scores, truth, kept).statistic
