@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from attnexplain.errors import InvalidInputError
-from attnexplain.models.train import TrainConfig
+from attnexplain.models.train import TrainConfig, train
 
 if TYPE_CHECKING:
     from attnexplain.data.registry import Dataset
@@ -124,3 +124,36 @@ def training_recipe(checkpoint: Checkpoint) -> TrainConfig:
             "train it with attnexplain"
         )
     return TrainConfig(**recorded)
+
+
+def retrain_like(
+    checkpoint: Checkpoint,
+    dataset: Dataset,
+    folder: str | os.PathLike,
+    cache: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Checkpoint:
+    """``checkpoint``'s model trained again on ``dataset`` (a changed copy of its data: cut
+    texts for ROAR, shuffled labels for the data-randomisation check, randomly masked texts
+    for F-Fidelity) with what it was trained with: the same architecture keys, pretrained
+    encoder (fine-tuned from it again) and recipe, saved in ``folder`` (an interrupted
+    training resumes there; a finished one is reused). A classic model's vocabulary is
+    rebuilt from ``dataset``."""
+    from attnexplain.models.checkpoint import load_checkpoint
+
+    request = checkpoint.metadata.get("request")
+    if not request:
+        raise InvalidInputError(
+            "the checkpoint does not record what it was trained with (metadata 'request'): "
+            "train it with this version of attnexplain"
+        )
+    train(
+        dataset,
+        folder,
+        request["model"] or None,
+        training_recipe(checkpoint),
+        cache,
+        progress,
+        request["pretrained"],
+    )
+    return load_checkpoint(folder)

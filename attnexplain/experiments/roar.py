@@ -36,13 +36,13 @@ from attnexplain.experiments.needs import (
     Needs,
     RunContext,
     Setting,
+    retrain_like,
     trained_checkpoint_dir,
-    training_recipe,
 )
 from attnexplain.metrics import top_k_mask
-from attnexplain.models.checkpoint import Checkpoint, load_checkpoint
+from attnexplain.models.checkpoint import Checkpoint
 from attnexplain.models.classic import ClassicModel
-from attnexplain.models.train import predict_proba, train
+from attnexplain.models.train import predict_proba
 from attnexplain.uncertainty import interval_columns
 
 ROAR_PERCENTS = (10, 30, 50, 70, 90)
@@ -150,11 +150,7 @@ def retrain_without(
         },
         dataset.min_df,
     )
-    architecture = checkpoint.model.config.to_dict()
-    for fixed in ("vocab_size", "num_classes", "embed_dim"):
-        del architecture[fixed]
-    train(cut, folder, architecture, training_recipe(checkpoint), cache, progress)
-    return load_checkpoint(folder), cut
+    return retrain_like(checkpoint, cut, folder, cache, progress), cut
 
 
 def validate_retrain(params: dict) -> None:
