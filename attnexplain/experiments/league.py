@@ -25,6 +25,8 @@ from attnexplain.attribution import list_methods
 from attnexplain.attribution.adapter import predicted_class
 from attnexplain.device import to_numpy
 from attnexplain.errors import AttnExplainError, HookError, InvalidInputError
+from attnexplain.experiments.companions import companion_needs, companion_role
+from attnexplain.experiments.needs import Needs, RunContext, Setting
 from attnexplain.experiments.shared_scores import method_scores
 from attnexplain.experiments.site_attention import SiteBatch, iterate_site_batches
 from attnexplain.measures import (
@@ -73,6 +75,31 @@ def validate_league(params: dict) -> None:
                 f"{key} must be a non-empty list of registered {key} (or null: all); "
                 f"unknown: {unknown}"
             )
+
+
+def league_needs(params: dict, setting: Setting) -> Needs:
+    """The companion models its measures read (data randomisation, F-Fidelity), if any."""
+    return companion_needs(list(params["measures"] or DEFAULT_MEASURES))
+
+
+def measured_models(
+    checkpoint: Checkpoint, measures: Sequence[str], context: RunContext | None
+) -> dict[str, object]:
+    """The model each measure reads: the explained one, or the companion it names (from
+    ``context``; an error without one)."""
+    models = {}
+    for name in measures:
+        kind = get_measure(name).companion
+        if kind is None:
+            models[name] = checkpoint.model
+        elif context is None:
+            raise InvalidInputError(
+                f"measure {name!r} reads a companion model ({kind}) that the runner trains: "
+                f"run the league from a plan (attnexplain run), or leave {name!r} out"
+            )
+        else:
+            models[name] = context.checkpoint(companion_role(kind)).model
+    return models
 
 
 def rationale_tensor(frame: pd.DataFrame, site: SiteBatch, pipeline: object) -> torch.Tensor | None:
@@ -141,16 +168,22 @@ def _method_rows(
 
 
 def run_league(
-    checkpoint: Checkpoint, frame: pd.DataFrame, params: dict | None = None, progress: bool = True
+    checkpoint: Checkpoint,
+    frame: pd.DataFrame,
+    params: dict | None = None,
+    progress: bool = True,
+    context: RunContext | None = None,
 ) -> pd.DataFrame:
     """One row per instance and method: agreement with the references, one column per
     faithfulness measure (``params["measures"]``, None: ``DEFAULT_MEASURES``), plausibility
     AUPRC (NaN without planted rationales), ``unsupported`` (the HookError message where
     the model cannot run the method) and ``not_measured`` (why a measure refused the
-    method, e.g. sensitivity-max an erasure method; its column is NaN there)."""
+    method, e.g. sensitivity-max an erasure method; its column is NaN there). Measures that
+    read a companion model get it from ``context`` (:func:`league_needs`)."""
     params = {**LEAGUE_DEFAULTS, **(params or {})}
     methods = params["methods"] or default_methods()
     measures = params["measures"] or list(DEFAULT_MEASURES)
+    models = measured_models(checkpoint, measures, context)
     parts = []
     for site in iterate_site_batches(checkpoint, frame, params["batch_size"], progress, "league"):
         scores = _scores(checkpoint, site, sorted({*methods, *REFERENCES.values()}))
@@ -163,7 +196,7 @@ def run_league(
         explainers = {name: method_explainer(name, target) for name in supported}
         measured = {
             measure: measure_methods(
-                build_measure(measure), checkpoint.model, site.batch, supported, explainers
+                build_measure(measure), models[measure], site.batch, supported, explainers
             )
             for measure in measures
         }
@@ -234,5 +267,7 @@ REGISTRATIONS = [
         "agreement with gradient and leave-one-out, AOPC and plausibility",
         "validate": validate_league,
         "added_later": ("measures",),
+        "needs": league_needs,
+        "context_optional": True,
     },
 ]

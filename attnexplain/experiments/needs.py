@@ -105,6 +105,12 @@ class RunContext:
         return table[role]
 
 
+def needs_nothing(params: dict, setting: Setting) -> Needs:
+    """The needs of an experiment that reads only its run's context (the model's training
+    data and a folder of its own, to train a model in)."""
+    return {}
+
+
 TRAINED_CHECKPOINT = "checkpoint"
 
 

@@ -43,6 +43,7 @@ import pandas as pd
 
 from attnexplain.errors import InvalidInputError, UnknownNameError
 from attnexplain.experiments import (
+    companions,
     jain_wallace,
     league,
     predictions,
@@ -83,6 +84,9 @@ class Experiment:
     measures. ``added_later`` names parameters added after units of the experiment were first
     computed: at their default they are left out of a unit's key (:meth:`key_params`), so
     that finished units keep their keys (the default must compute what was computed before).
+    ``context_optional``: an experiment with ``needs`` that also runs without a run's
+    context where its parameters ask for nothing it provides (the league without companion
+    measures); it is then called with ``context=None``.
     """
 
     name: str
@@ -95,6 +99,7 @@ class Experiment:
     validate: Callable[[dict], None] | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
     added_later: tuple[str, ...] = ()
+    context_optional: bool = False
 
     def key_params(self, params: Mapping[str, object]) -> dict[str, object]:
         """``params`` (resolved) as a unit's key holds them: without the parameters of
@@ -136,7 +141,7 @@ class Experiment:
         were checked when it was read), with the context when the experiment has needs."""
         if self.needs is None:
             return self.function(checkpoint, frame, params, progress)
-        if context is None:
+        if context is None and not self.context_optional:
             raise InvalidInputError(
                 f"experiment {self.name!r} compares its model with other work: run it from a "
                 f"plan (attnexplain run), or call its functions in "
@@ -256,6 +261,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         *(Experiment(**spec) for spec in league.REGISTRATIONS),
         *(Experiment(**spec) for spec in sinks.REGISTRATIONS),
         *(Experiment(**spec) for spec in roar.REGISTRATIONS),
+        *(Experiment(**spec) for spec in companions.REGISTRATIONS),
     ]
 }
 

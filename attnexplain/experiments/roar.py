@@ -36,6 +36,7 @@ from attnexplain.experiments.needs import (
     Needs,
     RunContext,
     Setting,
+    needs_nothing,
     retrain_like,
     trained_checkpoint_dir,
 )
@@ -162,10 +163,6 @@ def validate_retrain(params: dict) -> None:
         raise InvalidInputError(f"percent must lie in (0, 100), got {params['percent']}")
 
 
-def retrain_needs(params: dict, setting: Setting) -> Needs:
-    return {}  # the model and its training data: it needs the run's context only
-
-
 def run_retrain(
     checkpoint: Checkpoint,
     frame: pd.DataFrame,
@@ -275,7 +272,7 @@ REGISTRATIONS = [
         "defaults": RETRAIN_DEFAULTS,
         "parameters": RETRAIN_PARAMETERS,
         "description": "ROAR: accuracy of the model retrained without one method's top-k% tokens",
-        "needs": retrain_needs,
+        "needs": needs_nothing,
         "validate": validate_retrain,
     },
     {

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from attnexplain.errors import InvalidInputError, UnknownNameError
-from attnexplain.measures import captum_metrics, eraser, randomisation, soft
+from attnexplain.measures import captum_metrics, companion, eraser, randomisation, soft
 from attnexplain.measures.measure import Measure
 
 
@@ -17,13 +17,17 @@ class MeasureSpec:
     """A registered measure: ``build(**hyperparameters) -> Measure`` (a dataclass whose
     fields are the hyperparameters), whether a ``higher`` value is the more faithful, one
     line on what it measures, and ``options``: hyperparameters this name sets (one class
-    registered under several names, e.g. by randomisation mode)."""
+    registered under several names, e.g. by randomisation mode). ``companion``: None where
+    the measure reads the explained model; else the model it reads instead, trained for it
+    (:data:`~attnexplain.measures.companion.COMPANIONS`: the league trains it as a unit and
+    passes it as the measure's ``model``)."""
 
     name: str
     build: Callable[..., Measure]
     higher_is_better: bool
     description: str
     options: Mapping[str, object] = field(default_factory=dict)
+    companion: str | None = None
 
     @property
     def hyperparameters(self) -> dict[str, object]:
@@ -81,6 +85,32 @@ MEASURES: dict[str, MeasureSpec] = {
             "Adebayo et al.: Spearman of the scores before and after randomising one layer "
             "(mean over the layers)",
             {"mode": "independent"},
+        ),
+        MeasureSpec(
+            "data-randomisation",
+            companion.DataRandomisation,
+            False,
+            "Adebayo et al.: Spearman of the scores on the model and on the same recipe "
+            "trained on shuffled labels",
+            companion=companion.SHUFFLED_LABELS,
+        ),
+        MeasureSpec(
+            "f-fidelity-comprehensiveness",
+            companion.FFidelity,
+            True,
+            "F-Fidelity FFid+: output drop of the model fine-tuned on randomly cut texts when "
+            "a random share of the top tokens is deleted",
+            {"part": "explanation"},
+            companion.RANDOM_DELETION,
+        ),
+        MeasureSpec(
+            "f-fidelity-sufficiency",
+            companion.FFidelity,
+            False,
+            "F-Fidelity FFid-: output drop of the model fine-tuned on randomly cut texts when "
+            "a random share of the other tokens is deleted",
+            {"part": "rest"},
+            companion.RANDOM_DELETION,
         ),
         MeasureSpec(
             "infidelity",

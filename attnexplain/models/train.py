@@ -9,6 +9,7 @@ length-bucketed batches, best epoch by dev ROC-AUC (binary) or accuracy (multi-c
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -354,14 +355,7 @@ def train(
 
         return train_decoder(dataset, out_dir, model_kwargs, config, progress, request)
     started = time.perf_counter()
-    select_by, selected_by = selection_metric(dataset)
-    if progress and selected_by != f"dev {select_by}":
-        tqdm.write(f"note: best epoch by {selected_by}", file=sys.stderr)
     model, pipeline = build_model(dataset, model_kwargs or {}, config, pretrained, cache)
-    train_ids = pipeline.encode_split(dataset.train)
-    train_labels = dataset.train["label"].to_numpy()
-    loss_fn = _loss_function(model, train_labels)
-    optimizer = _optimizer(model, config)
     fingerprint = {
         "dataset": dataset.name,
         "sizes": dataset.sizes(),
@@ -370,12 +364,91 @@ def train(
         else (pretrained if not model_kwargs else {"pretrained": pretrained, **model_kwargs}),
         "train_config": config.identity(),
     }
+    metadata = {"pretrained": pretrained, "request": request}
+    return _fit(
+        dataset,
+        out_dir,
+        model,
+        pipeline,
+        config,
+        fingerprint,
+        metadata,
+        started,
+        progress,
+        after_epoch,
+    )
+
+
+def fine_tune(
+    checkpoint: Checkpoint,
+    dataset: Dataset,
+    out_dir: str | os.PathLike,
+    config: TrainConfig,
+    transform: Callable[[Batch], Batch],
+    progress: bool = True,
+) -> TrainResult:
+    """``checkpoint``'s model (a copy) trained further on ``dataset`` with its own pipeline,
+    each training batch passed through ``transform`` first (F-Fidelity's random deletions,
+    :func:`~attnexplain.measures.companion.random_deletion`), for ``config.epochs`` epochs
+    with ``config``'s optimiser; the best dev epoch is saved in ``out_dir`` as :func:`train`
+    saves it, and an interrupted run resumes there. ``transform`` may draw from torch's
+    global generator: each epoch seeds it, so a resumed run draws what an uninterrupted one
+    does."""
+    started = time.perf_counter()
+    model = copy.deepcopy(checkpoint.model)
+    fingerprint = {
+        "dataset": dataset.name,
+        "sizes": dataset.sizes(),
+        "fine_tuned_from": checkpoint.metadata.get("request"),
+        "train_config": config.identity(),
+    }
+    metadata = {
+        "pretrained": checkpoint.metadata.get("pretrained"),
+        "fine_tuned_from": checkpoint.metadata.get("request"),
+    }
+    return _fit(
+        dataset,
+        out_dir,
+        model,
+        checkpoint.pipeline,
+        config,
+        fingerprint,
+        metadata,
+        started,
+        progress,
+        transform=transform,
+    )
+
+
+def _fit(
+    dataset: Dataset,
+    out_dir: str | os.PathLike,
+    model: ClassicModel | PairModel | HFClassifier,
+    pipeline: TextPipeline | WordpieceTokenizer,
+    config: TrainConfig,
+    fingerprint: dict,
+    metadata: dict,
+    started: float,
+    progress: bool,
+    after_epoch: Callable[[int, Checkpoint, dict[str, float]], None] | None = None,
+    transform: Callable[[Batch], Batch] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``dataset.train`` encoded by ``pipeline`` (each batch through
+    ``transform`` when given), keep the best dev epoch in ``out_dir`` with ``metadata`` (and
+    the dataset, recipe and selection), measure it on test: the epochs of :func:`train` and
+    :func:`fine_tune`."""
+    select_by, selected_by = selection_metric(dataset)
+    if progress and selected_by != f"dev {select_by}":
+        tqdm.write(f"note: best epoch by {selected_by}", file=sys.stderr)
+    train_ids = pipeline.encode_split(dataset.train)
+    train_labels = dataset.train["label"].to_numpy()
+    loss_fn = _loss_function(model, train_labels)
+    optimizer = _optimizer(model, config)
     metadata = {
         "dataset": dataset.name,
-        "pretrained": pretrained,
         "train_config": config.identity(),
         "selected_by": selected_by,
-        "request": request,  # what train was asked, so that it reuses the checkpoint
+        **metadata,
     }
 
     def report_epoch(epoch: int, dev: dict[str, float]) -> None:
@@ -398,6 +471,7 @@ def train(
             epoch,
             progress,
             pipeline.framing,
+            transform,
         ),
         evaluate_dev=lambda: evaluate(model, pipeline, dataset.dev),
         select_by=select_by,
@@ -637,11 +711,16 @@ def _train_epoch(
     epoch: int,
     progress: bool,
     framing: Framing,
+    transform: Callable[[Batch], Batch] | None = None,
 ) -> float:
-    """One pass over the training data in seeded length-bucketed batches; mean loss.
+    """One pass over the training data in seeded length-bucketed batches (each through
+    ``transform`` when given); mean loss.
 
-    Seeding per epoch makes dropout (transformers) the same in a resumed run."""
+    Seeding per epoch makes dropout (transformers) and ``transform``'s draws the same in a
+    resumed run."""
     batches = epoch_batches(train_ids, train_labels, config, epoch, framing)
+    if transform is not None:
+        batches = map(transform, batches)
 
     def batch_loss(batch: Batch) -> torch.Tensor:
         logits = model.forward_batch(batch)
