@@ -20,6 +20,7 @@ import pandas as pd
 from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.league import default_methods
 from attnexplain.experiments.verdict import verdict
+from attnexplain.measures import get_measure, list_measures
 from attnexplain.runner.plan import Plan, parse_plan
 from attnexplain.runner.run import DEFAULT_RUNS, RunResult, run_plan
 
@@ -110,6 +111,7 @@ def audit_plan(
     methods: str | list[str] | None = None,
     revision: str | None = None,
     params: dict[str, dict] | None = None,
+    measures: str | list[str] | None = None,
 ) -> Plan:
     """The plan of an audit (see :func:`audit` for the arguments): nothing runs."""
     given = params or {}
@@ -139,7 +141,7 @@ def audit_plan(
     labels = [_label(model, at) for at in chosen]
     last = [labels[chosen.index(at)] for at in chosen if at in (None, layers - 1)]
     lower = [label for label in labels if label not in last]
-    league = params.get("league.methods", {}) | _league_methods(methods)
+    league = params.get("league.methods", {}) | _league_methods(methods) | _measures(measures)
     experiments = [{"name": name, "params": params.get(name, {})} for name in BATTERY]
     if last:
         experiments.append({"name": "league.methods", "models": last, "params": league})
@@ -185,6 +187,7 @@ def audit(
     revision: str | None = None,
     params: dict[str, dict] | None = None,
     progress: bool = True,
+    measures: str | list[str] | None = None,
 ) -> AuditResult:
     """Audit the transformers sequence classifier ``model`` on the user's ``data``.
 
@@ -204,6 +207,11 @@ def audit(
         run again into it resumes where it stopped.
     device, precision : where and how models compute (:mod:`attnexplain.device`).
     formats : the report's formats (``html``, ``pdf``).
+    measures : the league's faithfulness measures (:mod:`attnexplain.measures`): a list,
+        ``"all"`` (every one that reads the audited model: ERASER's, the soft ones, the
+        model-randomisation checks, Captum's; the checks re-explain under every randomised
+        layer and cost many times the default) or None (ERASER's AOPC pair). The verdict
+        then says whether they rank the methods alike.
     params : experiment parameters over their defaults, by experiment name, e.g.
         ``{"jain_wallace.adversarial": {"steps": 100}}`` (``league.methods`` takes
         ``methods`` from the argument above).
@@ -236,6 +244,7 @@ def audit(
         methods,
         revision,
         params,
+        measures,
     )
     preflight(plan, device)
     run = run_plan(
@@ -317,6 +326,28 @@ def _label(model: str, layer: int | None) -> str:
 
     entry = ModelEntry(hf=model, **({} if layer is None else {"site_layer": layer}))
     return entry.label
+
+
+def _measures(measures: str | list[str] | None) -> dict[str, list[str]]:
+    """The league's ``params`` for ``measures``: none for the default (ERASER's pair), every
+    measure that reads the audited model itself for ``"all"``. The measures that read a
+    companion model trained on the training split (data randomisation, F-Fidelity) are
+    refused: an audit holds the user's model and test data only."""
+    if measures is None:
+        return {}
+    if measures == "all":
+        return {"measures": [name for name in list_measures() if not get_measure(name).companion]}
+    if isinstance(measures, str):
+        measures = [name.strip() for name in measures.split(",") if name.strip()]
+    trained = [name for name in measures if get_measure(name).companion]
+    if trained:
+        raise InvalidInputError(
+            f"{', '.join(trained)} read a model trained for the check on the training split "
+            f"(shuffled labels, or fine-tuning on cut texts), and an audit holds your model "
+            f"and test data only: leave them out, or run the league in a plan on a dataset "
+            f"it trains on (attnexplain run)"
+        )
+    return {"measures": list(measures)}
 
 
 def _league_methods(methods: str | list[str] | None) -> dict[str, list[str] | None]:

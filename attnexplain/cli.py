@@ -798,6 +798,13 @@ def audit_command(
             "leave-one-out]"
         ),
     ] = None,
+    measures: Annotated[
+        str | None,
+        typer.Option(
+            help="The league's faithfulness measures, comma-separated, or all (every one that "
+            "reads your model; slow) [default: comprehensiveness, sufficiency]"
+        ),
+    ] = None,
     revision: Annotated[str | None, typer.Option(help="Hub revision of MODEL")] = None,
     param: Annotated[
         list[str] | None,
@@ -830,6 +837,7 @@ def audit_command(
         layer=layer,
         instances=instances or None,
         methods=methods,
+        measures=measures,
         out=out,
         device=device,
         precision=precision,

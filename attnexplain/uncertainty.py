@@ -5,10 +5,12 @@ reports/README.md."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -67,6 +69,47 @@ def paired_difference(
         level,
         seed,
     )
+
+
+def ranking_agreement(
+    scores: Mapping[str, np.ndarray],
+    reference: str,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Interval:
+    """How alike several measures rank the same items: the mean over the other measures of
+    the Spearman rho between the items' ranking under ``reference`` and under that measure,
+    each ranking by the items' mean over instances, with the bootstrap interval of
+    resampling the instances (together for every measure and item).
+
+    scores: ``{measure: [items, N]}``, oriented so that larger is better under every
+    measure, NaN where a measure leaves an item's instance undefined; an item a pair of
+    measures does not both define is left out of that pair's rho."""
+    matrices = {name: np.asarray(values, np.float64) for name, values in scores.items()}
+    first = matrices.pop(reference)
+
+    def estimate(rows: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            base = np.nanmean(first[:, rows], axis=2)  # [items, resamples]
+            rhos = [
+                _spearman_columns(base, np.nanmean(m[:, rows], axis=2)) for m in matrices.values()
+            ]
+        return np.nanmean(rhos, axis=0) if rhos else np.full(len(rows), np.nan)
+
+    return _resampled(estimate, first.shape[1], resamples, level, seed)
+
+
+def _spearman_columns(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Spearman rho of two [items, K] tables, column by column, over the items defined in
+    both throughout (NaN with fewer than 3)."""
+    both = ~(np.isnan(first) | np.isnan(second)).any(axis=1)
+    if both.sum() < 3:
+        return np.full(first.shape[1], np.nan)
+    a, b = rankdata(first[both], axis=0), rankdata(second[both], axis=0)
+    a, b = a - a.mean(0), b - b.mean(0)
+    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
 
 
 def f1_bootstrap(

@@ -17,6 +17,7 @@ import pytest
 
 from attnexplain.audit import audit, audit_plan
 from attnexplain.data.registry import load_local
+from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.registry import get_experiment
 from attnexplain.experiments.verdict import verdict
 from attnexplain.models.checkpoint import Checkpoint
@@ -349,3 +350,24 @@ def test_plans_fine_tune_a_users_folder_on_a_users_file(folders, data_file, tmp_
     )
     assert tuned["metadata"]["pretrained"] == str(folder)
     assert imported["metadata"]["imported"]["source"] == str(folder.resolve())
+
+
+def test_an_audit_takes_the_measures_that_read_its_model_and_refuses_the_trained_ones(
+    folders, data_file
+):
+    folder = str(model_folder(folders, "bert"))
+    league = next(
+        e for e in audit_plan(folder, data_file).experiments if e.name == "league.methods"
+    )
+    assert "measures" not in league.params  # ERASER's pair, the default
+    every = audit_plan(folder, data_file, measures="all")
+    measures = next(e for e in every.experiments if e.name == "league.methods").params["measures"]
+    assert {"soft-sufficiency", "randomisation-cascading", "infidelity"} <= set(measures)
+    assert not {"data-randomisation", "f-fidelity-comprehensiveness"} & set(measures)
+    chosen = audit_plan(folder, data_file, measures="comprehensiveness, soft-sufficiency")
+    assert next(e for e in chosen.experiments if e.name == "league.methods").params["measures"] == [
+        "comprehensiveness",
+        "soft-sufficiency",
+    ]
+    with pytest.raises(InvalidInputError, match="data-randomisation read a model trained"):
+        audit_plan(folder, data_file, measures=["comprehensiveness", "data-randomisation"])

@@ -152,3 +152,15 @@ def test_a_league_unit_at_the_default_measures_keeps_the_key_it_had_before_measu
     }
     other = next(u for u in expand(parse_plan(named)) if isinstance(u, ExperimentUnit))
     assert other.config["params"]["measures"] == ["soft-sufficiency"] and other.key != unit.key
+
+
+def test_the_figure_sets_each_measures_ranks_beside_the_values_and_the_agreement_is_a_rho(league):
+    from attnexplain.experiments.league import figure_league, measure_agreement
+
+    table = league.results(0)
+    fig = figure_league(table)
+    values, ranks = fig.axes
+    assert [label.get_text() for label in ranks.get_xticklabels()] == list_measures()
+    assert len(ranks.get_yticklabels()) == 0 and len(values.get_yticklabels()) >= 10
+    agreement = measure_agreement(table)
+    assert -1 <= agreement.low <= agreement.value <= agreement.high <= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from attnexplain.experiments import verdict as v
 from attnexplain.uncertainty import bootstrap, paired_difference
@@ -66,3 +67,46 @@ def test_the_most_faithful_method_is_tied_when_its_lead_is_within_noise():
     assert "raw attention ranks 3 of 3" in statement and interval.count == 40
     clear = rows[rows["method"] != "saliency"]
     assert v.most_faithful(clear)[0] == "alti"
+
+
+def _league_rows(measures: dict[str, list[float]], instances: int = 60) -> pd.DataFrame:
+    """A per-instance league table: per measure, each method's mean (noise .05 around it)."""
+    rng = np.random.default_rng(0)
+    methods = ["attention", "gradient", "loo", "norm"]
+    rows = []
+    for index, method in enumerate(methods):
+        part = {"instance": np.arange(instances), "method": method, "unsupported": ""}
+        part["spearman_gradient"] = rng.normal(0.3, 0.1, instances)
+        for name, means in measures.items():
+            part[name] = rng.normal(means[index], 0.05, instances)
+        rows.append(pd.DataFrame(part))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_the_measures_agree_when_they_rank_the_methods_alike_and_not_when_reversed():
+    alike = _league_rows(
+        {
+            "comprehensiveness": [0.1, 0.4, 0.3, 0.2],
+            "sufficiency": [0.4, 0.1, 0.2, 0.3],
+            "soft-sufficiency": [0.4, 0.1, 0.2, 0.3],
+        }
+    )
+    word, statement, interval = v.measures_agree(alike)
+    assert word == "alike" and interval.value == 1.0  # sufficiency: lower is better
+    assert "comprehensiveness: gradient" in statement and "raw attention ranks 4, 4, 4" in statement
+    reversed_ = _league_rows(
+        {"comprehensiveness": [0.1, 0.4, 0.3, 0.2], "soft-comprehensiveness": [0.4, 0.1, 0.2, 0.3]}
+    )
+    word, _, interval = v.measures_agree(reversed_)
+    assert word == "unlike" and interval.value == -1.0 and interval.high < 0
+    eraser = {"comprehensiveness": [0.1, 0.4, 0.3, 0.2], "sufficiency": [0.4, 0.1, 0.2, 0.3]}
+    assert v.measures_agree(_league_rows(eraser)) is None  # the default league's pair
+
+
+def test_measure_agreement_refuses_a_method_listed_twice_for_one_instance():
+    from attnexplain.experiments.league import measure_agreement
+
+    rows = _league_rows({"comprehensiveness": [0.1, 0.4, 0.3, 0.2], "sufficiency": [0] * 4})
+    doubled = pd.concat([rows, rows.head(1)], ignore_index=True)
+    with pytest.raises(ValueError, match="duplicate"):
+        measure_agreement(doubled)

@@ -40,7 +40,7 @@ from attnexplain.measures import (
 )
 from attnexplain.metrics import auprc, kendall_tau, spearman
 from attnexplain.models.checkpoint import Checkpoint
-from attnexplain.uncertainty import interval_columns
+from attnexplain.uncertainty import Interval, interval_columns, ranking_agreement
 
 REFERENCES = {"gradient": "jw-gradient", "loo": "leave-one-out"}
 SCORED_GRADIENTS = ("saliency", "input-x-gradient", "integrated-gradients")
@@ -244,13 +244,49 @@ def summarise_league(df: pd.DataFrame) -> pd.DataFrame:
     return summary.sort_values("spearman_gradient", ascending=False, na_position="last")
 
 
+def measured_by(df: pd.DataFrame) -> list[str]:
+    """The faithfulness measures a per-instance league table holds values of."""
+    return [name for name in metrics_of(df) if name in MEASURES and df[name].notna().any()]
+
+
+def measure_agreement(df: pd.DataFrame, reference: str = "comprehensiveness") -> Interval:
+    """How alike the other measures of ``df`` rank its methods as ``reference`` does: the
+    mean Spearman rho of the methods' rankings (:func:`~attnexplain.uncertainty.
+    ranking_agreement`) with its bootstrap interval over instances. A method listed twice
+    for one instance is an error, not a choice (pivot)."""
+    matrices = {}
+    for name in measured_by(df):
+        sign = 1.0 if get_measure(name).higher_is_better else -1.0
+        table = df.pivot(index="method", columns="instance", values=name)
+        matrices[name] = sign * table.to_numpy(np.float64)
+    if reference not in matrices:
+        raise InvalidInputError(f"the league holds no {reference!r} values to compare with")
+    return ranking_agreement(matrices, reference)
+
+
 def figure_league(df: pd.DataFrame) -> plt.Figure:
-    """The league as a heat map: methods by metric, means over instances."""
+    """The league as heat maps: methods by metric, means over instances; beside them, where
+    the league ran several faithfulness measures, each method's rank under each (1: the most
+    faithful), so that where the measures disagree shows at a glance."""
     metrics = list(metrics_of(df))
-    summary = summarise_league(df).set_index("method")[metrics].dropna(how="all")
-    fig, ax = plt.subplots(figsize=(1.3 * len(metrics) + 3, 0.45 * len(summary) + 1.5))
-    sns.heatmap(summary, annot=True, fmt=".2f", cmap="viridis", cbar=False, ax=ax)
-    ax.set(xlabel="", ylabel="", title="Explanation methods: agreement, faithfulness, plausibility")
+    summary = summarise_league(df).set_index("method")
+    values = summary[metrics].dropna(how="all")
+    ranks = [f"rank_{name}" for name in measured_by(df)]
+    panels = 2 if len(ranks) > 1 else 1
+    widths = [1.3 * len(metrics) + 3] + ([0.6 * len(ranks) + 1] if panels == 2 else [])
+    fig, axes = plt.subplots(
+        1,
+        panels,
+        figsize=(sum(widths), 0.45 * len(values) + 2.5),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+    )
+    sns.heatmap(values, annot=True, fmt=".2f", cmap="viridis", cbar=False, ax=axes[0, 0])
+    axes[0, 0].set(xlabel="", ylabel="", title="Agreement, faithfulness, plausibility")
+    if panels == 2:
+        shown = summary.loc[values.index, ranks].rename(columns=lambda c: c[len("rank_") :])
+        sns.heatmap(shown, annot=True, fmt=".0f", cmap="viridis_r", cbar=False, ax=axes[0, 1])
+        axes[0, 1].set(xlabel="", ylabel="", yticks=[], title="Rank by measure")
     fig.tight_layout()
     return fig
 

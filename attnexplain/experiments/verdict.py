@@ -18,7 +18,10 @@ a word are fixed here, before any number is seen, and printed beside every answe
   the output more than removing a random one): attention points at what matters when the
   interval's lower end exceeds .5, no better than chance when the interval holds .5;
 - the most faithful method: the highest mean AOPC comprehensiveness (ERASER); "tied" with
-  the runner-up when the paired bootstrap interval of their difference holds 0.
+  the runner-up when the paired bootstrap interval of their difference holds 0;
+- whether the faithfulness measures agree (where the league ran more than ERASER's pair):
+  the mean Spearman rho between the methods' ranking under AOPC comprehensiveness and under
+  each other measure; unlike below .3, partly alike below .6, alike from .6.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from attnexplain.experiments.league import measure_agreement, measured_by, summarise_league
+from attnexplain.measures import DEFAULT_MEASURES
 from attnexplain.uncertainty import Interval, bootstrap, paired_difference
 
 if TYPE_CHECKING:
@@ -53,6 +58,7 @@ AGREEMENT = ((0.3, "weak"), (0.6, "moderate"), (float("inf"), "strong"))
 PERMUTATION = ((0.05, "hardly moves"), (0.2, "moves somewhat"), (float("inf"), "moves strongly"))
 ADVERSARIAL = ((0.2, "robust"), (0.5, "partly fragile"), (float("inf"), "fragile"))
 ADVERSARIAL_JSD = 0.5
+MEASURES_AGREE = ((0.3, "unlike"), (0.6, "partly alike"), (float("inf"), "alike"))
 # what a question finds: the answer (a word or a method), the sentence that says it with its
 # evidence, and the number it rests on with its interval
 Finding = tuple[str, str, Interval]
@@ -80,7 +86,7 @@ def verdict(result: RunResult) -> pd.DataFrame:
     for dataset in result.plan.datasets:
         for entry in result.plan.models:
             layer = _layer_name(entry)
-            for experiment, (question, judge) in QUESTIONS.items():
+            for experiment, question, judge in QUESTIONS:
                 table = _rows_of(tables, experiment, dataset.label, entry.label)
                 found = None if table is None else judge(table)
                 if found is not None:
@@ -247,15 +253,43 @@ def most_faithful(rows: pd.DataFrame) -> Finding | None:
     return answer, statement, interval
 
 
+def measures_agree(rows: pd.DataFrame) -> Finding | None:
+    """Where the league ran several faithfulness measures: do they rank the methods as AOPC
+    comprehensiveness does? The mean Spearman rho of the rankings, the best method under
+    each measure and raw attention's rank."""
+    measures = measured_by(rows)
+    if "comprehensiveness" not in measures or set(measures) <= set(DEFAULT_MEASURES):
+        return None  # ERASER's pair alone: the default league, whose verdict is the best method
+    interval = measure_agreement(rows)
+    word = _word(interval.value, MEASURES_AGREE)
+    summary = summarise_league(rows).set_index("method")
+    best = {name: summary[f"rank_{name}"].idxmin() for name in measures}
+    attention = (
+        "; raw attention ranks "
+        + ", ".join(f"{summary.at['attention', f'rank_{name}']:.0f}" for name in measures)
+        + f" of {summary[f'rank_{measures[0]}'].notna().sum()} under them"
+        if "attention" in summary.index
+        else ""
+    )
+    statement = (
+        f"the {len(measures) - 1} other faithfulness measures rank the methods {word} with "
+        f"AOPC comprehensiveness: mean Spearman rho {interval}. Most faithful by "
+        + ", ".join(f"{name}: {method}" for name, method in best.items())
+        + attention
+    )
+    return word, statement, interval
+
+
 # experiment -> (the question its per-instance table answers, how), in the verdict's order
-QUESTIONS: dict[str, tuple[str, Callable[[pd.DataFrame], Finding | None]]] = {
-    "predictions": ("performance", accuracy),
-    "jain_wallace.correlation": ("agreement", agreement),
-    "jain_wallace.permutation": ("permutation", permutation),
-    "jain_wallace.adversarial": ("adversarial", adversarial),
-    "serrano_smith.zero_top": ("erasure", erasure),
-    "league.methods": ("most faithful method", most_faithful),
-}
+QUESTIONS: list[tuple[str, str, Callable[[pd.DataFrame], Finding | None]]] = [
+    ("predictions", "performance", accuracy),
+    ("jain_wallace.correlation", "agreement", agreement),
+    ("jain_wallace.permutation", "permutation", permutation),
+    ("jain_wallace.adversarial", "adversarial", adversarial),
+    ("serrano_smith.zero_top", "erasure", erasure),
+    ("league.methods", "most faithful method", most_faithful),
+    ("league.methods", "measures agree", measures_agree),
+]
 
 
 def figure_verdict(frame: pd.DataFrame) -> Figure:
