@@ -4,9 +4,12 @@ Trains a classic model on ``load_dataset("synthetic")`` (additive attention, ran
 embeddings, 3 epochs), then for each method scores the same test batches once and times
 every registered measure (:mod:`attnexplain.measures`) on them, in turn, in one process:
 milliseconds per instance, per measure and method, with the scores' own cost for scale.
-ROAR's cost is one retraining per method and k, printed once (``--roar``). Usage:
+ROAR's cost is one retraining per method and k, printed once (``--roar``). The measures
+that read a companion model (data randomisation, F-Fidelity) are timed on the model itself,
+which costs what the companion does; training each companion once per model is printed with
+``--companions``. Usage:
 
-    python benchmarks/faithfulness.py [--encoder lstm] [--instances 64] [--roar]
+    python benchmarks/faithfulness.py [--encoder lstm] [--instances 64] [--roar] [--companions]
 
 About a minute on two CPU cores at the defaults.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -23,8 +27,11 @@ from attnexplain import TrainConfig, load_checkpoint, load_dataset, train
 from attnexplain.attribution.adapter import predicted_class
 from attnexplain.data import collate
 from attnexplain.errors import AttnExplainError
+from attnexplain.experiments.companions import COMPANION_DEFAULTS, train_companion
+from attnexplain.experiments.needs import RunContext
 from attnexplain.experiments.roar import method_scorer, retrain_without
 from attnexplain.measures import build_measure, list_measures, method_explainer
+from attnexplain.measures.companion import COMPANIONS
 
 METHODS = ("attention", "jw-gradient", "integrated-gradients", "leave-one-out")
 
@@ -68,6 +75,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--roar", action="store_true", help="also time one ROAR retraining")
+    parser.add_argument(
+        "--companions", action="store_true", help="also time training each companion model"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = load_dataset("synthetic", n=args.n, seed=3)
@@ -89,6 +99,12 @@ def main() -> None:
                 checkpoint, dataset, method_scorer(checkpoint, "jw-gradient"), 30, f"{folder}/r"
             )
             print(f"ROAR: one retraining (jw-gradient, 30%): {time.perf_counter() - started:.1f} s")
+        if args.companions:
+            for kind in COMPANIONS:
+                context = RunContext(dataset, test, Path(folder) / kind, progress=False)
+                started = time.perf_counter()
+                train_companion(checkpoint, {**COMPANION_DEFAULTS, "kind": kind}, context)
+                print(f"companion {kind}: trained in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,10 @@ def test_faithfulness_benchmark_prints_a_cost_per_measure_and_method():
     stdout = _benchmark_output(
         "faithfulness.py",
         *("--n", "300", "--instances", "4", "--batch-size", "4", "--encoder", "average"),
-        *("--methods", "attention", "leave-one-out"),
+        *("--methods", "attention", "leave-one-out", "--companions"),
     )
     assert re.search(r"^comprehensiveness +[\d.]+ +[\d.]+$", stdout, flags=re.M)
     assert re.search(r"^sensitivity-max +[\d.]+ +nan$", stdout, flags=re.M)
+    assert re.search(r"^f-fidelity-sufficiency +[\d.]+ +[\d.]+$", stdout, flags=re.M)
+    trained = re.findall(r"^companion ([a-z-]+): trained in [\d.]+ s$", stdout, flags=re.M)
+    assert trained == ["shuffled-labels", "random-deletion"]
