@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from attnexplain.experiments import claims as claims_module
 from attnexplain.experiments.claims import CLAIMS, UNTESTABLE, Evidence, claims_markdown, verdicts
 from attnexplain.experiments.paper_numbers import beside_paper
 from attnexplain.reproduce import FULL_PLANS, MAIN_PLAN, jobs
@@ -325,3 +326,59 @@ def test_claims_refuse_a_folder_that_holds_no_run(tmp_path):
     done = run_cli("claims", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path} holds no exported")
+
+
+def _consistent(jw_change: float, trained_change: float) -> Evidence:
+    """W&P's consistent-adversary summary and instances: J&W's adversary at JSD .53, trained
+    adversaries at .38 and .68 (the rival: the nearest at least as distant)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for source, lam, jsd, change in (
+        ("J&W adversary", np.nan, 0.53, jw_change),
+        ("lambda=0.001", 0.001, 0.38, 0.0),
+        ("lambda=0.01", 0.01, 0.68, trained_change),
+    ):
+        values = np.clip(rng.normal(change, 0.05, 200), 0, 1)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "dataset": "rt-sentences",
+                    "model": "lstm-additive",
+                    "seed": 10,
+                    "instance": np.arange(200),
+                    "source": source,
+                    "lambda": lam,
+                    "jsd": jsd,
+                    "output_change": values,
+                }
+            )
+        )
+    instances = pd.concat(rows, ignore_index=True)
+    summary = (
+        instances.groupby(["dataset", "model", "seed", "source"], sort=False)
+        .agg(**{"lambda": ("lambda", "first"), "mean jsd": ("jsd", "mean")})
+        .reset_index()
+        .assign(
+            **{
+                "mean output change": instances.groupby("source", sort=False)["output_change"]
+                .mean()
+                .to_numpy()
+            }
+        )
+    )
+    return Evidence(
+        {"wiegreffe_pinter.consistent": summary},
+        pd.DataFrame(),
+        {"wiegreffe_pinter.consistent": instances},
+    )
+
+
+def test_figure_5_holds_when_the_trained_adversary_moves_the_output_more():
+    holds = claims_module._trained_adversary_moves_more(_consistent(0.01, 0.08))
+    assert holds.holds and "(seed 10) lambda=0.01 - J&W output change +0.06 [+0.05" in holds.ours
+    fails = claims_module._trained_adversary_moves_more(_consistent(0.05, 0.05))
+    assert fails.holds is False and "holds in 0 of 1" in fails.ours
+    summary_only = _consistent(0.01, 0.08)
+    summary_only = Evidence(summary_only.summaries, pd.DataFrame())
+    judged = claims_module._trained_adversary_moves_more(summary_only)
+    assert judged.holds and "means only" in judged.ours
