@@ -749,12 +749,21 @@ def claims_command(
         typer.Option(help="Write <name>-claims.csv and .md into --out (default: print only)"),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder of the claims files")] = Path("."),
+    readme: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also rewrite this README's block <!-- claims:NAME --> ... <!-- /claims:NAME "
+            "--> with the claims' prose and table (needs --name)"
+        ),
+    ] = None,
 ) -> None:
     """Judge the papers' claims on finished runs, without running anything: e.g. again on the
     committed reference, `attnexplain claims reports/reference/reproduce`."""
-    from attnexplain.experiments.claims import judge
+    from attnexplain.experiments.claims import judge, replace_readme_block
     from attnexplain.reproduce import ExportedRun, write_claims
 
+    if readme is not None and name is None:
+        raise typer.BadParameter("--readme writes the block of --name: give --name too")
     results = [
         RunResult.load(folder) if (folder / "units").is_dir() else ExportedRun.load(folder)
         for folder in folders
@@ -763,6 +772,9 @@ def claims_command(
     typer.echo(_print_claims(claims))
     if name is not None:
         typer.echo(f"wrote {write_claims(claims, out, name)}")
+    if readme is not None:
+        readme.write_text(replace_readme_block(readme.read_text(encoding="utf-8"), name, claims))
+        typer.echo(f"wrote the claims:{name} block of {readme}")
 
 
 @app.command("audit")

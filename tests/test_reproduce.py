@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from attnexplain.errors import InvalidInputError
 from attnexplain.experiments import claims as claims_module
 from attnexplain.experiments.claims import CLAIMS, UNTESTABLE, Evidence, claims_markdown, verdicts
 from attnexplain.experiments.paper_numbers import beside_paper
@@ -382,3 +383,17 @@ def test_figure_5_holds_when_the_trained_adversary_moves_the_output_more():
     summary_only = Evidence(summary_only.summaries, pd.DataFrame())
     judged = claims_module._trained_adversary_moves_more(summary_only)
     assert judged.holds and "means only" in judged.ours
+
+
+def test_the_readmes_words_about_the_claims_are_the_committed_claims():
+    """reports/README.md's claims blocks are generated from the judged claims (`attnexplain
+    claims ... --readme`): rewriting them from the committed CSVs changes nothing."""
+    root = Path(__file__).resolve().parent.parent / "reports"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for name in ("main", "qa"):
+        table = pd.read_csv(root / "reference" / f"{name}-claims.csv", keep_default_na=False)
+        assert claims_module.replace_readme_block(readme, name, table) == readme, name
+        holding = (table["holds"] == "yes").sum()
+        assert f"Judged by the rule: {holding} of " in readme
+    with pytest.raises(InvalidInputError, match="no block <!-- claims:full -->"):
+        claims_module.replace_readme_block(readme, "full", table)

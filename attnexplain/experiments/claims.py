@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.paper_numbers import (
     ALL_CLASSES,
     ALLOWANCES,
@@ -719,8 +720,51 @@ def _holds(verdict: Verdict | None) -> str:
     return "yes" if verdict.holds else "no"
 
 
-def claims_markdown(table: pd.DataFrame) -> str:
-    """:func:`judge`'s table and :data:`UNTESTABLE` as Markdown."""
+def claims_prose(table: pd.DataFrame) -> str:
+    """What :func:`judge`'s ``table`` says, in sentences a README can hold: how many claims
+    hold, and each claim that holds and that does not with our numbers beside the paper's.
+    Generated, so that prose about results cannot drift from the judged claims."""
+    counts = table["holds"].value_counts()
+    judged = int(counts.get("yes", 0) + counts.get("no", 0))
+    lines = [
+        f"Judged by the rule: {counts.get('yes', 0)} of {judged} claims hold and "
+        f"{counts.get('no', 0)} do not; {counts.get('not run', 0)} are not tested by these "
+        f"runs and {counts.get('no paper number', 0)} have no paper number to judge; "
+        f"{len(UNTESTABLE)} cannot be tested here at all (the data cannot be had)."
+    ]
+    for verdict, heading in (("yes", "Holds"), ("no", "Does not hold")):
+        rows = table[table["holds"] == verdict]
+        if len(rows):
+            lines += ["", f"{heading}:", ""]
+            lines += [
+                f"- {row.paper}: {row.claim} (paper: {row.paper_number}). Ours: {row.ours}."
+                for row in rows.itertuples()
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(table: pd.DataFrame) -> str:
+    """The prose and the table of a set of judged claims, as a README section's body."""
+    return claims_prose(table) + "\n" + claims_markdown(table, untestable=False)
+
+
+def replace_readme_block(text: str, name: str, table: pd.DataFrame) -> str:
+    """``text`` (a README) with the block between ``<!-- claims:NAME -->`` and
+    ``<!-- /claims:NAME -->`` replaced by :func:`readme_block` of ``table``; an error when
+    the README has no such block."""
+    start, end = f"<!-- claims:{name} -->", f"<!-- /claims:{name} -->"
+    if start not in text or end not in text:
+        raise InvalidInputError(
+            f"the README has no block {start} ... {end} to write the claims into: add the two "
+            f"lines where they belong"
+        )
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{readme_block(table)}{end}{tail}"
+
+
+def claims_markdown(table: pd.DataFrame, untestable: bool = True) -> str:
+    """:func:`judge`'s table and (``untestable``) :data:`UNTESTABLE` as Markdown."""
     lines = [
         "| paper | claim | paper's number | ours (95% interval; * outside) | holds? | rule |",
         "|---|---|---|---|---|---|",
@@ -730,6 +774,7 @@ def claims_markdown(table: pd.DataFrame) -> str:
             f"| {row.paper} | {row.claim} | {row.paper_number} | {row.ours} | {row.holds} | "
             f"{row.rule} |"
         )
-    lines += ["", "| paper | claim | why it cannot be tested here |", "|---|---|---|"]
-    lines += [f"| {paper} | {claim} | {why} |" for paper, claim, why in UNTESTABLE]
+    if untestable:
+        lines += ["", "| paper | claim | why it cannot be tested here |", "|---|---|---|"]
+        lines += [f"| {paper} | {claim} | {why} |" for paper, claim, why in UNTESTABLE]
     return "\n".join(lines) + "\n"
