@@ -161,6 +161,10 @@ def test_the_league_trains_each_companion_once_as_a_cached_unit(tmp_path):
         assert table[column].notna().all()
     summary = first.summary(0)
     assert {"rank_data-randomisation", "f-fidelity-sufficiency_low"} <= set(summary.columns)
+    # the companions' accuracy on the same instances, beside the measures that read them
+    shuffled = summary["accuracy_shuffled-labels"]
+    assert shuffled.nunique() == 1 and 0 <= shuffled.iloc[0] <= 1
+    assert {"accuracy_random-deletion", "accuracy_random-deletion_high"} <= set(summary.columns)
     assert run_plan(plan, tmp_path, progress=False).ran == []
 
 

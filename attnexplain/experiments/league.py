@@ -50,6 +50,7 @@ LEAGUE_PARAMETERS = {
     "measures": "faithfulness measures of attnexplain.measures (None: its DEFAULT_MEASURES, "
     "ERASER's pair)",
 }
+COMPANION_ACCURACY = "accuracy_"  # + a companion's kind: its per-instance correctness
 AGREEMENT = ("spearman_gradient", "kendall_gradient", "spearman_loo", "kendall_loo")
 
 
@@ -212,13 +213,30 @@ def run_league(
                 part |= {"unsupported": scores[name], "not_measured": ""}
             parts.append(pd.DataFrame(part))
     table = pd.concat(parts, ignore_index=True)
+    table = table.assign(**companion_accuracy(table["instance"], measures, context))
     return table.sort_values(["method", "instance"], kind="stable").reset_index(drop=True)
+
+
+def companion_accuracy(
+    instances: pd.Series, measures: Sequence[str], context: RunContext | None
+) -> dict[str, np.ndarray]:
+    """``{"accuracy_<companion>": [rows] 0/1}``: whether each companion the ``measures``
+    read predicts the label of each row's instance (its ``companion.train`` table), so that
+    the league shows a shuffled-label model near chance and a fine-tuned one near the model,
+    as the measures assume."""
+    kinds = dict.fromkeys(get_measure(name).companion for name in measures)
+    columns = {}
+    for kind in (kind for kind in kinds if kind is not None and context is not None):
+        correct = context.result(companion_role(kind)).set_index("instance")["correct"]
+        columns[f"{COMPANION_ACCURACY}{kind}"] = correct.loc[instances].to_numpy(np.float64)
+    return columns
 
 
 def metrics_of(df: pd.DataFrame) -> tuple[str, ...]:
     """The league columns a per-instance table holds (its measures are those it was run
-    with)."""
-    return tuple(metric for metric in league_metrics(list_measures()) if metric in df.columns)
+    with), the companions' accuracy last."""
+    known = tuple(metric for metric in league_metrics(list_measures()) if metric in df.columns)
+    return known + tuple(c for c in df.columns if c.startswith(COMPANION_ACCURACY))
 
 
 def summarise_league(df: pd.DataFrame) -> pd.DataFrame:
