@@ -110,3 +110,18 @@ def test_measure_agreement_refuses_a_method_listed_twice_for_one_instance():
     doubled = pd.concat([rows, rows.head(1)], ignore_index=True)
     with pytest.raises(ValueError, match="duplicate"):
         measure_agreement(doubled)
+
+
+def test_a_method_fails_a_sanity_check_when_most_of_its_ranking_survives():
+    # attention's similarity to its scores on the destroyed model .9, the others .1-.3
+    rows = _league_rows(
+        {"comprehensiveness": [0.1] * 4, "data-randomisation": [0.9, 0.1, 0.3, 0.2]}
+    )
+    word, statement, interval = v.sanity_checks(rows)
+    assert word == "attention fails data-randomisation" and interval.low > 0.5
+    assert "data-randomisation: attention." in statement
+    near = _league_rows(
+        {"comprehensiveness": [0.1] * 4, "data-randomisation": [0.5, 0.1, 0.3, 0.2]}
+    )
+    assert v.sanity_checks(near)[0] == "attention passes"  # .5 inside its interval: not above
+    assert v.sanity_checks(_league_rows({"comprehensiveness": [0.1] * 4})) is None

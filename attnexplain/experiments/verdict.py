@@ -21,7 +21,9 @@ a word are fixed here, before any number is seen, and printed beside every answe
   the runner-up when the paired bootstrap interval of their difference holds 0;
 - whether the faithfulness measures agree (where the league ran more than ERASER's pair):
   the mean Spearman rho between the methods' ranking under AOPC comprehensiveness and under
-  each other measure; unlike below .3, partly alike below .6, alike from .6.
+  each other measure; unlike below .3, partly alike below .6, alike from .6;
+- the sanity checks (where the league ran them): a method fails one when the 95% interval
+  of its mean similarity to its scores on the randomised model lies above .5.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from attnexplain.experiments.league import measure_agreement, measured_by, summarise_league
-from attnexplain.measures import DEFAULT_MEASURES
+from attnexplain.measures import DEFAULT_MEASURES, SANITY_CHECKS, SANITY_FAILS
 from attnexplain.uncertainty import Interval, bootstrap, paired_difference
 
 if TYPE_CHECKING:
@@ -280,6 +282,39 @@ def measures_agree(rows: pd.DataFrame) -> Finding | None:
     return word, statement, interval
 
 
+def sanity_checks(rows: pd.DataFrame) -> Finding | None:
+    """Where the league ran sanity checks: which methods fail each (the interval of their
+    mean similarity to the scores on the destroyed model above :data:`SANITY_FAILS`), and
+    raw attention's similarity under the first check run."""
+    checks = [name for name in SANITY_CHECKS if name in measured_by(rows)]
+    if not checks:
+        return None
+    failing: dict[str, list[str]] = {}
+    intervals: dict[str, dict[str, Interval]] = {}
+    for name in checks:
+        intervals[name] = {
+            method: bootstrap(group[name]) for method, group in rows.groupby("method", sort=True)
+        }
+        failing[name] = [m for m, i in intervals[name].items() if i.low > SANITY_FAILS]
+    attention_fails = [name for name in checks if "attention" in failing[name]]
+    if "attention" in intervals[checks[0]]:
+        answer = (
+            "attention fails " + ", ".join(attention_fails)
+            if attention_fails
+            else ("attention passes")
+        )
+        interval = intervals[checks[0]]["attention"]
+    else:
+        answer, interval = "attention not scored", next(iter(intervals[checks[0]].values()))
+    statement = (
+        f"a method fails a check when more than {SANITY_FAILS:.1f} of its ranking survives "
+        f"destroying the model (the 95% interval of the mean similarity above it): "
+        + "; ".join(f"{name}: {', '.join(failing[name]) or 'none fails'}" for name in checks)
+        + f". Raw attention under {checks[0]}: {interval}"
+    )
+    return answer, statement, interval
+
+
 # experiment -> (the question its per-instance table answers, how), in the verdict's order
 QUESTIONS: list[tuple[str, str, Callable[[pd.DataFrame], Finding | None]]] = [
     ("predictions", "performance", accuracy),
@@ -289,6 +324,7 @@ QUESTIONS: list[tuple[str, str, Callable[[pd.DataFrame], Finding | None]]] = [
     ("serrano_smith.zero_top", "erasure", erasure),
     ("league.methods", "most faithful method", most_faithful),
     ("league.methods", "measures agree", measures_agree),
+    ("league.methods", "sanity checks", sanity_checks),
 ]
 
 

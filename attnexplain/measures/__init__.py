@@ -13,6 +13,8 @@ from attnexplain.measures.measure import Explainer, Measure, measure_methods, me
 from attnexplain.measures.registry import (
     DEFAULT_MEASURES,
     MEASURES,
+    SANITY_CHECKS,
+    SANITY_FAILS,
     MeasureSpec,
     build_measure,
     get_measure,
@@ -22,6 +24,8 @@ from attnexplain.measures.registry import (
 __all__ = [
     "DEFAULT_MEASURES",
     "MEASURES",
+    "SANITY_CHECKS",
+    "SANITY_FAILS",
     "Explainer",
     "Measure",
     "MeasureSpec",

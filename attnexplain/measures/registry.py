@@ -136,6 +136,17 @@ MEASURES: dict[str, MeasureSpec] = {
 # inputs): a plan's ``measures: [...]``.
 DEFAULT_MEASURES = ("comprehensiveness", "sufficiency")
 
+# The sanity checks (Adebayo et al.): how much of a method's scores survives destroying what
+# the model learned; a method fails one when the 95% interval of its mean similarity lies
+# above SANITY_FAILS (more than half the ranking survives), fixed before any number was seen.
+SANITY_CHECKS = (
+    "randomisation-cascading",
+    "randomisation-cascading-ssim",
+    "randomisation-independent",
+    "data-randomisation",
+)
+SANITY_FAILS = 0.5
+
 
 def list_measures() -> list[str]:
     """Names of the registered faithfulness measures."""
