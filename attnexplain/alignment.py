@@ -45,8 +45,8 @@ def aggregate_to_words(
     ]
     if not ids:
         return scores.new_zeros(len(alignment.words))
-    positions = torch.tensor([p for p, _ in ids])
-    words = torch.tensor([w for _, w in ids])
+    positions = torch.tensor([p for p, _ in ids], device=scores.device)
+    words = torch.tensor([w for _, w in ids], device=scores.device)
     values = scores[positions]
     out = scores.new_zeros(len(alignment.words))
     if reduce == "max":
