@@ -17,10 +17,13 @@ REDUCTIONS = ("sum", "mean", "max")
 @dataclass
 class WordAlignment:
     """``words``: the text's words; ``word_ids``: per token position, the index of its word,
-    or None for special tokens and padding."""
+    or None for special tokens and padding; ``spans``: where each word lies in the text the
+    tokenizer read, as (start, end) character offsets (None where the words are a classic
+    pipeline's tokens, which are not substrings of the text)."""
 
     words: list[str]
     word_ids: list[int | None]
+    spans: list[tuple[int, int]] | None = None
 
 
 def aggregate_to_words(
@@ -42,8 +45,8 @@ def aggregate_to_words(
     ]
     if not ids:
         return scores.new_zeros(len(alignment.words))
-    positions = torch.tensor([p for p, _ in ids])
-    words = torch.tensor([w for _, w in ids])
+    positions = torch.tensor([p for p, _ in ids], device=scores.device)
+    words = torch.tensor([w for _, w in ids], device=scores.device)
     values = scores[positions]
     out = scores.new_zeros(len(alignment.words))
     if reduce == "max":
@@ -52,6 +55,25 @@ def aggregate_to_words(
     if reduce == "mean":
         out = out / torch.bincount(words, minlength=len(alignment.words)).clamp(min=1)
     return out
+
+
+def word_scores(
+    scores: torch.Tensor, alignment: WordAlignment, reduce: str = "sum", content: bool = True
+) -> torch.Tensor:
+    """A text's token scores -> its word scores [words], by :func:`aggregate_to_words`.
+
+    ``scores``: [content], at the positions of the text's encoding that belong to a word, in
+    order (an attribution's scores at ``batch.content_mask``); with ``content=False``
+    [positions], at every position of the encoding, special tokens included (a transformer's
+    attention over its keys). Raises when their number is not the text's.
+    """
+    word_ids = [word for word in alignment.word_ids if word is not None or not content]
+    if scores.shape[-1] != len(word_ids):
+        raise InvalidInputError(
+            f"{scores.shape[-1]} scores for a text of {len(word_ids)} tokens: the text is not "
+            f"the one the scores were computed on (has the dataset changed since the run?)"
+        )
+    return aggregate_to_words(scores, WordAlignment(alignment.words, word_ids), reduce)
 
 
 def word_alignment(tokenizer, text: str, max_length: int) -> WordAlignment:
@@ -66,7 +88,11 @@ def word_alignment(tokenizer, text: str, max_length: int) -> WordAlignment:
     order = sorted(spans)
     remap = {word: i for i, word in enumerate(order)}
     words = [text[spans[w][0] : spans[w][1]] for w in order]
-    return WordAlignment(words, [None if w is None else remap[w] for w in word_ids])
+    return WordAlignment(
+        words,
+        [None if w is None else remap[w] for w in word_ids],
+        [(spans[w][0], spans[w][1]) for w in order],
+    )
 
 
 def classic_alignment(tokens: Sequence[str]) -> WordAlignment:

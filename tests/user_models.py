@@ -140,3 +140,23 @@ def vocabulary(frame: pd.DataFrame, columns: tuple[str, ...] = ("text",)) -> lis
         for text in frame[column]:
             words |= {word for word, _ in splitter.pre_tokenize_str(str(text))}
     return sorted(words)
+
+
+def wordpiece_folder(root: Path, frame: pd.DataFrame) -> Path:
+    """``root/bert-wordpiece``: a random-init BERT classifier (seed 0) with a real wordpiece
+    tokenizer whose vocabulary is the two-letter syllables of ``frame``'s words (``kaso`` ->
+    ``ka ##so``), so every word of the planted task is two wordpieces."""
+    from transformers import BertTokenizerFast
+
+    syllables = set()
+    for word in vocabulary(frame):
+        chunks = [word[i : i + 2] for i in range(0, len(word), 2)]
+        syllables |= {chunks[0], *("##" + chunk for chunk in chunks[1:])}
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(syllables)]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(_config("bert", len(vocab)))
+    folder = root / "bert-wordpiece"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attnexplain.alignment import WordAlignment, aggregate_to_words, text_alignment
+from attnexplain.alignment import WordAlignment, text_alignment, word_scores
 from attnexplain.data.image_tokens import IMAGE_COLUMN, ImagePipeline
 from attnexplain.device import to_numpy
-from attnexplain.errors import InvalidInputError
 from attnexplain.experiments.site_attention import site_outputs
 from attnexplain.experiments.wiegreffe_pinter import chosen_adversaries
 from attnexplain.explain import DEFAULT_METHODS, explain
@@ -94,22 +93,10 @@ def head_mean(weights: np.ndarray) -> np.ndarray:
     return weights.reshape(-1, weights.shape[-1]).mean(0)
 
 
-def _per_word(
-    values: np.ndarray, alignment: WordAlignment, word_ids: list[int | None]
-) -> np.ndarray:
-    """Scores [positions] summed per word -> [words]; ``word_ids`` [positions]."""
-    if len(values) != len(word_ids):
-        raise InvalidInputError(
-            f"{len(values)} scores for a text of {len(word_ids)} tokens: the text is not the "
-            f"one the scores were computed on (has the dataset changed since the run?)"
-        )
-    scores = torch.tensor(np.array(values, dtype=np.float64))
-    return to_numpy(aggregate_to_words(scores, WordAlignment(alignment.words, word_ids), "sum"))
-
-
 def content_to_words(scores: np.ndarray, alignment: WordAlignment) -> np.ndarray:
     """Scores of the content tokens [content] (what :func:`explain` gives) per word."""
-    return _per_word(scores, alignment, [w for w in alignment.word_ids if w is not None])
+    values = torch.tensor(np.array(scores, dtype=np.float64))
+    return to_numpy(word_scores(values, alignment, "sum"))
 
 
 def support_to_words(
@@ -118,10 +105,9 @@ def support_to_words(
     """Attention on the model's support ([*site, n]: a classic model's content tokens, a
     transformer's every unpadded key per head) per word, heads averaged; weight on [CLS] /
     [SEP] belongs to no word and is left out."""
-    flat = head_mean(weights)
-    if isinstance(checkpoint.model, HFClassifier):
-        return _per_word(flat, alignment, alignment.word_ids)
-    return content_to_words(flat, alignment)
+    flat = torch.tensor(head_mean(weights))
+    content = not isinstance(checkpoint.model, HFClassifier)
+    return to_numpy(word_scores(flat, alignment, "sum", content))
 
 
 def model_inputs(checkpoint: Checkpoint, frame: pd.DataFrame) -> list[Instance]:
