@@ -5,6 +5,7 @@ logits are the LM's at the answer words; an interrupted training resumes to the 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,9 +15,11 @@ from attnexplain import load_checkpoint
 from attnexplain.attribution import attribute
 from attnexplain.data.batching import collate
 from attnexplain.data.registry import load_dataset
+from attnexplain.data.text import SOS_EOS
 from attnexplain.errors import PlanError
 from attnexplain.models import decoder_train
 from attnexplain.models.decoder import decoder_reader
+from attnexplain.models.epochs import fit_epoch
 from attnexplain.models.train import TrainConfig, predict_proba
 from attnexplain.runner import parse_plan, run_plan
 from attnexplain.runner.store import RunStore
@@ -117,17 +120,17 @@ def test_an_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch
     dataset = load_dataset(SLICE["name"], **SLICE["options"])
     config = TrainConfig.decoder(epochs=2, batch_size=50)
     whole = decoder_train.train_decoder(dataset, tmp_path / "whole", TINY, config, False)
-    real_batches = decoder_train.epoch_batches
+    real_batches = decoder_train.decoder_batches
 
     def crash_in_epoch_two(ids, labels, config, epoch, framing):
         if epoch == 2:
             raise KeyboardInterrupt
         return real_batches(ids, labels, config, epoch, framing)
 
-    monkeypatch.setattr(decoder_train, "epoch_batches", crash_in_epoch_two)
+    monkeypatch.setattr(decoder_train, "decoder_batches", crash_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         decoder_train.train_decoder(dataset, tmp_path / "cut", TINY, config, False)
-    monkeypatch.setattr(decoder_train, "epoch_batches", real_batches)
+    monkeypatch.setattr(decoder_train, "decoder_batches", real_batches)
     resumed = decoder_train.train_decoder(dataset, tmp_path / "cut", TINY, config, False)
     pd.testing.assert_frame_equal(
         pd.DataFrame(resumed.history), pd.DataFrame(whole.history), check_like=True
@@ -135,6 +138,33 @@ def test_an_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch
     assert pd.Series(resumed.test).equals(pd.Series(whole.test))  # NaN (a class absent) too
     first, second = (load_file(str(r.checkpoint / "model.safetensors")) for r in (whole, resumed))
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_the_first_short_epochs_train_on_the_shortest_prompts_only():
+    lengths = np.random.default_rng(0).integers(3, 60, 1000)
+    sequences = [list(range(n)) for n in lengths]
+    config = TrainConfig.decoder(short_epochs=2)
+    shortest = set(np.argsort(lengths, kind="stable")[:200])
+
+    def rows(epoch):
+        batches = decoder_train.decoder_batches(sequences, np.arange(1000), config, epoch, SOS_EOS)
+        return np.concatenate([batch.labels.numpy() for batch in batches])
+
+    first, second, third = rows(1), rows(2), rows(3)
+    # as many rows as a full epoch, each of the shortest fifth as often, shuffled per epoch
+    assert len(first) == 1000 and set(first) == shortest
+    assert np.bincount(first, minlength=1000).max() == 5
+    assert not np.array_equal(first, second) and set(second) == shortest
+    assert sorted(third) == list(range(1000))
+    assert "short_epochs" not in TrainConfig().identity()  # older run keys are kept
+
+
+def test_a_decoders_gradient_is_clipped():
+    weight = torch.nn.Parameter(torch.zeros(4))
+    model, optimizer = torch.nn.ParameterList([weight]), torch.optim.SGD([weight], lr=1.0)
+    batch, loss = collate([[1, 2, 3]], labels=[0]), lambda _: 100 * weight.sum()
+    fit_epoch(model, optimizer, [batch], loss, progress=False, max_grad_norm=1.0)
+    assert weight.norm().item() == pytest.approx(1.0)  # the gradient's norm was 200
 
 
 @pytest.mark.parametrize(

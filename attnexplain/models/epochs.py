@@ -23,9 +23,11 @@ def fit_epoch(
     batch_loss: Callable[[Batch], torch.Tensor],
     progress: bool = True,
     desc: str = "epoch",
+    max_grad_norm: float | None = None,
 ) -> float:
     """One optimisation pass: for each batch, ``batch_loss(batch)`` (the mean over the
-    batch's instances) is minimised; returns the mean loss per instance."""
+    batch's instances) is minimised, the gradient's norm clipped to ``max_grad_norm`` where
+    given; returns the mean loss per instance."""
     model.train()
     batches = list(batches)
     total, count = 0.0, 0
@@ -33,6 +35,8 @@ def fit_epoch(
         optimizer.zero_grad()
         loss = batch_loss(batch)
         loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
         total += loss.item() * len(batch)
         count += len(batch)

@@ -52,10 +52,12 @@ VISION_MODELS = ("vit", "attention-cnn")
 VIT_GRID = 4
 VISION_RECIPE = {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05}
 # Decoder LMs trained from scratch (models/decoder_train.py): AdamW, prompts of up to 1024
-# words (bAbI 3's longest); no embeddings to load. Not yet a recipe that learns bAbI 1 (the
-# 2-layer Llama stops at answering the last sentence's place: experiments/babi_decoder.yaml).
+# words (bAbI 3's longest); no embeddings to load. The first 10 epochs train on the shortest
+# prompts only: on every prompt the 2-layer Llama stays at answering the last sentence's place
+# (experiments/babi_decoder.yaml), on short ones it learns to match the question's actor.
 DECODER_RECIPE = {
     "epochs": 30,
+    "short_epochs": 10,
     "batch_size": 32,
     "lr": 1e-3,
     "weight_decay": 0.01,
@@ -81,13 +83,17 @@ class TrainConfig:
     embed_dim: int = 300
     max_length: int = 128
     patience: int | None = None  # stop after this many epochs without a better dev score
+    # decoders: the first this many epochs train on the shortest prompts only (decoder_train)
+    short_epochs: int | None = None
 
     def identity(self) -> dict:
-        """The fields as a dict, ``patience`` only where set: what decides a trained model
-        (checkpoints and run keys made before ``patience`` existed keep their identity)."""
+        """The fields as a dict, ``patience`` and ``short_epochs`` only where set: what decides
+        a trained model (checkpoints and run keys made before they existed keep their
+        identity)."""
         fields = asdict(self)
-        if self.patience is None:
-            del fields["patience"]
+        for name in ("patience", "short_epochs"):
+            if fields[name] is None:
+                del fields[name]
         return fields
 
     @classmethod
@@ -113,7 +119,7 @@ class TrainConfig:
             raise InvalidInputError(
                 f"unknown embeddings {self.embeddings!r}; choose one of {', '.join(EMBEDDINGS)}"
             )
-        for name in ("epochs", "batch_size", "embed_dim", "max_length", "patience"):
+        for name in ("epochs", "batch_size", "embed_dim", "max_length", "patience", "short_epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:

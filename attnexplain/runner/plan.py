@@ -472,6 +472,7 @@ class DecoderTrainEntry(_RecipeEntry):
 
     max_length: PositiveInt | None = None
     patience: PositiveInt | None = None
+    short_epochs: PositiveInt | None = None  # the first epochs on the shortest prompts only
 
     def config(self, seed: int) -> TrainConfig:
         return TrainConfig.decoder(**self.model_dump(exclude_none=True), seed=seed)
