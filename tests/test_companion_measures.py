@@ -128,31 +128,30 @@ def test_data_randomisation_is_one_on_the_model_itself_and_low_for_gradient_on_s
 
 
 def test_the_league_trains_each_companion_once_as_a_cached_unit(tmp_path):
-    plan = parse_plan(
-        {
-            "name": "companions",
-            "datasets": [{"name": "synthetic", "options": {"n": 400, "seed": 3}}],
-            "models": [{"encoder": "average", "hidden_size": 16}],
-            "seeds": [1],
-            "split": "test",
-            "max_instances": 20,
-            "train": {"epochs": 2, "embeddings": "random", "embed_dim": 16},
-            "experiments": [
-                {
-                    "name": "league.methods",
-                    "params": {
-                        "methods": ["attention", "jw-gradient"],
-                        "measures": [
-                            "comprehensiveness",
-                            "data-randomisation",
-                            "f-fidelity-comprehensiveness",
-                            "f-fidelity-sufficiency",
-                        ],
-                    },
+    config = {
+        "name": "companions",
+        "datasets": [{"name": "synthetic", "options": {"n": 400, "seed": 3}}],
+        "models": [{"encoder": "average", "hidden_size": 16}],
+        "seeds": [1],
+        "split": "test",
+        "max_instances": 20,
+        "train": {"epochs": 2, "embeddings": "random", "embed_dim": 16},
+        "experiments": [
+            {
+                "name": "league.methods",
+                "params": {
+                    "methods": ["attention", "jw-gradient"],
+                    "measures": [
+                        "comprehensiveness",
+                        "data-randomisation",
+                        "f-fidelity-comprehensiveness",
+                        "f-fidelity-sufficiency",
+                    ],
                 },
-            ],
-        }
-    )
+            },
+        ],
+    }
+    plan = parse_plan(config)
     first = run_plan(plan, tmp_path, progress=False)
     kinds = sorted(unit.experiment for unit in first.units if hasattr(unit, "experiment"))
     assert kinds == ["companion.train", "companion.train", "league.methods"]
@@ -166,6 +165,10 @@ def test_the_league_trains_each_companion_once_as_a_cached_unit(tmp_path):
     assert shuffled.nunique() == 1 and 0 <= shuffled.iloc[0] <= 1
     assert {"accuracy_random-deletion", "accuracy_random-deletion_high"} <= set(summary.columns)
     assert run_plan(plan, tmp_path, progress=False).ran == []
+    # a league of another share of the split reuses the companions: only it runs
+    fewer = run_plan(parse_plan({**config, "max_instances": 10}), tmp_path, progress=False)
+    by_key = {unit.key: unit for unit in fewer.units}
+    assert [getattr(by_key[key], "experiment", "train") for key in fewer.ran] == ["league.methods"]
 
 
 def test_companion_accuracy_shuffled_near_chance_fine_tuned_near_the_model(tmp_path):

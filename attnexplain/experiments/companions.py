@@ -58,8 +58,12 @@ def companion_needs(measures: list[str]) -> Needs:
     kinds = dict.fromkeys(
         spec.companion for spec in map(get_measure, measures) if spec.companion is not None
     )
+    # on the whole split: one companion unit, whatever share of the split a league reads
     return {
-        companion_role(kind): ExperimentResult("companion.train", {"kind": kind}) for kind in kinds
+        companion_role(kind): ExperimentResult(
+            "companion.train", {"kind": kind}, max_instances=None
+        )
+        for kind in kinds
     }
 
 
