@@ -84,7 +84,7 @@ def random_deletion(beta: float, pad: int) -> Callable[[Batch], Batch]:
     def transform(batch: Batch) -> Batch:
         content = batch.content_mask
         sizes = content.sum(-1)
-        shares = beta * torch.rand(len(batch))
+        shares = beta * draw(torch.rand, (len(batch),), None, content.device)
         counts = torch.minimum(deletion_counts(sizes, shares), (sizes - 1).clamp_min(0))
         deleted = random_subset(content, counts, None)
         rows = torch.arange(len(batch))
@@ -142,7 +142,9 @@ class FFidelity:
             top = top_k_mask(scores, content, torch.ceil(percent * size / 100 - 1e-9).long())
             pool = top if self.part == "explanation" else content & ~top
             counts = torch.minimum(
-                deletion_counts(pool.sum(-1), torch.full((len(batch),), self.beta)),
+                deletion_counts(
+                    pool.sum(-1), torch.full((len(batch),), self.beta, device=pool.device)
+                ),
                 (size - 1).clamp_min(0),
             )
             for _ in range(self.samples):
