@@ -282,7 +282,7 @@ def explain_generation(
         # only what the methods read; without either, the LM generates with its own attention
         rows = means = None
         if use_cache and "attention" in methods:
-            rows = stack.enter_context(capture(model, site, reduce=lambda p: p[:, :, -1:]))
+            rows = stack.enter_context(capture(model, site, queries=-1))
         if use_cache and "attention-rollout" in methods:
             means = stack.enter_context(capture(model, reduce=lambda p: p.mean(1, keepdim=True)))
         generation = generate(

@@ -1,9 +1,11 @@
 """Explaining generation on a random-init Llama (GQA), measured side by side in one run:
 
-1. capture during generation: the KV-cached generation loop under the captures
-   ``explain_generation`` opens (the site layer's step rows, every layer's head mean) vs
-   plain ``generate`` with the model's own attention (target <= 1.2x); the loop without
-   capture and ``generate`` with eager attention are printed beside them;
+1. capture during generation: the KV-cached generation loop under the capture
+   ``explain_generation`` opens for ``attention`` (the site layer's row of each step, which
+   leaves every other attention fused) vs plain ``generate`` with the model's own attention
+   (target <= 1.2x); beside them the loop without capture, ``generate`` with eager attention,
+   and the loop under the capture rollout adds (every layer's head mean over every row: the
+   whole prompt's patterns, so eager attention throughout);
 2. the cost per generated token of each method: explaining one step is explaining its
    prefix (prompt + earlier tokens) once, so a method's time on one prefix is its cost per
    generated token (attention and rollout come from the capture of 1.);
@@ -64,13 +66,13 @@ SIZES = {
 }
 
 
-def _captured(lm, prompt: torch.Tensor, new_tokens: int):
-    """The cached generation under the captures explain_generation opens for attention and
-    rollout."""
-    sites = list_sites(lm)
+def _captured(lm, prompt: torch.Tensor, new_tokens: int, rollout: bool = False):
+    """The cached generation under the capture explain_generation opens for attention, and
+    with ``rollout`` the one it adds for rollout."""
     with ExitStack() as stack:
-        stack.enter_context(capture(lm, sites[-1], reduce=lambda p: p[:, :, -1:]))
-        stack.enter_context(capture(lm, reduce=lambda p: p.mean(1, keepdim=True)))
+        stack.enter_context(capture(lm, list_sites(lm)[-1], queries=-1))
+        if rollout:
+            stack.enter_context(capture(lm, reduce=lambda p: p.mean(1, keepdim=True)))
         return generate(lm, prompt, new_tokens)
 
 
@@ -117,13 +119,25 @@ def main() -> None:
         return run
 
     own = lm.config._attn_implementation
+
+    def loop(captured: bool = False, rollout: bool = False):
+        def run() -> None:
+            lm.set_attn_implementation(own)  # generate (eager) switched it
+            if captured:
+                _captured(lm, prompt, new_tokens, rollout)
+            else:
+                generate(lm, prompt, new_tokens)
+
+        return run
+
     with torch.no_grad():
         timings = interleaved_medians(
             {
                 f"generate ({own})": plain_generate(own),
                 "generate (eager)": plain_generate("eager"),
-                "loop, no capture": lambda: generate(lm, prompt, new_tokens),
-                "loop under capture": lambda: _captured(lm, prompt, new_tokens),
+                "loop, no capture": loop(),
+                "loop under capture": loop(captured=True),
+                "loop, capture + rollout": loop(captured=True, rollout=True),
             },
             repeats,
         )
@@ -135,6 +149,8 @@ def main() -> None:
     print(
         f"  capture vs plain generate: {timings['loop under capture'] / base:.2f}x (target <= 1.2x)"
     )
+    rollout = timings["loop, capture + rollout"] / base
+    print(f"  capture + rollout vs plain generate: {rollout:.2f}x")
 
     print(f"2. cost per generated token (one prefix of {prompt_length} tokens)")
     generation = generate(lm, prompt, 1)
@@ -149,11 +165,17 @@ def main() -> None:
         attribute(model, batch, method, target=target)
         print(f"  {method:<26}{time.perf_counter() - started:9.3f} s")
 
-    print("3. peak memory of the captured generation")
+    print("3. peak memory of the captured generation (attention; attention + rollout)")
     for length in memory_prompts:
         ids = torch.randint(1, config.vocab_size, (length,))
-        _, seconds, megabytes = peak_memory(lambda ids=ids: _captured(lm, ids, new_tokens))
-        print(f"  prompt {length:>5} tokens {seconds:8.2f} s {megabytes:9.1f} MB")
+        measured = [
+            peak_memory(lambda ids=ids, rollout=rollout: _captured(lm, ids, new_tokens, rollout))
+            for rollout in (False, True)
+        ]
+        cells = "".join(
+            f" {seconds:8.2f} s {megabytes:9.1f} MB" for _, seconds, megabytes in measured
+        )
+        print(f"  prompt {length:>5} tokens{cells}")
 
 
 if __name__ == "__main__":

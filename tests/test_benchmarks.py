@@ -84,8 +84,9 @@ def test_generation_benchmark_prints_the_capture_ratio_each_methods_cost_and_mem
     assert ratio and float(ratio.group(1)) > 0
     costs = re.findall(r"^  (attention-norm|leave-one-out) +([\d.]+) s$", stdout, re.M)
     assert [name for name, _ in costs] == ["attention-norm", "leave-one-out"]
-    memory = re.findall(r"^  prompt +(\d+) tokens +[\d.]+ s +[\d.]+ MB$", stdout, re.M)
-    assert memory == ["32", "64", "128"]
+    assert re.search(r"capture \+ rollout vs plain generate: [\d.]+x", stdout)
+    memory = re.findall(r"^  prompt +(\d+) tokens( +[\d.]+ s +[\d.]+ MB){2}$", stdout, re.M)
+    assert [length for length, _ in memory] == ["32", "64", "128"]
 
 
 def test_faithfulness_benchmark_prints_a_cost_per_measure_and_method():

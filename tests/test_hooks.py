@@ -79,6 +79,47 @@ def test_capture_equals_eager_output_attentions(name):
 
 
 @pytest.mark.parametrize("name", ARCHS)
+def test_capturing_some_query_rows_forms_only_those_rows(name, monkeypatch):
+    from attnexplain.hooks import transformers_backend
+
+    model, inputs = tiny_model(name), _inputs(name)
+    with torch.no_grad(), capture(model) as whole:
+        expected = _logits(model, inputs)
+    formed = []
+    probabilities = transformers_backend._probabilities
+    monkeypatch.setattr(
+        transformers_backend,
+        "_probabilities",
+        lambda query, *args: formed.append(query.shape[2]) or probabilities(query, *args),
+    )
+    with torch.no_grad(), capture(model, LAYERS[-1], queries=[0, -1]) as rows:
+        logits = _logits(model, inputs)
+    # one call, at the captured site, of two rows: the other layer ran fused attention
+    assert formed == [2]
+    pattern = whole[LAYERS[-1]]
+    torch.testing.assert_close(rows[LAYERS[-1]], pattern[:, :, [0, -1]], atol=1e-6, rtol=0)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+
+
+def test_row_captures_beside_whole_captures_and_interventions_read_their_own_rows():
+    model, inputs = tiny_model("llama"), _inputs("llama")
+    with torch.no_grad(), capture(model) as whole, capture(model, queries=-1) as last:
+        model(**inputs)
+    for site in LAYERS:
+        torch.testing.assert_close(last[site], whole[site][:, :, -1:], atol=0, rtol=0)
+    shuffle = permute(torch.Generator().manual_seed(0))
+    with torch.no_grad(), intervene(model, {LAYERS[0]: shuffle}), capture(model) as changed:
+        model(**inputs)
+    shuffle = permute(torch.Generator().manual_seed(0))
+    shuffled = intervene(model, {LAYERS[0]: shuffle})
+    with torch.no_grad(), shuffled, capture(model, LAYERS[1], queries=3) as row:
+        model(**inputs)
+    torch.testing.assert_close(row[LAYERS[1]], changed[LAYERS[1]][:, :, 3:4], atol=1e-6, rtol=0)
+    with pytest.raises(HookError, match="no query rows"), capture(_classic(), queries=-1):
+        pass
+
+
+@pytest.mark.parametrize("name", ARCHS)
 def test_identity_intervention_leaves_logits_unchanged(name):
     model, inputs = tiny_model(name), _inputs(name)
     with torch.no_grad():

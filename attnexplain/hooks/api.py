@@ -22,7 +22,7 @@ from attnexplain.hooks.cache import AttentionCache
 from attnexplain.hooks.classic_backend import ClassicBackend
 from attnexplain.hooks.interventions import Intervention
 from attnexplain.hooks.session import Backend, HookSession
-from attnexplain.hooks.sites import Site
+from attnexplain.hooks.sites import Site, as_indices
 from attnexplain.hooks.target import hooked_module
 
 # Model -> its open session. A plain dict: the session refers to its model, so weak keys would
@@ -92,6 +92,7 @@ def capture(
     sites: Iterable[str | Site] | str | Site | None = None,
     detach: bool = True,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    queries: int | Iterable[int] | None = None,
 ) -> Iterator[AttentionCache]:
     """Record the attention probabilities of every forward pass run inside the block.
 
@@ -103,10 +104,14 @@ def capture(
     sites : hook names to record (default: all, see ``list_sites``). Select heads or query rows
         when reading instead: ``cache["layers.0.attn.pattern[queries=0]"]``.
     detach : store detached tensors (default); ``False`` keeps them in the autograd graph.
-    reduce : keep ``reduce(pattern)`` instead of each whole pattern, e.g. ``lambda p: p[:, :,
-        -1:]`` (the last query row: a generation step's) or ``lambda p: p.mean(1,
+    reduce : keep ``reduce(pattern)`` instead of each whole pattern, e.g. ``lambda p: p.mean(1,
         keepdim=True)`` (the head mean), so that long inputs keep little. Selecting heads or
         rows when reading applies to what was kept.
+    queries : keep only these query rows of each pattern (negative: from the end; ``-1`` is a
+        generation step's row), [batch, heads, rows, keys]. Only those rows are then computed:
+        where no intervention or whole-pattern capture needs more, the model's output comes
+        from PyTorch's fused attention, so capturing the last row of a long prompt costs
+        little more than not capturing (transformers models only).
 
     Yields
     ------
@@ -137,8 +142,14 @@ def capture(
                 f"e.g. cache[{str(site)!r}]"
             )
     hooks = None if parsed is None else frozenset(site.hook for site in parsed)
-    cache = AttentionCache(hooks, detach=detach, reduce=reduce)
+    rows = None if queries is None else as_indices(queries, "queries")
+    cache = AttentionCache(hooks, detach=detach, reduce=reduce, queries=rows)
     with _session(model, parsed or []) as session:
+        if rows is not None and not session.backend.selectable:
+            raise HookError(
+                f"{type(session.backend.model).__name__}'s attention has no query rows to keep "
+                "(one weight per token); capture it without queries="
+            )
         session.caches.append(cache)
         try:
             yield cache

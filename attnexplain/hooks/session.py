@@ -90,6 +90,21 @@ class HookSession:
         self._handles = []
         self.backend.detach()
 
+    def rows_needed(self, hook: str, num_queries: int) -> tuple[int, ...] | None:
+        """What of a pattern with ``num_queries`` query rows the session needs at ``hook``:
+        None for the whole pattern (an intervention there, or a cache of every row), else the
+        sorted rows the caches keep (empty: none, so the attention may run fused and form no
+        probabilities at all)."""
+        if any(site.hook == hook for site, _ in self.interventions):
+            return None
+        needed: set[int] = set()
+        for cache in self.caches:
+            rows = cache.rows(hook, num_queries)
+            if rows is None:
+                return None
+            needed |= rows
+        return tuple(sorted(needed))
+
     def process(
         self, hook: str, pattern: torch.Tensor, allowed: torch.Tensor, module: nn.Module
     ) -> torch.Tensor:
@@ -98,13 +113,26 @@ class HookSession:
         pattern: [batch, heads, queries, keys] (classic: [batch, tokens]); allowed: bool,
         broadcastable to it, True where the query may attend. Returns the pattern to use.
         """
-        self._calls[hook] += 1
+        self.passed(hook)
         for site, fn in self.interventions:
             if site.hook == hook:
                 pattern = apply_intervention(fn, site, pattern, allowed, module)
         for cache in self.caches:
             cache.record(hook, pattern)
         return pattern
+
+    def record_rows(
+        self, hook: str, pattern: torch.Tensor, rows: tuple[int, ...], num_queries: int
+    ) -> None:
+        """Record one attention call that formed only the query ``rows`` (of ``num_queries``)
+        that :meth:`rows_needed` asked for: ``pattern`` [batch, heads, len(rows), keys]."""
+        self.passed(hook)
+        for cache in self.caches:
+            cache.record(hook, pattern, rows, num_queries)
+
+    def passed(self, hook: str) -> None:
+        """Count one attention call at ``hook`` (what the after-pass checks read)."""
+        self._calls[hook] += 1
 
     def _start_forward(self, module: nn.Module, args: Any) -> None:
         self._calls = Counter()

@@ -47,7 +47,9 @@ def _lens_name(key: tuple) -> str:
     return layer_site(key[1])
 
 
-def _as_indices(value: int | Iterable[int], what: str) -> tuple[int, ...]:
+def as_indices(value: int | Iterable[int], what: str) -> tuple[int, ...]:
+    """``value`` (an index or indices) as a non-empty tuple of ints; ``what`` names it in
+    the error."""
     indices = (value,) if isinstance(value, int) else tuple(int(i) for i in value)
     if not indices:
         raise HookError(f"an empty {what} selection selects nothing; leave it out to select all")
@@ -72,7 +74,7 @@ class Site:
         for key in _SELECTION_KEYS:
             value = getattr(self, key)
             if value is not None:
-                object.__setattr__(self, key, _as_indices(value, key))
+                object.__setattr__(self, key, as_indices(value, key))
 
     @classmethod
     def parse(cls, name: str | Site | tuple[str, int]) -> Site:
@@ -95,7 +97,7 @@ class Site:
                     f"queries=..., each once, separated by ';', e.g. {_EXAMPLE}"
                 )
             try:
-                selection[key] = _as_indices((int(v) for v in values.split(",")), key)
+                selection[key] = as_indices((int(v) for v in values.split(",")), key)
             except ValueError:
                 raise HookError(
                     f"{key} in site {name!r} must be comma-separated integers, got {values!r}"

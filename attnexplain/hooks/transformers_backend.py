@@ -2,7 +2,10 @@
 
 While a session is open the model runs under ``attn_implementation="attnexplain"``: an eager
 attention (softmax(Q K^T * scaling + mask) V) whose probabilities pass through the session
-before they multiply V. The model's own implementation is put back when the session closes.
+before they multiply V, at the sites where the session needs them whole; elsewhere PyTorch's
+fused attention forms the output and only the query rows a capture keeps are computed
+(:func:`hooked_attention_forward`). The model's own implementation is put back when the
+session closes.
 Nothing else is patched: other models, and this one outside the session, run as before.
 
 Which models are supported is decided four ways, cheapest first:
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -41,9 +43,9 @@ _MASKED_AT_OR_BELOW = -1e4
 # (logit soft-capping, attention sinks, T5-style position bias): refuse rather than be wrong.
 _UNMODELLED_KWARGS = ("softcap", "sinks", "s_aux", "position_bias")
 
-# Attention module -> the session's process bound to its site name; filled while a session is
+# Attention module -> the open session and the module's site name; filled while a session is
 # open. Keyed by module because the function transformers calls receives only the module.
-_BINDINGS: dict[nn.Module, Callable[..., torch.Tensor]] = {}
+_BINDINGS: dict[nn.Module, tuple[HookSession, str]] = {}
 
 
 def allowed_keys(attention_mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -65,14 +67,21 @@ def hooked_attention_forward(
     scaling: float | None = None,
     dropout: float = 0.0,
     **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention whose probabilities pass through the module's hook session, if any.
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention whose probabilities pass through the module's hook session, if any.
 
     query: [batch, heads, queries, dim]; key, value: [batch, kv_heads, keys, dim] where
     kv_heads divides heads (grouped-query attention); attention_mask: additive float or bool,
     broadcastable to [batch, heads, queries, keys], or None. Returns the output
     [batch, queries, heads, dim] and the probabilities [batch, heads, queries, keys] that
     multiplied the values.
+
+    Called without a session (AttnLRP's and the fast decode's own implementations call it
+    directly), or where the session needs the whole pattern (an intervention, or a capture of
+    every row), the attention is eager. Elsewhere in a session the output comes from
+    PyTorch's fused attention and only the query rows a capture keeps are formed (none where
+    nothing records the site; the probabilities returned are then None), so capturing a
+    generation step's row costs about what the model's own fused attention does.
     """
     unmodelled = [name for name in _UNMODELLED_KWARGS if kwargs.get(name) is not None]
     if unmodelled:
@@ -80,27 +89,78 @@ def hooked_attention_forward(
             f"{type(module).__name__} passes {', '.join(unmodelled)} to its attention, which "
             "attnexplain's eager attention does not implement; its patterns would be wrong"
         )
-    # Same as repeating by module.num_key_value_groups, but read from the shapes, so models
-    # without that attribute (no grouped-query attention) need no special case.
-    groups = query.shape[1] // key.shape[1]
-    if groups > 1:
-        key = key.repeat_interleave(groups, dim=1)
-        value = value.repeat_interleave(groups, dim=1)
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    session, hook = _BINDINGS.get(module, (None, ""))
+    num_queries = query.shape[2]
+    rows = None if session is None else session.rows_needed(hook, num_queries)
+    if rows is not None and dropout > 0 and module.training:
+        rows = None  # what the fused kernel's dropout kept cannot be recorded
+    if session is not None and rows is not None:
+        output = _fused_attention(module, query, key, value, attention_mask, scaling, dropout)
+        if not rows:
+            session.passed(hook)
+            return output, None
+        selected = torch.tensor(rows, device=query.device)
+        mask = attention_mask
+        if mask is not None and mask.shape[2] == num_queries:
+            mask = mask.index_select(2, selected)
+        probs = _probabilities(query.index_select(2, selected), key, mask, scaling)
+        session.record_rows(hook, probs, rows, num_queries)
+        return output, probs
+    probs = _probabilities(query, key, attention_mask, scaling)
+    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
+    if session is not None:
+        probs = session.process(hook, probs, allowed_keys(attention_mask, probs), module)
+    output = torch.matmul(probs, _grouped(value, query.shape[1])).transpose(1, 2).contiguous()
+    return output, probs
+
+
+def _grouped(states: torch.Tensor, heads: int) -> torch.Tensor:
+    """Keys or values [batch, kv_heads, keys, dim] repeated to ``heads`` query heads (as
+    repeating by ``module.num_key_value_groups``, but read from the shapes, so models without
+    grouped-query attention need no special case)."""
+    groups = heads // states.shape[1]
+    return states.repeat_interleave(groups, dim=1) if groups > 1 else states
+
+
+def _probabilities(
+    query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, scaling: float
+) -> torch.Tensor:
+    """softmax(Q K^T * scaling + mask): [batch, heads, queries, keys] from query [batch,
+    heads, queries, dim] and key [batch, kv_heads, keys, dim]."""
+    scores = torch.matmul(query, _grouped(key, query.shape[1]).transpose(-1, -2)) * scaling
     if attention_mask is not None and attention_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
     elif attention_mask is not None:
         scores = scores + attention_mask
     # Softmax in float32 as Llama's eager attention does; a no-op cast for float32 models.
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
-    process = _BINDINGS.get(module)
-    if process is not None:
-        probs = process(probs, allowed_keys(attention_mask, probs), module)
-    output = torch.matmul(probs, value).transpose(1, 2).contiguous()
-    return output, probs
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+
+
+def _fused_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float,
+) -> torch.Tensor:
+    """The attention output [batch, queries, heads, dim] from PyTorch's fused kernel, which
+    forms no probabilities (the same maths as the eager path, up to float rounding)."""
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        attention_mask = attention_mask.to(query.dtype)
+    output = nn.functional.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=attention_mask,
+        dropout_p=dropout if module.training else 0.0,
+        scale=scaling,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    return output.transpose(1, 2).contiguous()
 
 
 @functools.cache
@@ -227,7 +287,7 @@ class TransformersBackend:
                 "attnexplain cannot capture or intervene on its attention"
             )
         for name, module in self._sites.items():
-            _BINDINGS[module] = functools.partial(session.process, name)
+            _BINDINGS[module] = (session, name)
 
     def detach(self) -> None:
         for module in self._sites.values():
