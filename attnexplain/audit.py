@@ -112,6 +112,7 @@ def audit_plan(
     revision: str | None = None,
     params: dict[str, dict] | None = None,
     measures: str | list[str] | None = None,
+    label_words: list[str] | None = None,
 ) -> Plan:
     """The plan of an audit (see :func:`audit` for the arguments): nothing runs."""
     given = params or {}
@@ -126,9 +127,13 @@ def audit_plan(
         | given.get(name, {})
         for name in (*BATTERY, "league.methods")
     }
-    classes, layers = _model_outline(model, revision)
+    classes, layers = _model_outline(model, revision, label_words)
     chosen = _layers(layer, layers)
-    entry = {"hf": str(model)} | ({"revision": revision} if revision else {})
+    entry = (
+        {"hf": str(model)}
+        | ({"revision": revision} if revision else {})
+        | ({"label_words": list(label_words)} if label_words else {})
+    )
     models = [entry | ({} if at is None else {"site_layer": at}) for at in chosen]
     dataset = {
         "file": str(data),
@@ -188,8 +193,10 @@ def audit(
     params: dict[str, dict] | None = None,
     progress: bool = True,
     measures: str | list[str] | None = None,
+    label_words: list[str] | None = None,
 ) -> AuditResult:
-    """Audit the transformers sequence classifier ``model`` on the user's ``data``.
+    """Audit the transformers sequence classifier ``model`` (or causal LM, read over
+    ``label_words``) on the user's ``data``.
 
     Parameters
     ----------
@@ -212,6 +219,10 @@ def audit(
         model-randomisation checks, Captum's; the checks re-explain under every randomised
         layer and cost many times the default) or None (ERASER's AOPC pair). The verdict
         then says whether they rank the methods alike.
+    label_words : for a causal LM, the word of each class, in class order: the LM is read
+        as a classifier of its next token over them (a cloze: the texts are its prompts,
+        read at their last token; a pair is read as passage then question), and the data's
+        labels are these words or their indices. Each must be one token of its vocabulary.
     params : experiment parameters over their defaults, by experiment name, e.g.
         ``{"jain_wallace.adversarial": {"steps": 100}}`` (``league.methods`` takes
         ``methods`` from the argument above).
@@ -245,6 +256,7 @@ def audit(
         revision,
         params,
         measures,
+        label_words,
     )
     preflight(plan, device)
     run = run_plan(
@@ -273,27 +285,23 @@ def preflight(plan: Plan, device: str = "auto") -> None:
 
     resolve_device(device)
     dataset = plan.datasets[0].load()
-    for source in dict.fromkeys((entry.hf, entry.revision) for entry in plan.models):
-        check_inputs(load_classifier(*source[:1], revision=source[1]), dataset)
+    sources = {(entry.hf, entry.revision, tuple(entry.label_words or ())) for entry in plan.models}
+    for source, revision, words in sources:
+        check_inputs(load_classifier(source, None, revision, list(words) or None), dataset)
 
 
-def _model_outline(model: str, revision: str | None) -> tuple[list[str], int]:
-    """The model's classes (``id2label`` in index order) and its number of layers, from its
-    config alone (no weights are read)."""
-    from transformers import AutoConfig
+def _model_outline(
+    model: str, revision: str | None, label_words: list[str] | None = None
+) -> tuple[list[str], int]:
+    """The model's classes (``id2label`` in index order, or a causal LM's ``label_words``)
+    and its number of layers, from its config alone (no weights are read)."""
+    from attnexplain.models.imported import model_config, reads_next_token
 
-    from attnexplain.provenance import folder_sha256, is_local_model
-
-    if is_local_model(model):
-        folder_sha256(Path(model).expanduser())  # a folder without config.json: say so
-    try:
-        config = AutoConfig.from_pretrained(model, revision=revision)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(
-            f"{model} is neither a model folder nor a reachable hub id ({exc}); pass a folder "
-            f"written by save_pretrained"
-        ) from exc
-    classes = [str(config.id2label[i]) for i in range(config.num_labels)]
+    config = model_config(model, revision)
+    if reads_next_token(config, model, label_words):
+        classes = list(label_words)
+    else:
+        classes = [str(config.id2label[i]) for i in range(config.num_labels)]
     layers = next(
         getattr(config, key)
         for key in ("num_hidden_layers", "n_layers", "n_layer")

@@ -782,11 +782,20 @@ def audit_command(
     model: Annotated[
         str,
         typer.Argument(
-            help="Your transformers sequence classifier: a save_pretrained folder (weights, "
-            "config, tokenizer), or a hub id where this machine reaches a hub"
+            help="Your transformers sequence classifier (or causal LM, with --label-words): a "
+            "save_pretrained folder (weights, config, tokenizer), or a hub id where this "
+            "machine reaches a hub"
         ),
     ],
     data: Annotated[Path, typer.Option(help="Your data: a .csv, .tsv or .jsonl file")],
+    label_words: Annotated[
+        str | None,
+        typer.Option(
+            help="A causal LM is read as a classifier of its next token over these words, one "
+            "per class in class order, comma-separated (e.g. negative,positive); the texts "
+            "are its prompts and the labels these words or their indices"
+        ),
+    ] = None,
     text_column: Annotated[str, typer.Option(help="Column of the texts")] = "text",
     pair_column: Annotated[
         str | None,
@@ -856,6 +865,7 @@ def audit_command(
         formats=formats,
         revision=revision,
         params=_experiment_params(param or []),
+        label_words=_listed(label_words),
     )
     typer.echo(f"\nverdict on {model} ({found.run.directory}):")
     for (dataset, label, layer_name), rows in found.verdict.groupby(
@@ -867,6 +877,11 @@ def audit_command(
             typer.echo(textwrap.fill(line, width=100, subsequent_indent="    "))
     for written in found.report.values():
         typer.echo(f"report: {written}")
+
+
+def _listed(words: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None stays None."""
+    return None if words is None else [word.strip() for word in words.split(",") if word.strip()]
 
 
 def _experiment_params(assignments: list[str]) -> dict[str, dict]:

@@ -26,7 +26,7 @@ from attnexplain.runner.run import RunResult
 from attnexplain.runner.store import RunStore
 from attnexplain.runner.units import ExperimentUnit
 from tests.conftest import run_cli
-from tests.user_models import data_frame, model_folder, vocabulary
+from tests.user_models import causal_lm_folder, data_frame, model_folder, vocabulary
 
 ARCHITECTURES = ["bert", "roberta", "electra", "distilbert", "modernbert", "gpt2", "llama"]
 # a short adversarial search keeps these tests quick; the battery is otherwise the audit's own
@@ -371,3 +371,86 @@ def test_an_audit_takes_the_measures_that_read_its_model_and_refuses_the_trained
     ]
     with pytest.raises(InvalidInputError, match="data-randomisation read a model trained"):
         audit_plan(folder, data_file, measures=["comprehensiveness", "data-randomisation"])
+
+
+# --- causal LMs read over label words (a cloze) --------------------------------------------
+
+LABEL_WORDS = ["no", "yes"]
+
+
+def _cloze_data(tmp_path: Path) -> Path:
+    """The planted task with labels as indices of LABEL_WORDS."""
+    frame = data_frame().assign(label=lambda f: f["label"].map({"class0": 0, "class1": 1}))
+    return _labelled(tmp_path, frame, "cloze.csv")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_causal_lm_is_audited_as_a_classifier_of_its_next_token(name, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = causal_lm_folder(tmp_path, name, [*vocabulary(data_frame()), *LABEL_WORDS])
+    data, out = _cloze_data(tmp_path), tmp_path / "run"
+    quick = [f"--param=jain_wallace.adversarial.{key}={value}" for key, value in QUICK_CLI]
+    result = run_cli(
+        "audit",
+        str(folder),
+        *("--data", str(data), "--label-words", ",".join(LABEL_WORDS)),
+        *("--instances", str(INSTANCES), "--methods", ",".join(FEW_METHODS)),
+        *("--format", "html", "--out", str(out), *quick),
+    )
+    assert result.returncode == 0, result.stderr
+    found = verdict(RunResult.load(out))
+    assert {"performance", "agreement", "permutation", "erasure"} <= set(found["question"])
+    assert found[["value", "low", "high"]].notna().all().all()
+    # the audited model's predictions are the LM's next-token logits over the two words,
+    # at each prompt's last token, computed here without the toolkit
+    lm = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    words = tokenizer.convert_tokens_to_ids(LABEL_WORDS)
+    predictions = RunResult.load(out).results(0)
+    assert set(predictions["text"]) <= set(pd.read_csv(data)["text"])
+    with torch.no_grad():
+        expected = [
+            int(lm(**tokenizer(text, return_tensors="pt")).logits[0, -1, words].argmax())
+            for text in predictions["text"]
+        ]
+    assert len(expected) == INSTANCES
+    assert predictions["predicted"].tolist() == expected
+    manifest = json.loads((out / "manifest.json").read_text())
+    training = next(u for u in manifest["units"] if u["kind"] == "train")
+    assert training["details"]["model"]["label_words"] == LABEL_WORDS
+
+
+def test_causal_lm_errors_name_the_label_words(tmp_path, folders, data_file):
+    folder = causal_lm_folder(tmp_path, "gpt2", [*vocabulary(data_frame()), *LABEL_WORDS])
+    data, out = str(_cloze_data(tmp_path)), ["--out", str(tmp_path / "run")]
+    cases = {
+        "--label-words negative,positive": [str(folder), "--data", data],
+        "is not one token": [str(folder), "--data", data, "--label-words", "no,maybe"],
+        "leave out --label-words": [
+            str(model_folder(folders, "bert")),
+            *("--data", str(data_file), "--label-words", "no,yes"),
+        ],
+    }
+    for expected, arguments in cases.items():
+        line = _one_error_line(run_cli("audit", *arguments, *out))
+        assert expected in line, line
+    assert not (tmp_path / "run" / "units").exists()
+
+
+def test_label_words_belong_to_a_users_model_as_it_is(tmp_path):
+    from attnexplain.runner.plan import PlanError, parse_plan
+
+    folder = causal_lm_folder(tmp_path, "llama", [*vocabulary(data_frame()), *LABEL_WORDS])
+    plan = audit_plan(str(folder), _cloze_data(tmp_path), label_words=LABEL_WORDS)
+    assert plan.datasets[0].classes == LABEL_WORDS
+    assert plan.models[0].source()["label_words"] == LABEL_WORDS
+    base = {"datasets": ["synthetic"], "experiments": [{"name": "predictions"}]}
+    for model, message in [
+        ({"encoder": "lstm", "label_words": ["a"]}, "remove label_words"),
+        ({"hf": str(folder), "label_words": ["a"], "finetune": True}, "remove finetune"),
+        ({"decoder": "llama", "label_words": ["a"]}, "remove label_words"),
+    ]:
+        with pytest.raises(PlanError, match=message):
+            parse_plan({**base, "models": [model]})

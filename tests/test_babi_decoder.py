@@ -181,8 +181,8 @@ def test_a_decoder_entry_that_cannot_be_trained_is_a_plan_error(model, message):
         parse_plan({**PLAN, "models": [model]})
 
 
-def test_a_class_that_is_not_one_word_cannot_be_an_answer(checkpoint):
-    with pytest.raises(ValueError, match="not one word"):
+def test_a_class_that_is_not_one_token_cannot_be_an_answer(checkpoint):
+    with pytest.raises(ValueError, match="not one token"):
         decoder_reader(checkpoint.model.model.lm, checkpoint.pipeline.tokenizer, ["a b"], 64)
 
 

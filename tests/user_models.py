@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     BertConfig,
     DebertaV2Config,
@@ -128,6 +129,18 @@ def model_folder(root: Path, name: str, words: list[str] | None = None, classes:
     model = AutoModelForSequenceClassification.from_config(config)
     folder = root / name
     model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def causal_lm_folder(root: Path, name: str, words: list[str]) -> Path:
+    """``root/name-lm``: a random-init ``name`` causal LM (seed 0, ``gpt2`` or ``llama``) and
+    its tokenizer over ``words``, as ``save_pretrained`` writes them."""
+    tokenizer = _tokenizer(name, words)
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(_config(name, len(tokenizer)))
+    folder = root / f"{name}-lm"
+    lm.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

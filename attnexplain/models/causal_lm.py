@@ -136,9 +136,18 @@ class NextTokenLM(nn.Module):
         return NextTokenOutput(logits if self.candidates is None else logits[:, self.candidates])
 
 
-def load_causal_lm(folder: str | os.PathLike) -> tuple[nn.Module, object]:
+def is_causal_lm(config) -> bool:
+    """Whether a transformers ``config`` describes a causal language model (its
+    ``architectures`` end in ``ForCausalLM`` or ``LMHeadModel``)."""
+    return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in config.architectures or ())
+
+
+def load_causal_lm(
+    folder: str | os.PathLike, revision: str | None = None
+) -> tuple[nn.Module, object]:
     """A causal LM and its tokenizer from a folder ``save_pretrained`` wrote (or a hub id,
-    where the machine reaches a hub), in eval mode with eager attention.
+    where the machine reaches a hub; ``revision`` pins it), in eval mode with eager
+    attention.
 
     Raises :class:`InvalidInputError` for a folder that holds no causal LM and tokenizer.
     """
@@ -148,8 +157,10 @@ def load_causal_lm(folder: str | os.PathLike) -> tuple[nn.Module, object]:
 
     try:
         with quiet_loading():
-            lm = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
-            tokenizer = AutoTokenizer.from_pretrained(folder)
+            lm = AutoModelForCausalLM.from_pretrained(
+                folder, revision=revision, attn_implementation="eager"
+            )
+            tokenizer = AutoTokenizer.from_pretrained(folder, revision=revision)
     except (OSError, ValueError, KeyError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInputError(

@@ -138,18 +138,30 @@ def word_tokenizer(words: Sequence[str]):
 
 
 def answer_ids(tokenizer, classes: Sequence[str]) -> list[int]:
-    """The token id of each class name: the words the decoder answers with.
+    """The token id of each class name: the words the decoder answers with, as they follow
+    a prompt (``" positive"``, the word after a space, where the tokenizer makes that one
+    token; else the bare word).
 
-    Raises :class:`InvalidInputError` for a class that is not one word of the vocabulary."""
+    Raises :class:`InvalidInputError` for a class that is not one token of the vocabulary."""
     ids = []
     for name in classes:
-        pieces = tokenizer(str(name), add_special_tokens=False)["input_ids"]
-        if len(pieces) != 1 or pieces[0] == tokenizer.unk_token_id:
+        pieces = [
+            tokenizer(form, add_special_tokens=False)["input_ids"]
+            for form in (f" {str(name).strip()}", str(name).strip())
+        ]
+        single = [ids[0] for ids in pieces if len(ids) == 1 and ids[0] != tokenizer.unk_token_id]
+        if not single:
             raise InvalidInputError(
-                f"class {name!r} is not one word of the decoder's vocabulary, so it cannot be "
-                f"the next token: name the classes with single words (e.g. 'positive')"
+                f"class {name!r} is not one token of the decoder's vocabulary (it is "
+                f"{tokenizer.convert_ids_to_tokens(pieces[0])}), so it cannot be the next "
+                f"token: name the classes with words that are one token each (e.g. 'positive')"
             )
-        ids.append(pieces[0])
+        ids.append(single[0])
+    if len(set(ids)) < len(ids):
+        raise InvalidInputError(
+            f"the classes {list(classes)} map to the same token twice: name each class with "
+            f"its own word"
+        )
     return ids
 
 
@@ -157,8 +169,10 @@ def decoder_reader(
     lm: torch.nn.Module, tokenizer, classes: Sequence[str], max_length: int
 ) -> tuple[HFClassifier, WordpieceTokenizer]:
     """``lm`` read as a classifier of ``classes`` (their words as the next token), and the
-    pipeline that writes its prompts: ``<s> passage question``, the passage alone content."""
+    pipeline that writes its prompts: ``<s> passage question``, the passage alone content.
+    Long prompts lose their start, not their end, where the LM answers."""
     model = HFClassifier(NextTokenLM(lm, answer_ids(tokenizer, classes)))
+    tokenizer.truncation_side = "left"
     return model, WordpieceTokenizer(tokenizer, max_length, passage_only=True, question_last=True)
 
 

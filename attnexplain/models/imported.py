@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,9 @@ import torch
 
 from attnexplain.data.registry import Dataset
 from attnexplain.errors import HookError, InvalidInputError
+from attnexplain.models.causal_lm import is_causal_lm, load_causal_lm
 from attnexplain.models.checkpoint import save_checkpoint
+from attnexplain.models.decoder import decoder_reader
 from attnexplain.models.hf import HFClassifier, WordpieceTokenizer
 from attnexplain.models.train import TrainResult, evaluate
 from attnexplain.provenance import folder_sha256, is_local_model
@@ -75,19 +77,29 @@ def quiet_loading() -> Iterator[None]:
 
 
 def load_classifier(
-    source: str | os.PathLike, max_length: int | None = None, revision: str | None = None
+    source: str | os.PathLike,
+    max_length: int | None = None,
+    revision: str | None = None,
+    label_words: Sequence[str] | None = None,
 ) -> ImportedClassifier:
     """Load the sequence classifier in ``source`` (a folder, or a hub id where a hub is
     reachable) with eager attention, ready for the hooks.
 
+    A causal language model is read as a classifier of its next token over ``label_words``
+    (one word per class, in class order: a cloze; the texts are its prompts, read at their
+    last token, and long ones lose their start).
+
     Raises :class:`InvalidInputError` for a folder that is not a classifier (no
-    ``config.json``, no trained classification head) and :class:`HookError` for an
-    architecture the hooks cannot reach, naming it and why.
+    ``config.json``, no trained classification head), a causal LM without label words (or
+    label words for a classifier), and :class:`HookError` for an architecture the hooks
+    cannot reach, naming it and why.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     source = str(Path(source).expanduser()) if is_local_model(str(source)) else str(source)
     provenance = {"source": _shown(source), **model_provenance(source, revision)}
+    if reads_next_token(model_config(source, revision), source, label_words):
+        return _load_cloze(source, max_length, revision, list(label_words), provenance)
     try:
         with quiet_loading():
             model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -117,6 +129,65 @@ def load_classifier(
     )
     return ImportedClassifier(
         classifier, WordpieceTokenizer(tokenizer, length), classes, reads_pairs, provenance
+    )
+
+
+def model_config(source: str, revision: str | None = None):
+    """The transformers config of ``source`` (no weights are read).
+
+    Raises :class:`InvalidInputError` for a folder without one or an unreachable hub id."""
+    from transformers import AutoConfig
+
+    if is_local_model(source):
+        folder_sha256(Path(source).expanduser())  # a folder without config.json: say so
+    try:
+        return AutoConfig.from_pretrained(source, revision=revision)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInputError(
+            f"{source} is neither a model folder nor a reachable hub id ({exc}); pass a folder "
+            f"written by save_pretrained"
+        ) from exc
+
+
+def reads_next_token(config, source: str, label_words: Sequence[str] | None) -> bool:
+    """Whether the model ``source`` (its transformers ``config``) is read as a cloze: a
+    causal LM over ``label_words``. Raises :class:`InvalidInputError` for a causal LM
+    without label words, or label words for a classifier."""
+    causal = is_causal_lm(config)
+    architecture = ", ".join(config.architectures or [config.model_type])
+    if causal and not label_words:
+        raise InvalidInputError(
+            f"{source} holds a causal language model ({architecture}): it is read as a "
+            f"classifier of its next token, so name the word of each class, in class order, "
+            f"with --label-words (label_words=[...] in Python, label_words: in a plan), e.g. "
+            f"--label-words negative,positive; the data's labels are those words or their "
+            f"indices"
+        )
+    if label_words and not causal:
+        raise InvalidInputError(
+            f"label words read a causal language model's next token, but {source} holds "
+            f"{architecture}, which predicts its own classes: leave out --label-words"
+        )
+    return causal
+
+
+def _load_cloze(
+    source: str,
+    max_length: int | None,
+    revision: str | None,
+    label_words: list[str],
+    provenance: dict,
+) -> ImportedClassifier:
+    """The causal LM in ``source`` read as a classifier of ``label_words`` as its next
+    token."""
+    lm, tokenizer = load_causal_lm(source, revision)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    length = max_length or _longest_input(lm.config, tokenizer)
+    classifier, pipeline = decoder_reader(lm, tokenizer, label_words, length)
+    _check_supported(classifier, lm)
+    return ImportedClassifier(
+        classifier, pipeline, label_words, False, provenance | {"label_words": label_words}
     )
 
 
@@ -157,6 +228,7 @@ def import_classifier(
     source: str,
     max_length: int | None = None,
     revision: str | None = None,
+    label_words: Sequence[str] | None = None,
 ) -> TrainResult:
     """Write the classifier in ``source`` as a checkpoint in ``out_dir`` (nothing is trained)
     and measure it on ``dataset``'s test split (dev too, where it has rows).
@@ -166,7 +238,7 @@ def import_classifier(
     for text pairs given to a single-text model and single texts given to a pair model.
     """
     started = time.perf_counter()
-    imported = load_classifier(source, max_length, revision)
+    imported = load_classifier(source, max_length, revision, label_words)
     if dataset.classes != imported.classes:
         raise InvalidInputError(
             f"the model in {source} predicts {imported.classes} but the data's classes are "
@@ -198,14 +270,20 @@ def import_classifier(
 
 def check_inputs(imported: ImportedClassifier, dataset: Dataset) -> None:
     """:class:`InvalidInputError` when the data's shape (single texts or pairs) is not the
-    model's."""
+    model's. A causal LM reads a pair as its passage and then its question, where it
+    answers, with no separator (:func:`~attnexplain.models.decoder.decoder_reader`)."""
     pairs = "text_pair" in dataset.test.columns
     if imported.reads_pairs and not pairs:
         raise InvalidInputError(
             f"the model reads text pairs (its labels are {imported.classes}) but the data has "
             f"single texts: name the second text's column with --pair-column"
         )
-    if pairs and "token_type_ids" not in imported.pipeline.tokenizer.model_input_names:
+    pipeline = imported.pipeline
+    if (
+        pairs
+        and not pipeline.question_last
+        and "token_type_ids" not in pipeline.tokenizer.model_input_names
+    ):
         separator = imported.pipeline.tokenizer.sep_token
         if separator is None:
             raise InvalidInputError(

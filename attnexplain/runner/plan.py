@@ -250,7 +250,9 @@ class ModelEntry(_Section):
     decoder LM trained from scratch to say the answer word (``decoder: llama | gpt2`` with
     ``layers``, ``hidden_size`` and ``heads``; the rest take DecoderConfig's defaults), or a
     user's transformers classifier (``hf: FOLDER_OR_HUB_ID``), used as it is or, with
-    ``finetune: true``, fine-tuned on the dataset with ``finetune:``'s recipe."""
+    ``finetune: true``, fine-tuned on the dataset with ``finetune:``'s recipe; a user's
+    causal LM (``hf:`` with ``label_words: [negative, positive]``) is read as a classifier
+    of its next token over those words, one per class in class order."""
 
     vision: Annotated[str | None, _one_of("vision model", VISION_KEYS)] = None
     decoder: Annotated[str | None, _one_of("decoder", DECODERS)] = None
@@ -264,6 +266,7 @@ class ModelEntry(_Section):
     hf: str | None = None
     finetune: bool | None = None
     revision: str | None = None
+    label_words: list[str] | None = None
     site_layer: int | None = None
 
     @property
@@ -282,7 +285,7 @@ class ModelEntry(_Section):
                 )
         if self.hf is not None:
             return self._user_model()
-        for key in ("finetune", "revision"):
+        for key in ("finetune", "revision", "label_words"):
             if getattr(self, key) is not None:
                 raise ValueError(f"{key} is for a user's model (hf: FOLDER); remove {key}")
         # a transformer's attention mode says whether its site is frozen uniform (W&P)
@@ -319,8 +322,13 @@ class ModelEntry(_Section):
         ]
         if other:
             raise ValueError(
-                f"a user's model (hf: {self.hf}) takes only site_layer, finetune, revision and "
-                f"attention_mode; remove {', '.join(other)}"
+                f"a user's model (hf: {self.hf}) takes only site_layer, finetune, revision, "
+                f"label_words and attention_mode; remove {', '.join(other)}"
+            )
+        if self.label_words is not None and (self.finetune or not self.label_words):
+            raise ValueError(
+                "label_words read a user's causal LM as it is, one word per class: give at "
+                "least one word, and remove finetune"
             )
         if self.attention_mode not in (None, TRAINABLE_MODES[0]) and not self.finetune:
             raise ValueError(
@@ -343,6 +351,7 @@ class ModelEntry(_Section):
                 "vision",
                 "finetune",
                 "revision",
+                "label_words",
             )
             if getattr(self, key) is not None
         ]
@@ -402,7 +411,8 @@ class ModelEntry(_Section):
             return {"pretrained": self.pretrained}
         from attnexplain.models.imported import model_provenance
 
-        return {"hf": model_provenance(self.hf, self.revision), "finetune": bool(self.finetune)}
+        source = {"hf": model_provenance(self.hf, self.revision), "finetune": bool(self.finetune)}
+        return source | ({"label_words": self.label_words} if self.label_words else {})
 
     @property
     def label(self) -> str:

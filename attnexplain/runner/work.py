@@ -75,7 +75,9 @@ class UnitWorker:
         # a user's model is used as it is, unless fine-tuned or retrained with frozen uniform
         # attention (W&P's baseline of it)
         if model.hf is not None and not model.finetune and not model.architecture():
-            result = import_classifier(dataset, folder, model.hf, revision=model.revision)
+            result = import_classifier(
+                dataset, folder, model.hf, revision=model.revision, label_words=model.label_words
+            )
         else:
             result = train(
                 dataset,
