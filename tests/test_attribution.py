@@ -110,6 +110,32 @@ def test_integrated_gradients_is_complete_within_captums_delta(family):
     assert torch.allclose(result.scores.sum(-1), difference, atol=float(delta.abs().max()) + 1e-5)
 
 
+def test_integrated_gradients_runs_its_steps_in_chunks_that_fit_the_memory_bound(
+    family, monkeypatch
+):
+    from attnexplain.attribution import captum_methods
+    from attnexplain.attribution.adapter import input_forward
+
+    model, batch = family
+    whole = attribute(model, batch, "integrated-gradients", n_steps=20)
+    forward = input_forward(model, batch)
+    per_row = captum_methods.saved_bytes_per_row(forward, *forward.inputs(batch))
+    assert per_row > 0
+    # a bound of three rows' activations: 40 rows in chunks of three, then 2 (one step of the
+    # batch at least)
+    sizes = []
+    original = captum_methods.EmbeddingForward.forward
+    monkeypatch.setattr(captum_methods, "GRADIENT_CHUNK_BYTES", 3 * per_row)
+    monkeypatch.setattr(
+        captum_methods.EmbeddingForward,
+        "forward",
+        lambda self, content, *rest: sizes.append(len(content)) or original(self, content, *rest),
+    )
+    chunked = attribute(model, batch, "integrated-gradients", n_steps=20)
+    assert max(sizes[1:]) == 2 and sum(sizes[1:]) >= 40  # [0]: the measuring pass
+    torch.testing.assert_close(chunked.scores, whole.scores, atol=1e-6, rtol=1e-5)
+
+
 def test_a_classic_baseline_is_the_pad_token(classic):
     model, batch = classic
     padded = batch.token_ids.masked_fill(batch.content_mask, 0)

@@ -74,19 +74,56 @@ def input_x_gradient(model: Model, batch: Batch, target: torch.Tensor) -> Method
     return _captum(input_forward(model, batch), batch, target, "InputXGradient")
 
 
+# The most memory that what the backward pass keeps of one chunk of integrated gradients'
+# steps may take (the activations autograd saves, weights not counted): the steps run in
+# chunks of as many rows as fit, at least one step of the whole batch.
+GRADIENT_CHUNK_BYTES = 2 * 2**30
+
+
 def integrated_gradients(
     model: Model, batch: Batch, target: torch.Tensor, n_steps: int = 50
 ) -> MethodOutput:
     """Captum ``IntegratedGradients`` on the embeddings from the zero baseline, ``n_steps``
-    Gauss-Legendre steps; reports Captum's convergence delta."""
+    Gauss-Legendre steps; reports Captum's convergence delta. The batch's ``n_steps`` copies
+    run in chunks that keep at most :data:`GRADIENT_CHUNK_BYTES` for the backward pass
+    (:func:`saved_bytes_per_row`), so a long input (a 1,000-token prefix of a 100M-parameter
+    LM) costs more passes instead of running out of memory."""
+    forward = input_forward(model, batch)
+    per_row = saved_bytes_per_row(forward, *forward.inputs(batch))
+    rows = max(len(batch), GRADIENT_CHUNK_BYTES // max(per_row, 1))
     return _captum(
-        input_forward(model, batch),
+        forward,
         batch,
         target,
         "IntegratedGradients",
         with_delta=True,
         n_steps=n_steps,
+        internal_batch_size=int(rows),
     )
+
+
+def saved_bytes_per_row(
+    forward: EmbeddingForward | PixelForward,
+    content: torch.Tensor,
+    trailing: tuple[torch.Tensor | None, ...],
+) -> int:
+    """The bytes autograd keeps for the backward pass of ``forward`` on the first row of
+    ``content`` [batch, ...] (``trailing``: the forward's other arguments, per row or None),
+    weights not counted: one forward pass, measured with saved-tensor hooks."""
+    weights = {parameter.data_ptr() for parameter in forward.model.parameters()}
+    saved = 0
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        if tensor.untyped_storage().data_ptr() not in weights:
+            saved += tensor.numel() * tensor.element_size()
+        return tensor
+
+    first = [arg[:1] if isinstance(arg, torch.Tensor) else arg for arg in trailing]
+    row = content[:1].detach().requires_grad_()
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        forward(row, *first)
+    return saved
 
 
 def deeplift(model: Model, batch: Batch, target: torch.Tensor) -> MethodOutput:
