@@ -8,7 +8,9 @@
    whole prompt's patterns, so eager attention throughout);
 2. the cost per generated token of each method: explaining one step is explaining its
    prefix (prompt + earlier tokens) once, so a method's time on one prefix is its cost per
-   generated token (attention and rollout come from the capture of 1.);
+   generated token (attention and rollout come from the capture of 1.); with
+   ``--rerun-deletions``, leave-one-out from the prefix cache beside re-running every
+   deletion (and the largest difference of their scores);
 3. peak memory of the captured generation as the prompt grows (growth of the process's
    peak resident set, Linux).
 
@@ -88,6 +90,11 @@ def main() -> None:
     parser.add_argument(
         "--memory-prompts", type=int, nargs="+", default=None, help="prompt lengths of 3."
     )
+    parser.add_argument(
+        "--rerun-deletions",
+        action="store_true",
+        help="time leave-one-out also re-running every deletion (the prefix cache's baseline)",
+    )
     args = parser.parse_args()
     small = args.small
     prompt_length = args.prompt_length or (64 if small else 1000)
@@ -162,8 +169,17 @@ def main() -> None:
         target = generation.tokens if get_method(method).uses_target else None
         attribute(model, warm_up, method, target=target)  # first-call costs (imports) left out
         started = time.perf_counter()
-        attribute(model, batch, method, target=target)
-        print(f"  {method:<26}{time.perf_counter() - started:9.3f} s")
+        scores = attribute(model, batch, method, target=target).scores
+        seconds = time.perf_counter() - started
+        print(f"  {method:<26}{seconds:9.3f} s")
+        if method == "leave-one-out" and args.rerun_deletions:
+            started = time.perf_counter()
+            rerun = attribute(model, batch, method, fast=False).scores
+            slow = time.perf_counter() - started
+            gap = float((scores - rerun).abs().max())
+            print(
+                f"  {'  every deletion re-run':<26}{slow:9.3f} s ({slow / seconds:.2f}x; {gap:.1e})"
+            )
 
     print("3. peak memory of the captured generation (attention; attention + rollout)")
     for length in memory_prompts:

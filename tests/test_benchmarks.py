@@ -78,12 +78,13 @@ def test_generation_benchmark_prints_the_capture_ratio_each_methods_cost_and_mem
     stdout = _benchmark_output(
         "generation.py",
         *("--small", "--new-tokens", "2", "--repeats", "1"),
-        *("--methods", "attention-norm", "leave-one-out"),
+        *("--methods", "attention-norm", "leave-one-out", "--rerun-deletions"),
     )
     ratio = re.search(r"capture vs plain generate: ([\d.]+)x", stdout)
     assert ratio and float(ratio.group(1)) > 0
     costs = re.findall(r"^  (attention-norm|leave-one-out) +([\d.]+) s$", stdout, re.M)
     assert [name for name, _ in costs] == ["attention-norm", "leave-one-out"]
+    assert re.search(r"every deletion re-run +[\d.]+ s \([\d.]+x; [\d.e+-]+\)", stdout)
     assert re.search(r"capture \+ rollout vs plain generate: [\d.]+x", stdout)
     memory = re.findall(r"^  prompt +(\d+) tokens( +[\d.]+ s +[\d.]+ MB){2}$", stdout, re.M)
     assert [length for length, _ in memory] == ["32", "64", "128"]

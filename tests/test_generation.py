@@ -238,6 +238,30 @@ def test_leave_one_out_is_rerunning_without_the_token_by_hand():
             )
 
 
+@pytest.mark.parametrize("name", CAUSAL)
+def test_leave_one_out_from_the_prefix_cache_equals_rerunning_every_deletion(name, monkeypatch):
+    from attnexplain.attribution import decoder_erasure
+
+    tok = tokenizer(name)
+    # two rows of different lengths (padded), every token deleted in turn, the last included
+    rows = [tok("mary went to the kitchen")["input_ids"], tok("john took the milk")["input_ids"]]
+    batch = collate(rows, framing=Framing(0, 0, 0))
+    runs = []
+    original = decoder_erasure.deletion_probabilities
+    monkeypatch.setattr(
+        decoder_erasure, "deletion_probabilities", lambda *args: runs.append(1) or original(*args)
+    )
+    for candidates in (None, tok.convert_tokens_to_ids(["kitchen", "garden", "office"])):
+        model = HFClassifier(NextTokenLM(causal_lm(name), candidates))
+        assert decoder_erasure.blocker(model) is None
+        cached = attribute(model, batch, "leave-one-out").scores
+        rerun = attribute(model, batch, "leave-one-out", fast=False).scores
+        torch.testing.assert_close(cached, rerun, atol=1e-5, rtol=0)
+    assert runs == [1, 1]  # the cached path ran, once per batch
+    with capture(model):
+        assert "session" in decoder_erasure.blocker(model)
+
+
 def test_the_frame_and_the_heatmaps():
     result = explained("llama")
     frame = result.to_frame()

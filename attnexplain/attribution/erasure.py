@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from attnexplain.attribution import fast_erasure
+from attnexplain.attribution import decoder_erasure, fast_erasure
 from attnexplain.attribution.adapter import Model, output_distribution, pad_id
 from attnexplain.attribution.result import MethodOutput
 from attnexplain.data.batching import Batch
@@ -139,9 +139,11 @@ def leave_one_out(
     hooks recomputes only the states each deletion changes (average: none; CNN: the
     positions within the widest kernel's reach; BiLSTM: the forward states after the token
     and the backward states before it), all deletions of the batch together; see
-    :mod:`attnexplain.attribution.fast_erasure`. Otherwise (transformers, where every state
+    :mod:`attnexplain.attribution.fast_erasure`. A causal LM read as a classifier runs each
+    deletion from the key/value cache of the tokens before it
+    (:mod:`attnexplain.attribution.decoder_erasure`). Otherwise (encoders, where every state
     changes; ``fast=False``; hooks) every deletion is re-run, ``batch_size`` variants of
-    similar length per forward pass. Both give the same scores up to float rounding.
+    similar length per forward pass. All give the same scores up to float rounding.
 
     An instance with one content token is scored by the model's output on an empty content
     (classic models: NaN, since their attention has nothing to attend to).
@@ -150,6 +152,8 @@ def leave_one_out(
     rows, positions = batch.content_mask.nonzero(as_tuple=True)
     if fast and fast_erasure.blocker(model) is None:
         erased = fast_erasure.deletion_probabilities(model, batch, rows, positions)
+    elif fast and decoder_erasure.blocker(model) is None and bool((batch.lengths > 1).all()):
+        erased = decoder_erasure.deletion_probabilities(model, batch, rows, positions)
     else:
         keep = batch.content_mask[rows].clone()
         keep[torch.arange(len(rows), device=rows.device), positions] = False
