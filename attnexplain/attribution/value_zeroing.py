@@ -21,8 +21,6 @@ vector c = sum_t alpha_t h_t, and token t scores 1 - cos(c, c - alpha_t h_t), un
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 from torch.nn import functional
@@ -30,9 +28,9 @@ from torch.nn import functional
 from attnexplain.attribution.adapter import Model
 from attnexplain.attribution.attention_graph import compose
 from attnexplain.attribution.layerwise import explained_rows, layer_stack, rows_of, run
-from attnexplain.attribution.norms import contribution_vectors, inputs_of
+from attnexplain.attribution.norms import contribution_vectors
 from attnexplain.attribution.result import MethodOutput
-from attnexplain.data.batching import Batch
+from attnexplain.data.batching import TOKEN_BUDGET, Batch
 from attnexplain.hooks import SiteCall, intervene, list_sites
 from attnexplain.models.hf import HFClassifier
 
@@ -44,13 +42,48 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 0.5 * difference.square().sum(-1)
 
 
-def zeroing_mask(tokens: int) -> torch.Tensor:
-    """[tokens + 1, 1, tokens, tokens] float: copy 0 keeps every weight; copy 1 + j zeroes
-    column j (the weight on token j's value) in every row, j's own included."""
-    keep = torch.ones(tokens + 1, tokens, tokens)
-    j = torch.arange(tokens)
-    keep[1 + j, :, j] = 0.0
-    return keep.unsqueeze(1)
+def zeroed_columns(copies: range, tokens: int) -> torch.Tensor:
+    """[len(copies), 1, 1, tokens] float, broadcast over heads and query rows: copy 0 keeps
+    every weight; copy 1 + j zeroes column j (the weight on token j's value) in every row,
+    j's own included."""
+    keep = torch.ones(len(copies), 1, 1, tokens)
+    for row, copy in enumerate(copies):
+        if copy > 0:
+            keep[row, ..., copy - 1] = 0.0
+    return keep
+
+
+def _layer_calls(modules: list[nn.Module]) -> tuple[dict, list]:
+    """A record of the positional and keyword arguments each of ``modules`` is called with
+    (``calls[k] = (args, kwargs)``, the latest call), and the hook handles to remove."""
+    calls: dict[int, tuple[tuple, dict]] = {}
+
+    def recorder(k: int):
+        def record(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            calls[k] = (args, kwargs)
+
+        return record
+
+    handles = [
+        module.register_forward_pre_hook(recorder(k), with_kwargs=True)
+        for k, module in enumerate(modules)
+    ]
+    return calls, handles
+
+
+def _repeated(value: object, rows: int) -> object:
+    """``value`` (a call's argument) with every tensor of one row, [1, ...], repeated to
+    ``rows`` rows (in tuples, lists and dicts too); a key/value cache (which the layer would extend)
+    None; other values as they are."""
+    if hasattr(value, "get_seq_length"):  # a transformers Cache
+        return None
+    if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == 1:
+        return value.expand(rows, *value.shape[1:])
+    if isinstance(value, (tuple, list)):
+        return type(value)(_repeated(item, rows) for item in value)
+    if isinstance(value, dict):
+        return {key: _repeated(item, rows) for key, item in value.items()}
+    return value
 
 
 def _zeroed_outputs(
@@ -64,49 +97,45 @@ def _zeroed_outputs(
     (copy 0) and with each token's value zeroed there (copy 1 + j): per layer [tokens + 1,
     tokens, dim].
 
-    One pass over the copies does every layer: each of ``layers`` reads the input it has in
-    a plain pass (recorded first), so zeroing at one layer does not reach the next.
+    One plain pass records what each of ``layers`` is called with; then each layer alone
+    runs on the copies of its input (every layer reads the input it has in a plain pass, so
+    zeroing at one layer does not reach the next), in chunks of at most
+    :data:`~attnexplain.data.batching.TOKEN_BUDGET` positions.
     """
-    # Imported here: it needs transformers, which `import attnexplain` avoids.
-    from attnexplain.models.hf_site import _replace_hidden
-
     tokens = len(token_ids)
-    keep = zeroing_mask(tokens)
     stack = [layer_stack(model)[layer] for layer in layers]
-    with inputs_of(stack) as originals:
-        run(
-            model,
-            token_ids[None],
-            torch.ones_like(token_ids[None]),
-            None if segments is None else segments[None],
-        )
-    outputs: dict[int, torch.Tensor] = {}
+    sites = list_sites(model)
+    keep = [zeroed_columns(range(1), tokens)]  # the current copies' columns
 
     def zero_values(pattern: torch.Tensor, call: SiteCall) -> torch.Tensor:
-        return pattern * keep.to(pattern.device, pattern.dtype)
+        return pattern * keep[0].to(pattern.device, pattern.dtype)
 
-    def recorder(k: int) -> Callable[[nn.Module, tuple, object], None]:
-        def record(module: nn.Module, args: tuple, output: object) -> None:
-            outputs[k] = output[0] if isinstance(output, tuple) else output
-
-        return record
-
-    handles = [module.register_forward_hook(recorder(k)) for k, module in enumerate(stack)]
-    handles += [
-        module.register_forward_pre_hook(
-            _replace_hidden(originals[k].expand(tokens + 1, -1, -1)), with_kwargs=True
-        )
-        for k, module in enumerate(stack)
-    ]
-    sites = list_sites(model)
-    copies = token_ids.expand(tokens + 1, tokens)
-    try:
-        with intervene(model, {sites[layer]: zero_values for layer in layers}):
-            run(model, copies, torch.ones_like(copies))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [outputs[k] for k in range(len(layers))]
+    size = max(1, TOKEN_BUDGET // tokens)
+    outputs = []
+    # the plain pass (copy 0) under the same hooks, so that each layer is called with the
+    # masks the hooks' attention reads (a model's fused attention may take none)
+    with intervene(model, {sites[layer]: zero_values for layer in layers}):
+        calls, handles = _layer_calls(stack)
+        try:
+            run(
+                model,
+                token_ids[None],
+                torch.ones_like(token_ids[None]),
+                None if segments is None else segments[None],
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+        for k, module in enumerate(stack):
+            args, kwargs = calls[k]
+            chunks = []
+            for first in range(0, tokens + 1, size):
+                copies = range(first, min(first + size, tokens + 1))
+                keep[:] = [zeroed_columns(copies, tokens)]
+                output = module(*_repeated(args, len(copies)), **_repeated(kwargs, len(copies)))
+                chunks.append(output[0] if isinstance(output, tuple) else output)
+            outputs.append(torch.cat(chunks))
+    return outputs
 
 
 @torch.no_grad()
