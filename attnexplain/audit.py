@@ -112,7 +112,7 @@ def audit_plan(
     revision: str | None = None,
     params: dict[str, dict] | None = None,
     measures: str | list[str] | None = None,
-    label_words: list[str] | None = None,
+    label_words: str | list[str] | None = None,
 ) -> Plan:
     """The plan of an audit (see :func:`audit` for the arguments): nothing runs."""
     given = params or {}
@@ -127,6 +127,7 @@ def audit_plan(
         | given.get(name, {})
         for name in (*BATTERY, "league.methods")
     }
+    label_words = None if label_words is None else listed(label_words)
     classes, layers = _model_outline(model, revision, label_words)
     chosen = _layers(layer, layers)
     entry = (
@@ -193,7 +194,7 @@ def audit(
     params: dict[str, dict] | None = None,
     progress: bool = True,
     measures: str | list[str] | None = None,
-    label_words: list[str] | None = None,
+    label_words: str | list[str] | None = None,
 ) -> AuditResult:
     """Audit the transformers sequence classifier ``model`` (or causal LM, read over
     ``label_words``) on the user's ``data``.
@@ -219,7 +220,8 @@ def audit(
         model-randomisation checks, Captum's; the checks re-explain under every randomised
         layer and cost many times the default) or None (ERASER's AOPC pair). The verdict
         then says whether they rank the methods alike.
-    label_words : for a causal LM, the word of each class, in class order: the LM is read
+    label_words : for a causal LM, the word of each class, in class order (a list, or one
+        comma-separated string): the LM is read
         as a classifier of its next token over them (a cloze: the texts are its prompts,
         read at their last token; a pair is read as passage then question), and the data's
         labels are these words or their indices. Each must be one token of its vocabulary.
@@ -346,7 +348,7 @@ def _measures(measures: str | list[str] | None) -> dict[str, list[str]]:
     if measures == "all":
         return {"measures": [name for name in list_measures() if not get_measure(name).companion]}
     if isinstance(measures, str):
-        measures = [name.strip() for name in measures.split(",") if name.strip()]
+        measures = listed(measures)
     trained = [name for name in measures if get_measure(name).companion]
     if trained:
         raise InvalidInputError(
@@ -358,6 +360,14 @@ def _measures(measures: str | list[str] | None) -> dict[str, list[str]]:
     return {"measures": list(measures)}
 
 
+def listed(names: str | list[str]) -> list[str]:
+    """``"a, b"`` -> ``["a", "b"]`` (a list is returned as a list): how the audit reads
+    methods, measures and label words given as one comma-separated string."""
+    if isinstance(names, str):
+        return [name.strip() for name in names.split(",") if name.strip()]
+    return list(names)
+
+
 def _league_methods(methods: str | list[str] | None) -> dict[str, list[str] | None]:
     """The league's ``params`` for ``methods``."""
     if methods is None:
@@ -365,5 +375,5 @@ def _league_methods(methods: str | list[str] | None) -> dict[str, list[str] | No
     if methods == "all":
         return {"methods": None}
     if isinstance(methods, str):
-        methods = [name.strip() for name in methods.split(",") if name.strip()]
+        methods = listed(methods)
     return {"methods": list(methods)}

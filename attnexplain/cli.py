@@ -865,7 +865,7 @@ def audit_command(
         formats=formats,
         revision=revision,
         params=_experiment_params(param or []),
-        label_words=_listed(label_words),
+        label_words=label_words,
     )
     typer.echo(f"\nverdict on {model} ({found.run.directory}):")
     for (dataset, label, layer_name), rows in found.verdict.groupby(
@@ -877,11 +877,6 @@ def audit_command(
             typer.echo(textwrap.fill(line, width=100, subsequent_indent="    "))
     for written in found.report.values():
         typer.echo(f"report: {written}")
-
-
-def _listed(words: str | None) -> list[str] | None:
-    """``"a, b"`` -> ``["a", "b"]``; None stays None."""
-    return None if words is None else [word.strip() for word in words.split(",") if word.strip()]
 
 
 def _experiment_params(assignments: list[str]) -> dict[str, dict]:

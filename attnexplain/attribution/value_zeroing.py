@@ -21,6 +21,9 @@ vector c = sum_t alpha_t h_t, and token t scores 1 - cos(c, c - alpha_t h_t), un
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from torch.nn import functional
@@ -53,9 +56,10 @@ def zeroed_columns(copies: range, tokens: int) -> torch.Tensor:
     return keep
 
 
-def _layer_calls(modules: list[nn.Module]) -> tuple[dict, list]:
-    """A record of the positional and keyword arguments each of ``modules`` is called with
-    (``calls[k] = (args, kwargs)``, the latest call), and the hook handles to remove."""
+@contextmanager
+def _layer_calls(modules: list[nn.Module]) -> Iterator[dict[int, tuple[tuple, dict]]]:
+    """Record, during the block, the positional and keyword arguments each of ``modules`` is
+    called with: ``calls[k] = (args, kwargs)``, the latest call."""
     calls: dict[int, tuple[tuple, dict]] = {}
 
     def recorder(k: int):
@@ -68,7 +72,11 @@ def _layer_calls(modules: list[nn.Module]) -> tuple[dict, list]:
         module.register_forward_pre_hook(recorder(k), with_kwargs=True)
         for k, module in enumerate(modules)
     ]
-    return calls, handles
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _repeated(value: object, rows: int) -> object:
@@ -115,17 +123,13 @@ def _zeroed_outputs(
     # the plain pass (copy 0) under the same hooks, so that each layer is called with the
     # masks the hooks' attention reads (a model's fused attention may take none)
     with intervene(model, {sites[layer]: zero_values for layer in layers}):
-        calls, handles = _layer_calls(stack)
-        try:
+        with _layer_calls(stack) as calls:
             run(
                 model,
                 token_ids[None],
                 torch.ones_like(token_ids[None]),
                 None if segments is None else segments[None],
             )
-        finally:
-            for handle in handles:
-                handle.remove()
         for k, module in enumerate(stack):
             args, kwargs = calls[k]
             chunks = []

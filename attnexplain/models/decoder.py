@@ -149,7 +149,9 @@ def answer_ids(tokenizer, classes: Sequence[str]) -> list[int]:
             tokenizer(form, add_special_tokens=False)["input_ids"]
             for form in (f" {str(name).strip()}", str(name).strip())
         ]
-        single = [ids[0] for ids in pieces if len(ids) == 1 and ids[0] != tokenizer.unk_token_id]
+        single = [
+            piece[0] for piece in pieces if len(piece) == 1 and piece[0] != tokenizer.unk_token_id
+        ]
         if not single:
             raise InvalidInputError(
                 f"class {name!r} is not one token of the decoder's vocabulary (it is "

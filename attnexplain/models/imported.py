@@ -284,7 +284,7 @@ def check_inputs(imported: ImportedClassifier, dataset: Dataset) -> None:
         and not pipeline.question_last
         and "token_type_ids" not in pipeline.tokenizer.model_input_names
     ):
-        separator = imported.pipeline.tokenizer.sep_token
+        separator = pipeline.tokenizer.sep_token
         if separator is None:
             raise InvalidInputError(
                 f"the tokenizer of {imported.provenance['source']} has no separator token, so "
